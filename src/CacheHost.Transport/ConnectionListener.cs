@@ -1,0 +1,310 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
+using Mono.Unix.Native;
+
+namespace CacheHost.Transport;
+
+/// <summary>
+/// A bound listener for one address. <see cref="AcceptAsync"/> returns null once the listener is unbound,
+/// so accept loops end without exceptions (Kestrel's IConnectionListener contract).
+/// Accept errors are handled by kind (Garnet's HandleAcceptError tiers): resets of a not-yet-accepted
+/// client are transient and skipped; descriptor or buffer exhaustion backs off exponentially from 100 ms
+/// to 5 s; anything else is fatal and thrown.
+/// </summary>
+public sealed class ConnectionListener : IAsyncDisposable
+{
+    private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+
+    private readonly Socket? _socket;
+    private readonly TransportOptions _options;
+    private readonly ILogger _logger;
+    private readonly string? _unixPathToRemove;
+    private TransportConnection? _singleConnection;
+    private volatile bool _unbound;
+
+    private ConnectionListener(TransportAddress address, Socket? socket, TransportOptions options, ILogger logger, string? unixPath)
+    {
+        Address = address;
+        _socket = socket;
+        _options = options;
+        _logger = logger;
+        _unixPathToRemove = unixPath;
+        EndPoint = socket?.LocalEndPoint;
+    }
+
+    /// <summary>The configured address.</summary>
+    public TransportAddress Address { get; }
+
+    /// <summary>The bound endpoint (with the real port when the address asked for port 0).</summary>
+    public EndPoint? EndPoint { get; }
+
+    /// <summary>The options connections from this listener get.</summary>
+    public TransportOptions Options => _options;
+
+    /// <summary>A display form of the bound address, e.g. <c>IP:127.0.0.1:40123</c> or <c>UNIX:/run/x.sock</c>.</summary>
+    public string DisplayAddress => EndPoint switch
+    {
+        IPEndPoint { AddressFamily: AddressFamily.InterNetworkV6 } ip => $"IPv6:[{ip.Address}]:{ip.Port}",
+        IPEndPoint ip => $"IP:{ip.Address}:{ip.Port}",
+        UnixDomainSocketEndPoint => Address.Text,
+        _ => Address.Text,
+    };
+
+    /// <summary>Binds and starts listening on <paramref name="address"/>.</summary>
+    public static ConnectionListener Bind(TransportAddress address, TransportOptions options, ILogger logger)
+    {
+        switch (address.Kind)
+        {
+            case TransportAddressKind.Unix:
+                return BindUnix(address, options, logger);
+            case TransportAddressKind.Tcp4:
+            case TransportAddressKind.Tcp6:
+                return BindTcp(address, options, logger);
+            case TransportAddressKind.FileDescriptor:
+                return AdoptDescriptor(address, options, logger);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(address));
+        }
+    }
+
+    /// <summary>
+    /// Adopts an already-listening socket (systemd socket activation). The socket must be a listening
+    /// stream socket; the caller has already made it close-on-exec.
+    /// </summary>
+    public static ConnectionListener Adopt(TransportAddress address, Socket listeningSocket, TransportOptions options, ILogger logger)
+    {
+        TransportLog.AdoptedListener(logger, (int)listeningSocket.Handle, address.Text);
+        return new ConnectionListener(address, listeningSocket, options, logger, unixPath: null);
+    }
+
+    /// <summary>Waits for the next connection. Returns null once unbound.</summary>
+    public async ValueTask<TransportConnection?> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        if (_socket is null)
+        {
+            // FD:<rd>:<wr> with plain descriptors: "accepts" exactly once (distcache spec 2.1).
+            return Interlocked.Exchange(ref _singleConnection, null);
+        }
+
+        var socket = await AcceptSocketAsync(cancellationToken).ConfigureAwait(false);
+        return socket is null ? null : SocketConnection.Start(socket, _options, _logger);
+    }
+
+    /// <summary>
+    /// Accepts a raw socket, for adapters (TLS) that wrap it before the protocol sees it. Returns null once
+    /// unbound or cancelled.
+    /// </summary>
+    public async ValueTask<Socket?> AcceptSocketAsync(CancellationToken cancellationToken = default)
+    {
+        if (_socket is null)
+        {
+            return null;
+        }
+
+        var backoff = MinBackoff;
+        while (!_unbound)
+        {
+            try
+            {
+                var accepted = await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                backoff = MinBackoff;
+                return accepted;
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;
+            }
+            catch (SocketException ex) when (_unbound || ex.SocketErrorCode == SocketError.OperationAborted)
+            {
+                return null;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted
+                or SocketError.Interrupted or SocketError.TryAgain or SocketError.WouldBlock)
+            {
+                TransportLog.AcceptTransient(_logger, Address.Text, ex.SocketErrorCode);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable
+                or SocketError.ProtocolNotSupported or SocketError.SystemNotReady)
+            {
+                TransportLog.AcceptBackoff(_logger, Address.Text, ex.SocketErrorCode, (int)backoff.TotalMilliseconds);
+                try
+                {
+                    await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return null;
+                }
+
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+            }
+            catch (SocketException ex)
+            {
+                TransportLog.AcceptFatal(_logger, Address.Text, ex);
+                throw;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Stops listening. Pending and future AcceptAsync calls return null.</summary>
+    public void Unbind()
+    {
+        if (_unbound)
+        {
+            return;
+        }
+
+        _unbound = true;
+        _socket?.Dispose();
+        if (_unixPathToRemove is not null && IsSocketFile(_unixPathToRemove))
+        {
+            try
+            {
+                File.Delete(_unixPathToRemove);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        TransportLog.Unbound(_logger, Address.Text);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        Unbind();
+        var single = Interlocked.Exchange(ref _singleConnection, null);
+        if (single is not null)
+        {
+            await single.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static ConnectionListener BindUnix(TransportAddress address, TransportOptions options, ILogger logger)
+    {
+        var path = address.Path!;
+        // The reference unlinks whatever is at the path. We only replace a stale socket: deleting a regular
+        // file because of a typo in a config would lose data.
+        if (File.Exists(path) || Directory.Exists(path) || IsSocketFile(path))
+        {
+            if (!IsSocketFile(path))
+            {
+                throw new IOException($"can't listen on '{address.Text}': {path} exists and is not a socket");
+            }
+
+            File.Delete(path);
+        }
+
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            socket.Bind(new UnixDomainSocketEndPoint(path));
+            UnixSocketPermissions.Apply(path, options.SocketOwner, options.SocketGroup, options.SocketMode, logger);
+            socket.Listen(options.Backlog);
+        }
+        catch (Exception ex)
+        {
+            socket.Dispose();
+            throw new IOException($"can't listen on '{address.Text}': {ex.Message}", ex);
+        }
+
+        var listener = new ConnectionListener(address, socket, options, logger, path);
+        TransportLog.Listening(logger, listener.DisplayAddress);
+        return listener;
+    }
+
+    private static ConnectionListener BindTcp(TransportAddress address, TransportOptions options, ILogger logger)
+    {
+        var v6 = address.Kind == TransportAddressKind.Tcp6;
+        IPAddress ip;
+        if (address.Host is null)
+        {
+            ip = v6 ? IPAddress.IPv6Any : IPAddress.Any;
+        }
+        else
+        {
+            ip = ResolveHost(address, v6);
+        }
+
+        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (v6)
+            {
+                socket.DualMode = false;
+            }
+
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(new IPEndPoint(ip, address.Port));
+            socket.Listen(options.Backlog);
+        }
+        catch (Exception ex)
+        {
+            socket.Dispose();
+            throw new IOException($"can't listen on '{address.Text}': {ex.Message}", ex);
+        }
+
+        var listener = new ConnectionListener(address, socket, options, logger, unixPath: null);
+        TransportLog.Listening(logger, listener.DisplayAddress);
+        return listener;
+    }
+
+    private static ConnectionListener AdoptDescriptor(TransportAddress address, TransportOptions options, ILogger logger)
+    {
+        // A listening socket passed by number (e.g. by a supervisor) is accepted on; any other descriptor
+        // (a pipe, a connected socket) is the one and only connection.
+        if (address.ReadFd == address.WriteFd && IsListeningSocket(address.ReadFd))
+        {
+            var socket = new Socket(new SafeSocketHandle(address.ReadFd, ownsHandle: true));
+            return Adopt(address, socket, options, logger);
+        }
+
+        var listener = new ConnectionListener(address, socket: null, options, logger, unixPath: null)
+        {
+            _singleConnection = OutboundConnector.OpenDescriptors(address, options, logger),
+        };
+        return listener;
+    }
+
+    internal static IPAddress ResolveHost(TransportAddress address, bool v6)
+    {
+        if (IPAddress.TryParse(address.Host, out var literal))
+        {
+            return literal;
+        }
+
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        var found = Dns.GetHostAddresses(address.Host!, family);
+        if (found.Length == 0)
+        {
+            throw new IOException($"'{address.Text}': host '{address.Host}' has no {(v6 ? "IPv6" : "IPv4")} address");
+        }
+
+        return found[0];
+    }
+
+    private static bool IsSocketFile(string path)
+    {
+        return Syscall.lstat(path, out var st) == 0 && (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFSOCK;
+    }
+
+    private static bool IsListeningSocket(int fd)
+    {
+        return Syscall.getsockopt(fd, UnixSocketProtocol.SOL_SOCKET, UnixSocketOptionName.SO_ACCEPTCONN, out int value) == 0 && value != 0;
+    }
+
+    internal static SafeFileHandle DescriptorHandle(int fd) => new(fd, ownsHandle: true);
+}

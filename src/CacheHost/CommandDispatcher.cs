@@ -1,0 +1,79 @@
+using CacheHost.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace CacheHost;
+
+/// <summary>
+/// Chooses what to run from the subcommand or from the name the program was started under
+/// (<c>dc_server</c> = <c>cachehost server</c>, …). Every path ends in the same Generic Host.
+/// Exit codes: 0 clean stop; 1 usage error, failed start-up or crashed role.
+/// </summary>
+internal static class CommandDispatcher
+{
+    public static int Run(string[] args)
+    {
+        var invokedAs = InvocationName.Get();
+        var (command, rest) = DropInCommands.Resolve(invokedAs, args);
+        if (command is null)
+        {
+            return RunHost(rest, overrides: null);
+        }
+
+        return DropInCommands.Run(command, rest);
+    }
+
+    /// <summary>Runs the host until it stops; maps start-up problems to one clear line and exit 1.</summary>
+    public static int RunHost(string[] args, IReadOnlyDictionary<string, string?>? overrides)
+    {
+        IHost host;
+        try
+        {
+            host = HostFactory.Build(args, overrides);
+        }
+        catch (Exception ex) when (ex is ConfigurationException or InvalidOperationException or FormatException)
+        {
+            Console.Error.WriteLine($"cachehost: configuration error: {ex.Message}");
+            return 1;
+        }
+
+        var failures = host.Services.GetRequiredService<RoleFailures>();
+        try
+        {
+            host.Run();
+        }
+        catch (OptionsValidationException ex)
+        {
+            Console.Error.WriteLine($"cachehost: invalid configuration: {string.Join("; ", ex.Failures)}");
+            return 1;
+        }
+        catch (InvalidOperationException ex) when (ex.Message.Contains("configuration", StringComparison.OrdinalIgnoreCase))
+        {
+            // Binder errors name the key, e.g. "Failed to convert configuration value at 'CacheHost:CacheServer:Capacity'".
+            Console.Error.WriteLine($"cachehost: invalid configuration: {ex.Message}");
+            return 1;
+        }
+        catch (Exception ex)
+        {
+            Console.Error.WriteLine($"cachehost: failed: {ex.Message}");
+            return 1;
+        }
+        finally
+        {
+            Serilog.Log.CloseAndFlush();
+        }
+
+        if (failures.Any)
+        {
+            foreach (var (role, error) in failures.Snapshot())
+            {
+                Console.Error.WriteLine($"cachehost: role {role} failed: {error.Message}");
+            }
+
+            return 1;
+        }
+
+        return 0;
+    }
+}

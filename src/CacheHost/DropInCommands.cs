@@ -1,0 +1,81 @@
+namespace CacheHost;
+
+/// <summary>
+/// Drop-in command lines of the tools CacheHost replaces. Each entry turns the original tool's flags into
+/// configuration overrides (or runs a tool such as the load generator) and returns an exit code.
+/// Selected by subcommand (<c>cachehost server …</c>) or by program name (<c>dc_server …</c>).
+/// How to add one: add a row to <see cref="Commands"/> with its subcommand, its drop-in program names and
+/// the function that runs it.
+/// </summary>
+internal static class DropInCommands
+{
+    private sealed record Entry(string Subcommand, string[] ProgramNames, Func<string[], int> Run, string Summary);
+
+    private static readonly Entry[] Commands =
+    [
+    ];
+
+    /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>
+    public static (string? Command, string[] Args) Resolve(string invokedAs, string[] args)
+    {
+        foreach (var entry in Commands)
+        {
+            if (entry.ProgramNames.Contains(invokedAs, StringComparer.Ordinal))
+            {
+                return (entry.Subcommand, args);
+            }
+        }
+
+        if (args.Length > 0)
+        {
+            if (args[0] is "help" or "-h" or "--help" or "-?")
+            {
+                return ("help", args[1..]);
+            }
+
+            if (args[0] is "run")
+            {
+                return (null, args[1..]);
+            }
+
+            foreach (var entry in Commands)
+            {
+                if (args[0] == entry.Subcommand)
+                {
+                    return (entry.Subcommand, args[1..]);
+                }
+            }
+        }
+
+        return (null, args);
+    }
+
+    /// <summary>Runs a resolved command.</summary>
+    public static int Run(string command, string[] args)
+    {
+        if (command == "help")
+        {
+            Console.Out.Write(HelpText());
+            return 0;
+        }
+
+        return Commands.First(c => c.Subcommand == command).Run(args);
+    }
+
+    private static string HelpText()
+    {
+        var text = new System.Text.StringBuilder();
+        text.AppendLine("cachehost - SSL session cache, client proxy, snoop, load tool, process supervisor and Clacks server");
+        text.AppendLine();
+        text.AppendLine("usage: cachehost [run] [--Key=Value ...]   run the roles listed in CacheHost:Roles (appsettings.json)");
+        foreach (var entry in Commands)
+        {
+            text.AppendLine($"       cachehost {entry.Subcommand,-12} {entry.Summary}");
+        }
+
+        text.AppendLine();
+        text.AppendLine("The same program started as one of these names behaves as that tool:");
+        text.AppendLine("  " + string.Join(", ", Commands.SelectMany(c => c.ProgramNames)));
+        return text.ToString();
+    }
+}

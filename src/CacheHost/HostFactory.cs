@@ -1,0 +1,85 @@
+using CacheHost.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Serilog;
+
+namespace CacheHost;
+
+/// <summary>Builds the Generic Host: configuration, logging, and the roles listed in CacheHost:Roles.</summary>
+internal static class HostFactory
+{
+    /// <summary>
+    /// Builds the host. <paramref name="overrides"/> (from drop-in command lines such as
+    /// <c>cachehost server -listen …</c>) take precedence over appsettings, environment and --Key=Value.
+    /// </summary>
+    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null)
+    {
+        // Content root is the executable's folder, not the working directory: a unit started from / would
+        // otherwise look for /appsettings.json and watch the whole file system for changes.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+            ApplicationName = "cachehost",
+        });
+
+        var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
+        if (!string.IsNullOrEmpty(extraConfig))
+        {
+            builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: true);
+            builder.Configuration.AddEnvironmentVariables();
+            builder.Configuration.AddCommandLine(args);
+        }
+
+        if (overrides is { Count: > 0 })
+        {
+            builder.Configuration.AddInMemoryCollection(overrides);
+        }
+
+        ConfigureLogging(builder);
+        builder.Services.AddSingleton<RoleFailures>();
+        builder.Services.AddSingleton<IListenerFactory, DefaultListenerFactory>();
+        builder.Services.Configure<HostOptions>(o =>
+        {
+            // Above the transport's 5 s connection budget, below systemd's default TimeoutStopSec of 90 s.
+            o.ShutdownTimeout = TimeSpan.FromSeconds(15);
+            o.BackgroundServiceExceptionBehavior = BackgroundServiceExceptionBehavior.StopHost;
+        });
+
+        var roles = RoleOptionsExtensions.ReadRoles(builder.Configuration);
+        if (roles.Count == 0)
+        {
+            throw new ConfigurationException("CacheHost:Roles: no role is enabled; list at least one of " + string.Join(", ", RoleCatalog.Roles.Keys));
+        }
+
+        foreach (var role in roles)
+        {
+            if (!RoleCatalog.Roles.TryGetValue(role, out var add))
+            {
+                throw new ConfigurationException($"CacheHost:Roles: unknown role '{role}'; known roles are {string.Join(", ", RoleCatalog.Roles.Keys)}");
+            }
+
+            add(builder);
+        }
+
+        return builder.Build();
+    }
+
+    private static void ConfigureLogging(HostApplicationBuilder builder)
+    {
+        builder.Logging.ClearProviders();
+        var configuration = new LoggerConfiguration().ReadFrom.Configuration(builder.Configuration);
+        if (!builder.Configuration.GetSection("Serilog:WriteTo").Exists())
+        {
+            configuration = configuration.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
+        }
+
+        Log.Logger = configuration.CreateLogger();
+        builder.Logging.AddSerilog(Log.Logger, dispose: true);
+    }
+}
+
+/// <summary>A configuration problem found while composing the host; the message names the key.</summary>
+internal sealed class ConfigurationException(string message) : Exception(message);

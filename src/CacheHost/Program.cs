@@ -1,0 +1,3 @@
+using CacheHost;
+
+return CommandDispatcher.Run(args);

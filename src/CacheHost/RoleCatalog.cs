@@ -1,0 +1,18 @@
+using Microsoft.Extensions.Hosting;
+
+namespace CacheHost;
+
+/// <summary>
+/// The roles this executable can run, by the name used in <c>CacheHost:Roles</c>. This is the only place
+/// that knows every role; roles never reference each other.
+/// How to add a role: give its project an <c>Add{Role}Role(this IHostApplicationBuilder)</c> extension that
+/// binds its options section with ValidateOnStart and registers its hosted service, then add one line here.
+/// </summary>
+internal static class RoleCatalog
+{
+    public static readonly IReadOnlyDictionary<string, Action<IHostApplicationBuilder>> Roles =
+        new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
+        {
+
+        };
+}
