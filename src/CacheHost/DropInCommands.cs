@@ -13,6 +13,7 @@ internal static class DropInCommands
 
     private static readonly Entry[] Commands =
     [
+        new("ctl", [], a => CacheHost.Systemd.Control.ControlClient.Run(a, Console.In, Console.Out, Console.Error), "send a command to the running daemon's control socket and print the replies"),
     ];
 
     /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>

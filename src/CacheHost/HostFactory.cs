@@ -3,7 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Serilog;
+using CacheHost.Systemd;
 
 namespace CacheHost;
 
@@ -18,17 +18,22 @@ internal static class HostFactory
     {
         // Content root is the executable's folder, not the working directory: a unit started from / would
         // otherwise look for /appsettings.json and watch the whole file system for changes.
+        // No file watching at all: configuration is re-read on SIGHUP / "config.reload" (docs/systemd.md), so a
+        // watcher can never end up on / and a half-written file is never picked up.
+        var hostConfiguration = new ConfigurationManager();
+        hostConfiguration.AddInMemoryCollection([new("hostBuilder:reloadConfigOnChange", "false")]);
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
             Args = args,
             ContentRootPath = AppContext.BaseDirectory,
             ApplicationName = "cachehost",
+            Configuration = hostConfiguration,
         });
 
         var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
         if (!string.IsNullOrEmpty(extraConfig))
         {
-            builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: true);
+            builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: false);
             builder.Configuration.AddEnvironmentVariables();
             builder.Configuration.AddCommandLine(args);
         }
@@ -38,9 +43,10 @@ internal static class HostFactory
             builder.Configuration.AddInMemoryCollection(overrides);
         }
 
-        ConfigureLogging(builder);
         builder.Services.AddSingleton<RoleFailures>();
-        builder.Services.AddSingleton<IListenerFactory, DefaultListenerFactory>();
+        // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
+        // IListenerFactory), control socket.
+        builder.AddSystemdIntegration();
         builder.Services.Configure<HostOptions>(o =>
         {
             // Above the transport's 5 s connection budget, below systemd's default TimeoutStopSec of 90 s.
@@ -65,19 +71,6 @@ internal static class HostFactory
         }
 
         return builder.Build();
-    }
-
-    private static void ConfigureLogging(HostApplicationBuilder builder)
-    {
-        builder.Logging.ClearProviders();
-        var configuration = new LoggerConfiguration().ReadFrom.Configuration(builder.Configuration);
-        if (!builder.Configuration.GetSection("Serilog:WriteTo").Exists())
-        {
-            configuration = configuration.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
-        }
-
-        Log.Logger = configuration.CreateLogger();
-        builder.Logging.AddSerilog(Log.Logger, dispose: true);
     }
 }
 

@@ -1,3 +1,4 @@
+using CacheHost.Roles.Probe;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost;
@@ -13,6 +14,6 @@ internal static class RoleCatalog
     public static readonly IReadOnlyDictionary<string, Action<IHostApplicationBuilder>> Roles =
         new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
         {
-
+            ["Probe"] = b => b.AddProbeRole(),
         };
 }
