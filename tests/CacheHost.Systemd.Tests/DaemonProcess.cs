@@ -39,6 +39,13 @@ public sealed class DaemonProcess : IDisposable
     /// <summary>The test output folder, where the referenced cachehost program was copied.</summary>
     public static string ProgramDirectory => AppContext.BaseDirectory;
 
+    /// <summary>The command that runs cachehost: the apphost, or dotnet plus cachehost.dll.</summary>
+    public static string[] ProgramCommand()
+    {
+        var apphost = Path.Combine(ProgramDirectory, "cachehost");
+        return File.Exists(apphost) ? [apphost] : ["dotnet", Path.Combine(ProgramDirectory, "cachehost.dll")];
+    }
+
     /// <summary>A start description for cachehost (apphost when present, else dotnet cachehost.dll).</summary>
     public static ProcessStartInfo StartInfo(IEnumerable<string> args, IDictionary<string, string?>? environment = null, string? fileName = null)
     {
