@@ -95,7 +95,7 @@ public sealed class DeployTests
         var unit = File.ReadAllText(Path.Combine(RepoRoot, "deploy/cachehost.service"));
         Assert.Contains("Type=notify\n", unit);
         Assert.DoesNotContain("\nMemoryDenyWriteExecute=yes", unit);
-        Assert.DoesNotContain("~@resources", unit);
+        Assert.DoesNotContain("\nSystemCallFilter=~@resources", unit);
     }
 
     [Fact]
