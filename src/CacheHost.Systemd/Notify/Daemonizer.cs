@@ -28,7 +28,7 @@ public static class Daemonizer
         if (Path.GetFileNameWithoutExtension(self) == "dotnet")
         {
             // Framework-dependent "dotnet cachehost.dll": keep the dll argument.
-            start.ArgumentList.Add(typeof(Daemonizer).Assembly.Location is { Length: > 0 } ? Path.Combine(AppContext.BaseDirectory, "cachehost.dll") : "cachehost.dll");
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
         }
 
         foreach (var arg in childArgs)
