@@ -1,3 +1,4 @@
+using CacheHost.Roles.CacheServer;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost;
@@ -13,6 +14,6 @@ internal static class RoleCatalog
     public static readonly IReadOnlyDictionary<string, Action<IHostApplicationBuilder>> Roles =
         new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
         {
-
+            [CacheHost.Roles.CacheServer.CacheServerRole.Name] = static b => b.AddCacheServerRole(),
         };
 }
