@@ -13,8 +13,21 @@ internal static class DropInCommands
 
     private static readonly Entry[] Commands =
     [
+        new("server", ["dc_server"], RunServer, "-listen ADDR [-sessions N] …   dc_server: the distcache session cache"),
         new("ctl", [], a => CacheHost.Systemd.Control.ControlClient.Run(a, Console.In, Console.Out, Console.Error), "send a command to the running daemon's control socket and print the replies"),
     ];
+
+    private static int RunServer(string[] args)
+    {
+        var parsed = CacheHost.Roles.CacheServer.DcServerCommandLine.Parse(args);
+        if (parsed.Overrides is null)
+        {
+            Console.Error.Write(parsed.Message);
+            return parsed.ExitCode;
+        }
+
+        return CommandDispatcher.RunHost([], parsed.Overrides, ["server", .. args]);
+    }
 
     /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>
     public static (string? Command, string[] Args) Resolve(string invokedAs, string[] args)

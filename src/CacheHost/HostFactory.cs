@@ -14,36 +14,42 @@ internal static class HostFactory
     /// Builds the host. <paramref name="overrides"/> (from drop-in command lines such as
     /// <c>cachehost server -listen …</c>) take precedence over appsettings, environment and --Key=Value.
     /// </summary>
-    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null)
+    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, bool useAppSettings = true)
     {
         // Content root is the executable's folder, not the working directory: a unit started from / would
-        // otherwise look for /appsettings.json and watch the whole file system for changes.
-        // No file watching at all: configuration is re-read on SIGHUP / "config.reload" (docs/systemd.md), so a
-        // watcher can never end up on / and a half-written file is never picked up.
-        var hostConfiguration = new ConfigurationManager();
-        hostConfiguration.AddInMemoryCollection([new("hostBuilder:reloadConfigOnChange", "false")]);
+        // otherwise look for /appsettings.json and watch the whole file system for changes. Defaults are
+        // disabled so that each configuration source below is deliberate.
+        // No file watching: configuration is re-read on SIGHUP or the control command config.reload
+        // (docs/systemd.md), so a watcher can never end up on / and a half-written file is never picked up.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
             Args = args,
             ContentRootPath = AppContext.BaseDirectory,
             ApplicationName = "cachehost",
-            Configuration = hostConfiguration,
+            DisableDefaults = true,
         });
 
-        var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
-        if (!string.IsNullOrEmpty(extraConfig))
+        // Drop-in command lines (dc_server …) behave like the originals: their flags are the whole
+        // configuration, so a role list or listener in appsettings.json cannot leak into them.
+        if (useAppSettings)
         {
-            builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: false);
-            builder.Configuration.AddEnvironmentVariables();
-            builder.Configuration.AddCommandLine(args);
+            builder.Configuration.AddJsonFile("appsettings.json", optional: true, reloadOnChange: false);
+            var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
+            if (!string.IsNullOrEmpty(extraConfig))
+            {
+                builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: false);
+            }
         }
 
+        builder.Configuration.AddEnvironmentVariables();
+        builder.Configuration.AddCommandLine(args);
         if (overrides is { Count: > 0 })
         {
             builder.Configuration.AddInMemoryCollection(overrides);
         }
 
         builder.Services.AddSingleton<RoleFailures>();
+        builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName);
         // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
         // IListenerFactory), control socket.
         builder.AddSystemdIntegration();

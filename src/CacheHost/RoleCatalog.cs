@@ -1,3 +1,4 @@
+using CacheHost.Roles.CacheServer;
 using CacheHost.Roles.Probe;
 using Microsoft.Extensions.Hosting;
 
@@ -14,6 +15,7 @@ internal static class RoleCatalog
     public static readonly IReadOnlyDictionary<string, Action<IHostApplicationBuilder>> Roles =
         new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
         {
+            [CacheHost.Roles.CacheServer.CacheServerRole.Name] = static b => b.AddCacheServerRole(),
             ["Probe"] = b => b.AddProbeRole(),
         };
 }

@@ -10,7 +10,7 @@ public sealed class NotifyTests
 
     internal static string[] ProbeArgs(string dir, params string[] extra) =>
     [
-        "--CacheHost:Roles=Probe",
+        "--CacheHost:Roles:0=Probe",
         $"--CacheHost:Probe:Listen=UNIX:{dir}/probe.sock",
         $"--CacheHost:Control:Socket={dir}/control.sock",
         .. extra,

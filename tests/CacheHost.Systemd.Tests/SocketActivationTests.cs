@@ -31,7 +31,7 @@ public sealed class SocketActivationTests
         var activated = Path.Combine(dir, "activated.sock");
         using var notify = FakeNotifySocket.Abstract();
         using var daemon = StartActivated(activated, notify,
-            ["--CacheHost:Roles=Probe", $"--CacheHost:Probe:Listen=UNIX:{dir}/configured.sock", "--CacheHost:Probe:Greeting=adopted", $"--CacheHost:Control:Socket={dir}/control.sock"]);
+            ["--CacheHost:Roles:0=Probe", $"--CacheHost:Probe:Listen=UNIX:{dir}/configured.sock", "--CacheHost:Probe:Greeting=adopted", $"--CacheHost:Control:Socket={dir}/control.sock"]);
         daemon.WaitForLine("Listening on", Timeout); // systemd-socket-activate's own line: it has bound
 
         // The first connection makes systemd-socket-activate exec the daemon; it must be served by it.
@@ -57,7 +57,7 @@ public sealed class SocketActivationTests
         var port = Wire.FreeTcpPort();
         using var notify = FakeNotifySocket.Abstract();
         using var daemon = StartActivated($"127.0.0.1:{port}", notify,
-            ["--CacheHost:Roles=Probe", "--CacheHost:Probe:Listen=IP:127.0.0.1:1", $"--CacheHost:Control:Socket={dir}/control.sock"]);
+            ["--CacheHost:Roles:0=Probe", "--CacheHost:Probe:Listen=IP:127.0.0.1:1", $"--CacheHost:Control:Socket={dir}/control.sock"]);
         daemon.WaitForLine("Listening on", Timeout);
 
         using var client = Wire.Connect(new IPEndPoint(IPAddress.Loopback, port));

@@ -1,0 +1,29 @@
+using CacheHost.Protocols.DistCache;
+using Microsoft.Extensions.Logging;
+
+namespace CacheHost.Roles.CacheServer;
+
+/// <summary>CacheServer log events, ids 2000-2099. Never reuse a retired id.</summary>
+internal static partial class CacheServerLog
+{
+    [LoggerMessage(2000, LogLevel.Warning, "libdistcache(pid={Pid}) protocol incompatibility; my level is {Mine:x8}, the peer's is {Theirs:x8} (closing connection #{ConnectionId} only)", EventName = "ProtocolIncompatible")]
+    public static partial void ProtocolIncompatible(ILogger logger, int pid, uint mine, uint theirs, long connectionId);
+
+    [LoggerMessage(2001, LogLevel.Warning, "Connection #{ConnectionId} sent a malformed frame ({Error}); closing it", EventName = "MalformedFrame")]
+    public static partial void MalformedFrame(ILogger logger, long connectionId, DistCacheProtocolError error);
+
+    [LoggerMessage(2002, LogLevel.Warning, "Connection #{ConnectionId} sent an ADD with a {Length}-byte payload (at least 8 needed); closing it", EventName = "AddTooShort")]
+    public static partial void AddTooShort(ILogger logger, long connectionId, int length);
+
+    [LoggerMessage(2003, LogLevel.Debug, "Connection #{ConnectionId} closed with {Bytes} bytes of an unfinished message", EventName = "ClosedMidMessage")]
+    public static partial void ClosedMidMessage(ILogger logger, long connectionId, long bytes);
+
+    [LoggerMessage(2004, LogLevel.Information, "{StatsLine}", EventName = "Stats")]
+    public static partial void Stats(ILogger logger, string statsLine);
+
+    [LoggerMessage(2005, LogLevel.Information, "Session cache ready: capacity {Capacity} sessions, evicting {Batch} when full", EventName = "CacheReady")]
+    public static partial void CacheReady(ILogger logger, int capacity, int batch);
+
+    [LoggerMessage(2006, LogLevel.Information, "Received signal {Signal}; -killable is set, stopping", EventName = "KillSignal")]
+    public static partial void KillSignal(ILogger logger, string signal);
+}

@@ -1,0 +1,134 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using CacheHost.Core;
+using CacheHost.Roles.CacheServer.Storage;
+using CacheHost.Transport;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace CacheHost.Roles.CacheServer;
+
+/// <summary>
+/// The CacheServer role: binds its listeners in StartAsync, serves distcache connections, and once per
+/// StatsInterval purges expired sessions and logs dc_server's stats line (spec 9.3).
+/// </summary>
+public sealed class CacheServerService : ListenerRoleService
+{
+    private const int SigUsr1 = 10;
+    private const int SigUsr2 = 12;
+
+    private readonly CacheServerOptions _options;
+    private readonly SessionStore _store;
+    private readonly CacheServerStatistics _statistics;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly CacheServerConnectionHandler _handler;
+    private readonly List<PosixSignalRegistration> _signals = [];
+
+    /// <summary>Created by DI.</summary>
+    public CacheServerService(
+        IOptions<CacheServerOptions> options,
+        SessionStore store,
+        CacheServerStatistics statistics,
+        IListenerFactory listenerFactory,
+        RoleFailures failures,
+        IHostApplicationLifetime lifetime,
+        ILogger<CacheServerService> logger)
+        : base(CacheServerRole.Name, listenerFactory, failures, logger)
+    {
+        _options = options.Value;
+        _store = store;
+        _statistics = statistics;
+        _lifetime = lifetime;
+        _handler = new CacheServerConnectionHandler(store, statistics, logger);
+    }
+
+    /// <summary>The session store (for stats and status lines).</summary>
+    public SessionStore Store => _store;
+
+    /// <summary>The role's counters.</summary>
+    public CacheServerStatistics Statistics => _statistics;
+
+    /// <inheritdoc />
+    protected override IEnumerable<ListenerSpec> GetListeners() =>
+        _options.Listen.Select(a => new ListenerSpec(CacheServerRole.Name, TransportAddress.Parse(a), _options.Transport, _handler));
+
+    /// <inheritdoc />
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // dc_server ignores SIGUSR1/2 unless -killable, which turns them into a clean stop (spec 9.1).
+        // The registrations must stay referenced or the handlers are collected.
+        foreach (var (number, name) in new[] { (SigUsr1, "SIGUSR1"), (SigUsr2, "SIGUSR2") })
+        {
+            _signals.Add(PosixSignalRegistration.Create((PosixSignal)number, context =>
+            {
+                context.Cancel = true;
+                if (_options.Killable)
+                {
+                    CacheServerLog.KillSignal(Logger, name);
+                    _lifetime.StopApplication();
+                }
+            }));
+        }
+
+        CacheServerLog.CacheReady(Logger, _store.Capacity, _store.EvictionBatch);
+        return base.StartAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    protected override async Task RunAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(_options.StatsInterval);
+        long lastOperations = 0;
+        var lastSessions = 0;
+        var lastProgressMark = 0L;
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                _store.PurgeExpired(_store.Now);
+                var operations = _statistics.TotalOperations;
+                var sessions = _store.Count;
+                var progressCrossed = false;
+                if (_options.Progress > 0)
+                {
+                    var mark = operations / _options.Progress;
+                    progressCrossed = mark != lastProgressMark;
+                    lastProgressMark = mark;
+                }
+
+                if (sessions != lastSessions || progressCrossed)
+                {
+                    CacheServerLog.Stats(Logger, FormatStatsLine(operations, operations - lastOperations, sessions, sessions - lastSessions));
+                    lastOperations = operations;
+                    lastSessions = sessions;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>
+    /// dc_server's stats line (spec 9.3):
+    /// <c>Info, total operations = %7lu  (+ %5lu), total sessions = %5u  (%c%3u)</c>.
+    /// </summary>
+    public static string FormatStatsLine(long operations, long operationsDelta, int sessions, int sessionsDelta)
+    {
+        var sign = sessionsDelta > 0 ? '+' : sessionsDelta < 0 ? '-' : '=';
+        return string.Create(CultureInfo.InvariantCulture,
+            $"Info, total operations = {operations,7}  (+ {operationsDelta,5}), total sessions = {sessions,5}  ({sign}{Math.Abs(sessionsDelta),3})");
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        foreach (var registration in _signals)
+        {
+            registration.Dispose();
+        }
+
+        base.Dispose();
+    }
+}
