@@ -86,12 +86,16 @@ public static class ProcessControl
             FileName = Environment.ProcessPath!,
             UseShellExecute = false,
             RedirectStandardOutput = true,
+            // Also a pipe: the runtime keeps a duplicate of the child's fd 2, so an inherited stderr would
+            // stay open after daemonising and a caller waiting for EOF (a test harness, $(...)) would hang.
+            RedirectStandardError = true,
             RedirectStandardInput = true,
             WorkingDirectory = "/",
         };
         if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
         {
-            start.ArgumentList.Add(typeof(ProcessControl).Assembly.Location.Replace("CacheHost.Core.dll", "cachehost.dll", StringComparison.Ordinal));
+            // AppContext.BaseDirectory, not Assembly.Location (empty in a single-file publish: IL3000).
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
         }
 
         foreach (var argument in childArguments)
@@ -108,6 +112,14 @@ public static class ProcessControl
         using var child = Process.Start(start)!;
         started?.Invoke(child.Id);
         child.StandardInput.Close();
+        var errors = child.StandardError;
+        _ = Task.Run(async () =>
+        {
+            while (await errors.ReadLineAsync().ConfigureAwait(false) is { } line)
+            {
+                await Console.Error.WriteLineAsync(line).ConfigureAwait(false);
+            }
+        });
         // Start-up output (log lines) passes through until the child reports that it runs.
         while (child.StandardOutput.ReadLine() is { } line)
         {

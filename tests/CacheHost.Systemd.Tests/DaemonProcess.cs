@@ -130,7 +130,9 @@ public sealed class DaemonProcess : IDisposable
             throw new TimeoutException($"cachehost did not exit within {timeout.TotalSeconds}s; output:\n{Output}");
         }
 
-        _process.WaitForExit();
+        // Also wait (bounded) for the output pipes to reach EOF, so the captured output is complete; a
+        // descendant that kept them open must not hang the test.
+        Task.Run(() => _process.WaitForExit()).Wait(TimeSpan.FromSeconds(5));
         return _process.ExitCode;
     }
 
