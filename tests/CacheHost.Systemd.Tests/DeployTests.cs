@@ -27,10 +27,16 @@ public sealed class DeployTests
             start.ArgumentList.Add(arg);
         }
 
+        return Run(start, TimeSpan.FromMinutes(2));
+    }
+
+    internal static (int Code, string Stdout, string Stderr) Run(ProcessStartInfo start, TimeSpan timeout)
+    {
+        var file = start.FileName;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
+        if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
             throw new TimeoutException($"{file} did not finish");
