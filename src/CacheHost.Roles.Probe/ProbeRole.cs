@@ -27,23 +27,25 @@ public static class ProbeRoleExtensions
 
 /// <summary>
 /// Echoes every line back, after an optional greeting. Implements the status and control-command seams
-/// (<c>probe.stats</c>, <c>probe.health ok|wedged</c>) as a small reference for real roles.
+/// (<c>probe.stats</c>, <c>probe.health ok|wedged</c>, <c>probe.broadcast ARGS…</c> → <c>probe.event ARGS…</c> to every control client) as a small reference for real roles.
 /// </summary>
 public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider, IConnectionHandler
 {
     private readonly IOptionsMonitor<ProbeOptions> _options;
+    private readonly IControlEvents? _events;
     private long _served;
     private volatile bool _healthy = true;
 
     /// <summary>Creates the role.</summary>
-    public ProbeRole(IOptionsMonitor<ProbeOptions> options, IListenerFactory listenerFactory, RoleFailures failures, ILogger<ProbeRole> logger)
+    public ProbeRole(IOptionsMonitor<ProbeOptions> options, IListenerFactory listenerFactory, RoleFailures failures, ILogger<ProbeRole> logger, IControlEvents? events = null)
         : base("Probe", listenerFactory, failures, logger)
     {
         _options = options;
+        _events = events;
     }
 
     /// <inheritdoc />
-    public IReadOnlyCollection<string> CommandNames { get; } = ["probe.stats", "probe.health"];
+    public IReadOnlyCollection<string> CommandNames { get; } = ["probe.stats", "probe.health", "probe.broadcast"];
 
     /// <inheritdoc />
     public string StatusSummary() => $"served={Interlocked.Read(ref _served)}";
@@ -137,6 +139,10 @@ public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider
                     var other => throw new ControlCommandException($"expected ok or wedged, not '{other}'"),
                 };
                 reply.Line("probe.health", _healthy ? "ok" : "wedged");
+                break;
+            case "probe.broadcast":
+                // An event line to every control client, as the supervisor's service.state events.
+                _events?.Broadcast(["probe.event", .. command.Arguments]);
                 break;
         }
 

@@ -73,6 +73,21 @@ public sealed class ControlSocketTests
     }
 
     [Fact]
+    public void Role_events_are_broadcast_to_every_control_client()
+    {
+        var (daemon, notify, dir) = Start();
+        using (daemon)
+        using (notify)
+        using (var sender = Wire.ConnectUnix($"{dir}/control.sock"))
+        using (var listener = Wire.ConnectUnix($"{dir}/control.sock"))
+        {
+            Assert.Equal([], Wire.Exchange(listener)); // registered
+            Assert.Equal(["probe.event\tsvc1\tup"], Wire.Exchange(sender, "probe.broadcast\tsvc1\tup"));
+            Assert.Equal("probe.event\tsvc1\tup", Wire.ReadLine(listener));
+        }
+    }
+
+    [Fact]
     public void Role_commands_statedump_and_log_filter_work_live()
     {
         var (daemon, notify, dir) = Start();
