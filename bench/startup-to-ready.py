@@ -24,15 +24,23 @@ def main():
         name = "bench-notify-" + uuid.uuid4().hex
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         listener.bind("\0" + name)
-        listener.settimeout(60)
         control = os.path.join(tempfile.mkdtemp(prefix="chb-"), "control.sock")
-        env = dict(os.environ, NOTIFY_SOCKET="@" + name, DOTNET_NOLOGO="1")
+        # The control socket goes through the environment so drop-in command lines (dc_server -listen …)
+        # that accept no --Key=Value still get a private one.
+        env = dict(os.environ, NOTIFY_SOCKET="@" + name, DOTNET_NOLOGO="1", CacheHost__Control__Socket=control)
+        listener.settimeout(0.5)
         start = time.perf_counter()
-        proc = subprocess.Popen(args + ["--CacheHost:Control:Socket=" + control], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             while True:
-                data = listener.recv(4096).decode()
+                try:
+                    data = listener.recv(4096).decode()
+                except socket.timeout:
+                    if proc.poll() is not None:
+                        raise SystemExit(f"the program exited with {proc.returncode} before READY=1")
+                    if time.perf_counter() - start > 60:
+                        raise SystemExit("no READY=1 within 60 s")
+                    continue
                 if "READY=1" in data.split("\n"):
                     times.append((time.perf_counter() - start) * 1000)
                     break
