@@ -76,7 +76,10 @@ public static class ProcessControl
     /// returns its exit status for the parent: 0 once the child reported that it runs, 1 if it died first.
     /// .NET cannot fork a running runtime, so "-daemon" re-executes instead of calling daemon(3).
     /// </summary>
-    public static int StartDaemonChild(IReadOnlyList<string> childArguments)
+    /// <param name="childArguments">The arguments that start the same configuration.</param>
+    /// <param name="environment">Extra variables for the child (the systemd integration passes NOTIFY_SOCKET).</param>
+    /// <param name="started">Called with the child's PID as soon as it exists (systemd: MAINPID=).</param>
+    public static int StartDaemonChild(IReadOnlyList<string> childArguments, IReadOnlyDictionary<string, string>? environment = null, Action<int>? started = null)
     {
         var start = new ProcessStartInfo
         {
@@ -98,11 +101,17 @@ public static class ProcessControl
         }
 
         start.Environment[DaemonChildVariable] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         // Process.Start passes on every descriptor that lacks FD_CLOEXEC (the runtime's and the console's
         // duplicates among them). A daemon must hold none of its parent's pipes, or whoever waits for the
         // parent's output to end waits for the daemon's death. The parent exits right after, so this is safe.
         MarkInheritedDescriptorsCloseOnExec();
         using var child = Process.Start(start)!;
+        started?.Invoke(child.Id);
         // The child's stdio are pipes to us, never our own stdio: .NET's Console keeps private duplicates of
         // the standard descriptors, so handing ours down would pin the caller's pipes open for the daemon's
         // whole life. Errors before the child is ready are forwarded; afterwards its console is discarded.

@@ -14,6 +14,7 @@ internal static class DropInCommands
     private static readonly Entry[] Commands =
     [
         new("server", ["dc_server"], RunServer, "-listen ADDR [-sessions N] …   dc_server: the distcache session cache"),
+        new("ctl", [], a => CacheHost.Systemd.Control.ControlClient.Run(a, Console.In, Console.Out, Console.Error), "send a command to the running daemon's control socket and print the replies"),
     ];
 
     private static int RunServer(string[] args)

@@ -1,4 +1,5 @@
 using CacheHost.Roles.CacheServer;
+using CacheHost.Roles.Probe;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost;
@@ -15,5 +16,6 @@ internal static class RoleCatalog
         new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
         {
             [CacheHost.Roles.CacheServer.CacheServerRole.Name] = static b => b.AddCacheServerRole(),
+            ["Probe"] = b => b.AddProbeRole(),
         };
 }
