@@ -104,18 +104,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                 return DistCacheHaveResult.Error;
             }
 
-            var response = LastResponse;
-            if (response.Length != 1)
-            {
-                return DistCacheHaveResult.No;
-            }
-
-            return response[0] switch
-            {
-                0x00 => DistCacheHaveResult.Yes,
-                0x01 => DistCacheHaveResult.No,
-                _ => DistCacheHaveResult.Error,
-            };
+            return DistCacheResults.Have(LastResponse);
         }
         finally
         {
@@ -134,7 +123,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
         try
         {
             var status = await TransactAsync(DistCacheOperation.Get, id, default, 0, cancellationToken).ConfigureAwait(false);
-            _lastWasHit = status == DistCacheTransactionStatus.Ok && LastResponse.Length >= 5;
+            _lastWasHit = status == DistCacheTransactionStatus.Ok && DistCacheResults.IsHit(LastResponse);
             if (!_lastWasHit)
             {
                 return new DistCacheGetResult(false, 0, false);
@@ -204,11 +193,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
         }
     }
 
-    private bool IsSingleByte(byte value)
-    {
-        var response = LastResponse;
-        return response.Length == 1 && response[0] == value;
-    }
+    private bool IsSingleByte(byte value) => value == 0 && DistCacheResults.IsSuccess(LastResponse);
 
     /// <summary>One request/response exchange, under the gate. For ADD, <paramref name="idOrPayload"/> is the id.</summary>
     private async ValueTask<DistCacheTransactionStatus> TransactAsync(DistCacheOperation operation, ReadOnlyMemory<byte> idOrPayload, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken)

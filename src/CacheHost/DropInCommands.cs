@@ -13,6 +13,9 @@ internal static class DropInCommands
 
     private static readonly Entry[] Commands =
     [
+        new("client", ["dc_client"], DistCacheToolCommands.Client, "distcache client proxy (dc_client): -server ADDR [-listen ADDR] [-retry MS] [-idle MS] ..."),
+        new("snoop", ["dc_snoop"], DistCacheToolCommands.Snoop, "distcache frame logger (dc_snoop): -listen ADDR -server ADDR"),
+        new("test", ["dc_test"], CacheHost.LoadTool.LoadToolCommand.Run, "distcache test and load tool (dc_test): -connect ADDR [-sessions N] [-ops N] [-clients N] [-pipeline N] ..."),
     ];
 
     /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>
