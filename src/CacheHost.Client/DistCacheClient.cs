@@ -185,7 +185,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await TransactAsync(operation, payload, default, 0, cancellationToken).ConfigureAwait(false);
+            return await TransactAsync(operation, payload, default, 0, cancellationToken, raw: true).ConfigureAwait(false);
         }
         finally
         {
@@ -195,8 +195,8 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     private bool IsSingleByte(byte value) => value == 0 && DistCacheResults.IsSuccess(LastResponse);
 
-    /// <summary>One request/response exchange, under the gate. For ADD, <paramref name="idOrPayload"/> is the id.</summary>
-    private async ValueTask<DistCacheTransactionStatus> TransactAsync(DistCacheOperation operation, ReadOnlyMemory<byte> idOrPayload, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken)
+    /// <summary>One request/response exchange, under the gate. For ADD (unless <paramref name="raw"/>), <paramref name="idOrPayload"/> is the id.</summary>
+    private async ValueTask<DistCacheTransactionStatus> TransactAsync(DistCacheOperation operation, ReadOnlyMemory<byte> idOrPayload, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken, bool raw = false)
     {
         var uid = DistCacheUids.Next();
         if ((_flags & DistCacheClientFlags.PidCheck) != 0 && _pid != Environment.ProcessId)
@@ -238,7 +238,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                     _connection ??= await DistCacheConnection.ConnectAsync(_address, token).ConfigureAwait(false);
                     var connection = _connection;
                     connection.ClearPending();
-                    if (operation == DistCacheOperation.Add)
+                    if (operation == DistCacheOperation.Add && !raw)
                     {
                         connection.AppendAdd(uid, idOrPayload.Span, data.Span, timeoutMs);
                     }
