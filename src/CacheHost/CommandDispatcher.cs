@@ -1,6 +1,7 @@
 using CacheHost.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace CacheHost;
@@ -18,19 +19,23 @@ internal static class CommandDispatcher
         var (command, rest) = DropInCommands.Resolve(invokedAs, args);
         if (command is null)
         {
-            return RunHost(rest, overrides: null);
+            return RunHost(rest, overrides: null, childArguments: args);
         }
 
         return DropInCommands.Run(command, rest);
     }
 
     /// <summary>Runs the host until it stops; maps start-up problems to one clear line and exit 1.</summary>
-    public static int RunHost(string[] args, IReadOnlyDictionary<string, string?>? overrides)
+    /// <param name="args">Host arguments (--Key=Value).</param>
+    /// <param name="overrides">Configuration from a drop-in command line; when set, appsettings.json is not read.</param>
+    /// <param name="childArguments">The arguments that start this same configuration again (for -daemon).</param>
+    public static int RunHost(string[] args, IReadOnlyDictionary<string, string?>? overrides, IReadOnlyList<string> childArguments)
     {
+        ProcessControl.BeginDaemonChild();
         IHost host;
         try
         {
-            host = HostFactory.Build(args, overrides);
+            host = HostFactory.Build(args, overrides, useAppSettings: overrides is null);
         }
         catch (Exception ex) when (ex is ConfigurationException or InvalidOperationException or FormatException)
         {
@@ -41,6 +46,15 @@ internal static class CommandDispatcher
         var failures = host.Services.GetRequiredService<RoleFailures>();
         try
         {
+            var process = host.Services.GetRequiredService<IOptions<ProcessOptions>>().Value;
+            if (process.Daemon && Environment.GetEnvironmentVariable(ProcessControl.DaemonChildVariable) != "1")
+            {
+                host.Dispose();
+                return ProcessControl.StartDaemonChild(childArguments);
+            }
+
+            ProcessControl.ApplyAfterStart(process, host.Services.GetRequiredService<IHostApplicationLifetime>(),
+                host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("CacheHost.Process"));
             host.Run();
         }
         catch (OptionsValidationException ex)

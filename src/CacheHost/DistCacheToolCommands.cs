@@ -18,9 +18,10 @@ internal static class DistCacheToolCommands
           -sockowner <user>  owner of a UNIX listening socket
           -sockgroup <grp>   group of a UNIX listening socket
           -sockperms <oct>   permission bits of a UNIX listening socket (e.g. 660)
+          -daemon            detach once the listener is bound (under systemd use Type=notify instead)
           -pidfile <path>    write the process id to this file
+          -user <user>       drop privileges to this user after binding
           -killable          exit cleanly on SIGUSR1/SIGUSR2
-          -daemon, -user     accepted for compatibility; run under systemd instead (see docs/distcache-tools.md)
         Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server)
         """;
 
@@ -34,11 +35,11 @@ internal static class DistCacheToolCommands
         const string Section = "CacheHost:ClientProxy:";
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
         {
+            ["CacheHost:Roles"] = null,
             ["CacheHost:Roles:0"] = "ClientProxy",
         };
         var hostArgs = new List<string>();
         string? server = null;
-        string? pidFile = null;
         for (var i = 0; i < args.Length; i++)
         {
             var arg = args[i];
@@ -108,23 +109,16 @@ internal static class DistCacheToolCommands
 
                     overrides[Section + "Transport:" + arg switch { "-sockowner" => "SocketOwner", "-sockgroup" => "SocketGroup", _ => "SocketMode" }] = value;
                     break;
-                case "-pidfile":
-                    if ((pidFile = Next()) is null)
+                case "-pidfile" or "-user":
+                    if (Next() is not { } processValue)
                     {
                         return 1;
                     }
 
-                    break;
-                case "-user":
-                    if (Next() is null)
-                    {
-                        return 1;
-                    }
-
-                    Console.Error.WriteLine("Warning, -user is not supported: start cachehost as the target user (systemd User=)");
+                    overrides[arg == "-pidfile" ? "CacheHost:Process:PidFile" : "CacheHost:Process:User"] = processValue;
                     break;
                 case "-daemon":
-                    Console.Error.WriteLine("Warning, -daemon is not supported: cachehost stays in the foreground (use systemd)");
+                    overrides["CacheHost:Process:Daemon"] = "true";
                     break;
                 case "-killable":
                     overrides[Section + "Killable"] = "true";
@@ -158,7 +152,7 @@ internal static class DistCacheToolCommands
             return 1;
         }
 
-        return RunWithPidFile([.. hostArgs], overrides, pidFile);
+        return CommandDispatcher.RunHost([.. hostArgs], overrides, ["client", .. args]);
     }
 
     /// <summary><c>cachehost snoop …</c> / <c>dc_snoop …</c>.</summary>
@@ -167,6 +161,7 @@ internal static class DistCacheToolCommands
         const string Section = "CacheHost:Snoop:";
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
         {
+            ["CacheHost:Roles"] = null,
             ["CacheHost:Roles:0"] = "Snoop",
             // dc_snoop prints bare lines on stderr (spec 12): keep Serilog's output to the message text there.
             ["Serilog:WriteTo:0:Name"] = "Console",
@@ -222,33 +217,6 @@ internal static class DistCacheToolCommands
 
         overrides[Section + "Listen"] = listen;
         overrides[Section + "Server"] = server;
-        return CommandDispatcher.RunHost([.. hostArgs], overrides);
-    }
-
-    private static int RunWithPidFile(string[] args, Dictionary<string, string?> overrides, string? pidFile)
-    {
-        if (pidFile is not null)
-        {
-            // The reference writes the pid (decimal, no newline) after daemonising; we never fork, so now is the same.
-            File.WriteAllText(pidFile, Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
-        }
-
-        try
-        {
-            return CommandDispatcher.RunHost(args, overrides);
-        }
-        finally
-        {
-            if (pidFile is not null)
-            {
-                try
-                {
-                    File.Delete(pidFile);
-                }
-                catch (IOException)
-                {
-                }
-            }
-        }
+        return CommandDispatcher.RunHost([.. hostArgs], overrides, ["snoop", .. args]);
     }
 }

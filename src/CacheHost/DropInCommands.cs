@@ -13,10 +13,23 @@ internal static class DropInCommands
 
     private static readonly Entry[] Commands =
     [
+        new("server", ["dc_server"], RunServer, "-listen ADDR [-sessions N] …   dc_server: the distcache session cache"),
         new("client", ["dc_client"], DistCacheToolCommands.Client, "distcache client proxy (dc_client): -server ADDR [-listen ADDR] [-retry MS] [-idle MS] ..."),
         new("snoop", ["dc_snoop"], DistCacheToolCommands.Snoop, "distcache frame logger (dc_snoop): -listen ADDR -server ADDR"),
         new("test", ["dc_test"], CacheHost.LoadTool.LoadToolCommand.Run, "distcache test and load tool (dc_test): -connect ADDR [-sessions N] [-ops N] [-clients N] [-pipeline N] ..."),
     ];
+
+    private static int RunServer(string[] args)
+    {
+        var parsed = CacheHost.Roles.CacheServer.DcServerCommandLine.Parse(args);
+        if (parsed.Overrides is null)
+        {
+            Console.Error.Write(parsed.Message);
+            return parsed.ExitCode;
+        }
+
+        return CommandDispatcher.RunHost([], parsed.Overrides, ["server", .. args]);
+    }
 
     /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>
     public static (string? Command, string[] Args) Resolve(string invokedAs, string[] args)

@@ -14,25 +14,33 @@ internal static class HostFactory
     /// Builds the host. <paramref name="overrides"/> (from drop-in command lines such as
     /// <c>cachehost server -listen …</c>) take precedence over appsettings, environment and --Key=Value.
     /// </summary>
-    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null)
+    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, bool useAppSettings = true)
     {
         // Content root is the executable's folder, not the working directory: a unit started from / would
-        // otherwise look for /appsettings.json and watch the whole file system for changes.
+        // otherwise look for /appsettings.json and watch the whole file system for changes. Defaults are
+        // disabled so that each configuration source below is deliberate.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
             Args = args,
             ContentRootPath = AppContext.BaseDirectory,
             ApplicationName = "cachehost",
+            DisableDefaults = true,
         });
 
-        var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
-        if (!string.IsNullOrEmpty(extraConfig))
+        // Drop-in command lines (dc_server …) behave like the originals: their flags are the whole
+        // configuration, so a role list or listener in appsettings.json cannot leak into them.
+        if (useAppSettings)
         {
-            builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: true);
-            builder.Configuration.AddEnvironmentVariables();
-            builder.Configuration.AddCommandLine(args);
+            builder.Configuration.AddJsonFile("appsettings.json", optional: true, reloadOnChange: true);
+            var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
+            if (!string.IsNullOrEmpty(extraConfig))
+            {
+                builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: true);
+            }
         }
 
+        builder.Configuration.AddEnvironmentVariables();
+        builder.Configuration.AddCommandLine(args);
         if (overrides is { Count: > 0 })
         {
             builder.Configuration.AddInMemoryCollection(overrides);
@@ -40,6 +48,7 @@ internal static class HostFactory
 
         ConfigureLogging(builder);
         builder.Services.AddSingleton<RoleFailures>();
+        builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName);
         builder.Services.AddSingleton<IListenerFactory, DefaultListenerFactory>();
         builder.Services.Configure<HostOptions>(o =>
         {

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Mono.Unix;
+using Mono.Unix.Native;
+
+namespace CacheHost.Core;
+
+/// <summary>
+/// dc_server's start-up order after listening (spec 9.2): daemonise, write the pid file, drop privileges.
+/// Runs when the host has started, i.e. after every role has bound its listeners.
+/// </summary>
+public static class ProcessControl
+{
+    /// <summary>Environment variable that marks the detached child of a <c>-daemon</c> start.</summary>
+    public const string DaemonChildVariable = "CACHEHOST_DAEMON_CHILD";
+
+    /// <summary>Line the daemon child writes to its parent once it is running.</summary>
+    public const string DaemonReadyLine = "CACHEHOST-READY";
+
+    /// <summary>Registers the post-start steps on <paramref name="lifetime"/>.</summary>
+    public static void ApplyAfterStart(ProcessOptions options, IHostApplicationLifetime lifetime, ILogger logger)
+    {
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            if (!string.IsNullOrEmpty(options.PidFile))
+            {
+                WritePidFile(options.PidFile);
+            }
+
+            if (!string.IsNullOrEmpty(options.User))
+            {
+                DropPrivileges(options.User, logger);
+            }
+
+            if (Environment.GetEnvironmentVariable(DaemonChildVariable) == "1")
+            {
+                CompleteDaemonStart();
+            }
+        });
+    }
+
+    /// <summary>Writes the pid without a newline, atomically (write then rename).</summary>
+    public static void WritePidFile(string path)
+    {
+        var full = Path.GetFullPath(path);
+        var temporary = full + ".tmp";
+        File.WriteAllText(temporary, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.Move(temporary, full, overwrite: true);
+    }
+
+    /// <summary>initgroups + setgid + setuid to <paramref name="user"/>; glibc applies them to every thread.</summary>
+    public static void DropPrivileges(string user, ILogger logger)
+    {
+        UnixUserInfo info;
+        try
+        {
+            info = uint.TryParse(user, out var uid) ? new UnixUserInfo(uid) : new UnixUserInfo(user);
+        }
+        catch (ArgumentException)
+        {
+            throw new InvalidOperationException($"CacheHost:Process:User: unknown user '{user}'");
+        }
+
+        var gid = (uint)info.GroupId;
+        if (Syscall.setgroups([gid]) != 0 || Syscall.setgid(gid) != 0 || Syscall.setuid((uint)info.UserId) != 0)
+        {
+            throw new InvalidOperationException($"CacheHost:Process:User: cannot switch to user '{user}': {Stdlib.GetLastError()}");
+        }
+
+        logger.LogInformation("Dropped privileges to user {User} (uid {Uid}, gid {Gid})", info.UserName, info.UserId, gid);
+    }
+
+    /// <summary>
+    /// Starts a detached copy of this program (new session, cwd /, stdio on /dev/null once running) and
+    /// returns its exit status for the parent: 0 once the child reported that it runs, 1 if it died first.
+    /// .NET cannot fork a running runtime, so "-daemon" re-executes instead of calling daemon(3).
+    /// </summary>
+    public static int StartDaemonChild(IReadOnlyList<string> childArguments)
+    {
+        var start = new ProcessStartInfo
+        {
+            FileName = Environment.ProcessPath!,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardInput = true,
+            WorkingDirectory = "/",
+        };
+        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
+        {
+            start.ArgumentList.Add(typeof(ProcessControl).Assembly.Location.Replace("CacheHost.Core.dll", "cachehost.dll", StringComparison.Ordinal));
+        }
+
+        foreach (var argument in childArguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment[DaemonChildVariable] = "1";
+        using var child = Process.Start(start)!;
+        child.StandardInput.Close();
+        // Start-up output (log lines) passes through until the child reports that it runs.
+        while (child.StandardOutput.ReadLine() is { } line)
+        {
+            if (line == DaemonReadyLine)
+            {
+                return 0;
+            }
+
+            Console.Out.WriteLine(line);
+        }
+
+        child.WaitForExit(5000);
+        return 1;
+    }
+
+    /// <summary>In the daemon child, first thing: leave the parent's session.</summary>
+    public static void BeginDaemonChild()
+    {
+        if (Environment.GetEnvironmentVariable(DaemonChildVariable) == "1")
+        {
+            Syscall.setsid();
+        }
+    }
+
+    private static void CompleteDaemonStart()
+    {
+        // Tell the parent we run, then put stdio on /dev/null as daemon(0,0) does.
+        Console.Out.WriteLine(DaemonReadyLine);
+        Console.Out.Flush();
+        var devNull = Syscall.open("/dev/null", OpenFlags.O_RDWR);
+        if (devNull >= 0)
+        {
+            Syscall.dup2(devNull, 0);
+            Syscall.dup2(devNull, 1);
+            Syscall.dup2(devNull, 2);
+            if (devNull > 2)
+            {
+                Syscall.close(devNull);
+            }
+        }
+
+        Environment.SetEnvironmentVariable(DaemonChildVariable, null);
+    }
+}
