@@ -282,6 +282,12 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                     status = DistCacheTransactionStatus.TimedOut;
                     break;
                 }
+                catch (OperationCanceledException)
+                {
+                    // The caller gave up mid-transaction: the stream is out of step, so the connection goes.
+                    CloseConnection();
+                    throw;
+                }
                 catch (InvalidDataException)
                 {
                     CloseConnection();

@@ -23,6 +23,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
         var output = connection.Transport.Output;
         using var pending = new PendingRequest();
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        using var shutdown = stopping.Register(static state => ((UpstreamLink)state!).AbandonInFlight(), link);
         var idleMs = options.IdleMs;
         var lastMark = Stopwatch.GetTimestamp();
         try

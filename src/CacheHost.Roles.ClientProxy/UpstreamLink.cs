@@ -199,6 +199,12 @@ internal sealed class UpstreamLink
         return reason;
     }
 
+    /// <summary>
+    /// Host shutdown: answer every in-flight request with 0x02 at once, so local handlers waiting for answers can
+    /// finish within the shutdown budget (the link itself is closed by RunAsync's cancellation).
+    /// </summary>
+    public void AbandonInFlight() => Fail("shutting down");
+
     /// <summary>Marks the link down and answers every in-flight request with 0x02 (spec 10.3).</summary>
     private void Fail(string reason)
     {
@@ -209,6 +215,11 @@ internal sealed class UpstreamLink
             _staging.ResetWrittenCount();
             orphans = [.. _inFlight.Values];
             _inFlight.Clear();
+        }
+
+        if (orphans.Length == 0 && reason == "shutting down")
+        {
+            return;
         }
 
         ClientProxyLog.ServerLost(_logger, _server.Text, reason, orphans.Length);
