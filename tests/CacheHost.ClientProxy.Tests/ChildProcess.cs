@@ -90,7 +90,17 @@ internal sealed class ChildProcess : IDisposable
         }
     }
 
-    public bool WaitForExit(TimeSpan timeout) => _process.WaitForExit(timeout);
+    /// <summary>Waits for the exit and for the redirected output to be fully read.</summary>
+    public bool WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout))
+        {
+            return false;
+        }
+
+        _process.WaitForExit(); // drains the asynchronous output readers
+        return true;
+    }
 
     /// <summary>SIGSTOP: the process keeps its sockets open but stops answering.</summary>
     public void Pause() => Signal(Mono.Unix.Native.Signum.SIGSTOP);
