@@ -107,9 +107,9 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 {
                     await link.WaitForSlotAsync(stopping).ConfigureAwait(false);
 
-                    // Armed before TrySubmit publishes it: the upstream reader may answer at once.
+                    // Armed before SubmitAsync publishes it: the upstream reader may answer at once.
                     answer = pending.Arm(localUid, operation);
-                    forwarded = link.TrySubmit(wire, message, pending);
+                    forwarded = await link.SubmitAsync(wire, message, pending).ConfigureAwait(false);
                     if (forwarded)
                     {
                         lastMark = Stopwatch.GetTimestamp();

@@ -10,8 +10,8 @@ namespace CacheHost.Roles.ClientProxy;
 /// <summary>
 /// The proxy's one persistent connection to the server (spec 10.2-10.4). Local requests are copied into a
 /// staging buffer with their uid rewritten to the next value of a 32-bit counter (from 1, wrapping modulo 2^32
-/// and skipping uids still in flight: fix of 13.9); a single writer moves the staged bytes into the link and
-/// flushes once per batch. A single reader matches responses to the in-flight table by uid and hands each
+/// and skipping uids still in flight: fix of 13.9); whichever caller finds the writer idle moves the staged bytes
+/// into the link and flushes once per batch (no writer thread, no hop). A single reader matches responses to the in-flight table by uid and hands each
 /// payload to its local connection; responses with unknown uids (departed clients, or never asked) are dropped
 /// quietly (fix of 13.3). When the link dies every in-flight request is answered 0x02 and reconnects are
 /// attempted every RetryMs.
@@ -21,14 +21,15 @@ internal sealed class UpstreamLink
     private readonly object _lock = new();
     private readonly Dictionary<uint, PendingRequest> _inFlight = [];
     private readonly SemaphoreSlim _slots;
-    private readonly SemaphoreSlim _writeSignal = new(0);
     private readonly ClientProxyOptions _options;
     private readonly TransportAddress _server;
     private readonly ILogger _logger;
     private ArrayBufferWriter<byte> _staging = new(64 * 1024);
     private ArrayBufferWriter<byte> _sending = new(64 * 1024);
-    private bool _writeScheduled;
+    private bool _writing;
     private bool _connected;
+    private PipeWriter? _output;
+    private int _generation;
     private uint _lastUid;
     private long _forwarded;
     private long _unknownResponses;
@@ -70,15 +71,19 @@ internal sealed class UpstreamLink
 
     /// <summary>
     /// Forwards the request in <paramref name="wire"/> with a fresh uid. False when there is no server link
-    /// (the caller answers with the empty reply of 10.4 and releases its slot).
+    /// (the caller answers with the empty reply of 10.4 and releases its slot). If no other caller is writing to
+    /// the link, this caller moves the staged bytes into the link itself (no thread hop; usually synchronous);
+    /// otherwise its request leaves with the writer's next batch.
     /// </summary>
-    public bool TrySubmit(in ReadOnlySequence<byte> wire, in DistCacheMessage message, PendingRequest pending)
+    public ValueTask<bool> SubmitAsync(in ReadOnlySequence<byte> wire, in DistCacheMessage message, PendingRequest pending)
     {
+        PipeWriter output;
+        int generation;
         lock (_lock)
         {
             if (!_connected)
             {
-                return false;
+                return new ValueTask<bool>(false);
             }
 
             var uid = _lastUid;
@@ -103,10 +108,63 @@ internal sealed class UpstreamLink
 
             _staging.Advance(length);
             _forwarded++;
-            if (!_writeScheduled)
+            if (_writing)
             {
-                _writeScheduled = true;
-                _writeSignal.Release();
+                return new ValueTask<bool>(true);
+            }
+
+            _writing = true;
+            output = _output!;
+            generation = _generation;
+        }
+
+        return DrainAsync(output, generation);
+    }
+
+    /// <summary>Writes staged batches into the link until none is left; only one caller at a time owns the writer.</summary>
+    private async ValueTask<bool> DrainAsync(PipeWriter output, int generation)
+    {
+        try
+        {
+            while (true)
+            {
+                ArrayBufferWriter<byte> batch;
+                lock (_lock)
+                {
+                    if (generation != _generation || _staging.WrittenCount == 0)
+                    {
+                        if (generation == _generation)
+                        {
+                            _writing = false;
+                        }
+
+                        return true;
+                    }
+
+                    batch = _staging;
+                    _staging = _sending;
+                    _sending = batch;
+                }
+
+                output.Write(batch.WrittenSpan);
+                batch.ResetWrittenCount();
+                var flush = await output.FlushAsync().ConfigureAwait(false);
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The link died under us; its reader reports that and answers the in-flight requests.
+        }
+
+        lock (_lock)
+        {
+            if (generation == _generation)
+            {
+                _writing = false;
             }
         }
 
@@ -165,11 +223,12 @@ internal sealed class UpstreamLink
         lock (_lock)
         {
             _staging.ResetWrittenCount();
-            _writeScheduled = false;
+            _generation++;
+            _writing = false;
+            _output = connection.Transport.Output;
             _connected = true;
         }
 
-        var writer = WriteLoopAsync(connection.Transport.Output, linkDone.Token);
         string reason;
         try
         {
@@ -186,15 +245,6 @@ internal sealed class UpstreamLink
 
         linkDone.Cancel();
         connection.Abort(reason);
-        try
-        {
-            await writer.ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // The writer only reports what the reader already saw: the link is gone.
-        }
-
         Fail(reason);
         return reason;
     }
@@ -212,6 +262,9 @@ internal sealed class UpstreamLink
         lock (_lock)
         {
             _connected = false;
+            _generation++;
+            _writing = false;
+            _output = null;
             _staging.ResetWrittenCount();
             orphans = [.. _inFlight.Values];
             _inFlight.Clear();
@@ -228,41 +281,6 @@ internal sealed class UpstreamLink
         {
             pending.CompleteDisconnected();
             _slots.Release();
-        }
-    }
-
-    private async Task WriteLoopAsync(PipeWriter output, CancellationToken linkDone)
-    {
-        try
-        {
-            while (true)
-            {
-                await _writeSignal.WaitAsync(linkDone).ConfigureAwait(false);
-                ArrayBufferWriter<byte> batch;
-                lock (_lock)
-                {
-                    _writeScheduled = false;
-                    if (_staging.WrittenCount == 0)
-                    {
-                        continue;
-                    }
-
-                    batch = _staging;
-                    _staging = _sending;
-                    _sending = batch;
-                }
-
-                output.Write(batch.WrittenSpan);
-                batch.ResetWrittenCount();
-                var flush = await output.FlushAsync(linkDone).ConfigureAwait(false);
-                if (flush.IsCompleted || flush.IsCanceled)
-                {
-                    return;
-                }
-            }
-        }
-        catch (OperationCanceledException) when (linkDone.IsCancellationRequested)
-        {
         }
     }
 

@@ -22,17 +22,17 @@ public sealed class ProxyBehaviourTests
     public async Task IdleConnectionsAreClosedButActiveOnesStay()
     {
         await using var server = await InProcessCacheServer.StartAsync();
-        await using var proxy = await RoleHost.StartProxyAsync(server.Address, new Dictionary<string, string?> { ["CacheHost:ClientProxy:IdleMs"] = "400" });
+        await using var proxy = await RoleHost.StartProxyAsync(server.Address, new Dictionary<string, string?> { ["CacheHost:ClientProxy:IdleMs"] = "1000" });
         using var idle = InProcessCacheServer.ConnectTo(proxy.Address);
         using var active = InProcessCacheServer.ConnectTo(proxy.Address);
         Have(idle);
-        for (var i = 0; i < 10; i++)
+        for (var i = 0; i < 12; i++)
         {
-            Have(active); // a forward every 150 ms keeps renewing the activity mark
-            Thread.Sleep(150);
+            Thread.Sleep(200);
+            Have(active); // a forward every 200 ms keeps renewing the activity mark
         }
 
-        DistCacheVectorReplayer.ExpectClosed(idle, TimeSpan.FromSeconds(1), "idle connection");
+        DistCacheVectorReplayer.ExpectClosed(idle, TimeSpan.FromSeconds(2), "idle connection");
         Have(active);
     }
 
