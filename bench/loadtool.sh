@@ -53,6 +53,6 @@ for transport in unix tcp; do
   done
 done
 # memcached-comparable: 50 clients, 1 KB values, 1:4 add:get, unix socket (memcached's figure: ~190k ops/s).
-run "mix get:4,add:1 1KB, 50 clients, unix direct" "UNIX:$DIR/server.sock" -mix get:4,add:1 -valuesize 1024 -keys 10000 -clients 50 -duration 5
+run "mix get:4,add:1 1KB, 50 clients, unix direct" "UNIX:$DIR/server.sock" -mix get:4,add:1 -valuesize 1024 -keys 10000 -clients 50 -persistent -duration 5
 run "same, pipeline 8" "UNIX:$DIR/server.sock" -mix get:4,add:1 -valuesize 1024 -keys 10000 -clients 50 -pipeline 8 -duration 5
 run "same through ClientProxy, pipeline 8" "UNIX:$DIR/proxy.sock" -mix get:4,add:1 -valuesize 1024 -keys 10000 -clients 50 -pipeline 8 -duration 5
