@@ -16,7 +16,7 @@ internal static class DropInCommands
         new("server", ["dc_server"], RunServer, "-listen ADDR [-sessions N] …   dc_server: the distcache session cache"),
         new("client", ["dc_client"], DistCacheToolCommands.Client, "distcache client proxy (dc_client): -server ADDR [-listen ADDR] [-retry MS] [-idle MS] ..."),
         new("snoop", ["dc_snoop"], DistCacheToolCommands.Snoop, "distcache frame logger (dc_snoop): -listen ADDR -server ADDR"),
-        new("test", ["dc_test"], CacheHost.LoadTool.LoadToolCommand.Run, "distcache test and load tool (dc_test): -connect ADDR [-sessions N] [-ops N] [-clients N] [-pipeline N] ..."),
+        new("test", ["dc_test"], DistCacheToolCommands.Test, "distcache test and load tool (dc_test): -connect ADDR [-sessions N] [-ops N] [-clients N] [-pipeline N] ..."),
     ];
 
     private static int RunServer(string[] args)
