@@ -17,5 +17,7 @@ internal static class RoleCatalog
         {
             [CacheHost.Roles.CacheServer.CacheServerRole.Name] = static b => b.AddCacheServerRole(),
             ["Probe"] = b => b.AddProbeRole(),
+            [CacheHost.Roles.ClientProxy.ClientProxyRole.Name] = static b => CacheHost.Roles.ClientProxy.ClientProxyRole.AddClientProxyRole(b),
+            [CacheHost.Roles.Snoop.SnoopRole.Name] = static b => CacheHost.Roles.Snoop.SnoopRole.AddSnoopRole(b),
         };
 }
