@@ -217,21 +217,26 @@ internal sealed class ClacksServer
             return;
         }
 
-        // 4. Monitor copy; the login token is redacted (fix of Q2).
-        if (!isOverhead || !overhead.Has(OverheadFlags.NoLogging))
-        {
-            Debug(session.Cid + "=" + (isOverhead && overhead.Has(OverheadFlags.Auth) ? "OVERHEAD A ***" : line), now);
-        }
-
         // 5. OVERHEAD lines are done (also "OVERHEAD X" without a value, which is ignored).
         if (isOverhead || line.StartsWith("OVERHEAD ", StringComparison.Ordinal))
         {
+            // 4. Monitor copy; the login token is redacted (fix of Q2), N lines are not mirrored.
+            if (!isOverhead || !overhead.Has(OverheadFlags.NoLogging))
+            {
+                Debug(session.Cid + "=" + (isOverhead && overhead.Has(OverheadFlags.Auth) ? "OVERHEAD A ***" : line), now);
+            }
+
             return;
         }
 
         // 6-8. Commands; only executed commands are forwarded (fix of Q1).
         var command = ClacksCommandParser.Parse(line);
-        if (Execute(session, command, line, now) && command.IsReplicated)
+        var executed = Execute(session, command, line, now);
+
+        // 4. Monitor copy. The reference sends monitor lines after the batch's replies, which is why a
+        // connection sees its own MONITOR command; mirroring after execution gives the same effect.
+        Debug(session.Cid + "=" + line, now);
+        if (executed && command.IsReplicated)
         {
             ForwardToLinks(session, line, now);
         }
@@ -281,7 +286,7 @@ internal sealed class ClacksServer
         {
             if (!session.CanManage)
             {
-                session.SendDeferred("OVERHEAD E permission_denied");
+                session.Send("OVERHEAD E permission_denied", now);
                 return;
             }
 
@@ -296,7 +301,7 @@ internal sealed class ClacksServer
         {
             if (!session.CanManage)
             {
-                session.SendDeferred("OVERHEAD E permission_denied");
+                session.Send("OVERHEAD E permission_denied", now);
                 return;
             }
 
@@ -317,7 +322,7 @@ internal sealed class ClacksServer
         {
             if (!session.CanInterclacks)
             {
-                session.SendDeferred("OVERHEAD E permission_denied");
+                session.Send("OVERHEAD E permission_denied", now);
                 return;
             }
 
@@ -339,7 +344,7 @@ internal sealed class ClacksServer
         {
             if (!session.CanWrite)
             {
-                session.SendDeferred("OVERHEAD E permission_denied");
+                session.Send("OVERHEAD E permission_denied", now);
                 return;
             }
 
@@ -624,7 +629,8 @@ internal sealed class ClacksServer
     {
         if (!allowed)
         {
-            session.SendDeferred("OVERHEAD E permission_denied");
+            // Immediately, in order with other replies (the reference delays it to the end of the batch, Q3).
+            session.Send("OVERHEAD E permission_denied", session.LastSent);
         }
 
         return allowed;
