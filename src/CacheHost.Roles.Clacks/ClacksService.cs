@@ -138,9 +138,11 @@ internal sealed class ClacksService : BackgroundService
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+
+        // Spec 3.5: persistence saved, then every connection (the master link too) gets QUIT and is closed.
         SavePersistence(force: true);
         _server.QuitAll();
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await Task.WhenAll(_connections.Keys.ToArray()).WaitAsync(_options.Transport.ShutdownTimeout, cancellationToken).ConfigureAwait(false);
