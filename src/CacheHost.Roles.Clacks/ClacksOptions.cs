@@ -24,9 +24,9 @@ public sealed class ClacksOptions
     /// <summary>TCP listen addresses (IPv4/IPv6 literal or host name); all use <see cref="Port"/> and TLS.</summary>
     public List<string> Ips { get; set; } = [];
 
-    /// <summary>TCP port for all <see cref="Ips"/>.</summary>
+    /// <summary>TCP port for all <see cref="Ips"/> (0 = any free port, for tests).</summary>
     [Range(0, 65535)]
-    public int Port { get; set; }
+    public int? Port { get; set; }
 
     /// <summary>PEM certificate (chain) for TLS.</summary>
     public string? SslCert { get; set; }
@@ -142,7 +142,7 @@ public sealed class ClacksOptions
     {
         if (Ips.Count > 0)
         {
-            if (Port <= 0)
+            if (Port is null)
             {
                 yield return "Port: required when Ips are configured";
             }
