@@ -707,6 +707,18 @@ internal sealed class ClacksServer
         }
     }
 
+    /// <summary>Drops every connection still open (end of the shutdown budget).</summary>
+    public void AbortAll()
+    {
+        lock (_gate)
+        {
+            foreach (var session in _sessions.Values.ToList())
+            {
+                Remove(session, "server shutting down");
+            }
+        }
+    }
+
     public int SessionCount
     {
         get

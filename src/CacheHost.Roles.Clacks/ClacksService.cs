@@ -149,6 +149,8 @@ internal sealed class ClacksService : BackgroundService
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
+            // Peers that do not take their QUIT within the budget are dropped.
+            _server.AbortAll();
         }
 
         try

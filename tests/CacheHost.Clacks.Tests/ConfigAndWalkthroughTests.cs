@@ -85,6 +85,8 @@ public sealed class ConfigAndWalkthroughTests
             """);
         using var program = ProgramProcess.Start(dir.Path, "clacks", "c.xml");
         await program.WaitForSocketAsync(dir.File("s.sock"));
+        // chmod and the commands run right after bind (as in the reference); the socket is connectable a moment earlier.
+        await RawClient.EventuallyAsync(() => Task.FromResult(File.Exists(dir.File("ran"))), what: "socketcommands ran");
         Assert.Equal(UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dir.File("s.sock")));
         Assert.True(File.Exists(dir.File("ran")));
         await using var ro = await RawClient.LoginAsync(dir.File("s.sock"), "ro", RawClient.RoToken);

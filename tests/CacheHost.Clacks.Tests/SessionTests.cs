@@ -81,10 +81,11 @@ public sealed class SessionTests
 
         await snd.SendAsync("SET chan::a=42\r\nNOTIFY chan::ev\r\nSETANDSTORE chan::a=43\r\nSET chan::other=1\r\n");
         await snd.SendAsync("OVERHEAD GNU Terry Pratchett\r\nOVERHEAD GM hello all\r\nOVERHEAD N secret\r\n");
-        var lisLines = await lis.FlushAsync("l1");
-        Assert.Equal(["SET chan::a=42", "NOTIFY chan::ev", "SET chan::a=43", "OVERHEAD GN Terry Pratchett", "OVERHEAD GM hello all"], lisLines);
+        // The sender's FLUSHED proves its lines ran, so the deliveries precede the listener's own FLUSHED.
         var sndLines = await snd.FlushAsync("s1");
         Assert.Equal(["OVERHEAD GN Terry Pratchett"], sndLines); // U: sender gets it; its own SETs are not echoed
+        var lisLines = await lis.FlushAsync("l1");
+        Assert.Equal(["SET chan::a=42", "NOTIFY chan::ev", "SET chan::a=43", "OVERHEAD GN Terry Pratchett", "OVERHEAD GM hello all"], lisLines);
         var monLines = (await mon.FlushAsync("m1")).Where(l => !l.Contains("=FLUSH ", StringComparison.Ordinal)).ToList();
         Assert.Equal(
         [

@@ -207,3 +207,36 @@ public sealed class TlsAndBadInputTests
         Assert.Empty(await other.FlushAsync());
     }
 }
+
+/// <summary>Slow consumers: a listener that never reads is dropped, others keep going.</summary>
+public sealed class SlowConsumerTests
+{
+    [Fact]
+    public async Task A_listener_that_never_reads_is_dropped_without_stalling_the_publisher()
+    {
+        using var dir = new TempDir();
+        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new() { ["MaxOutputBytes"] = "65536" });
+        await using var mon = await RawClient.LoginAsync(server.Socket, "mon");
+        await mon.SendAsync("MONITOR\r\n");
+        await mon.FlushAsync();
+        await using var stuck = await RawClient.LoginAsync(server.Socket, "stuck");
+        var stuckCid = (await mon.WaitForAsync(l => l.StartsWith("DEBUG CONNECTED=", StringComparison.Ordinal)))["DEBUG CONNECTED=".Length..];
+        await stuck.SendAsync("LISTEN flood\r\n");
+        await stuck.FlushAsync();
+        await using var good = await RawClient.LoginAsync(server.Socket, "good");
+        await mon.SendAsync("UNMONITOR\r\n");
+        await mon.FlushAsync("u");
+        var payload = new string('p', 10_000);
+        for (var i = 0; i < 40; i++)
+        {
+            await good.SendAsync(string.Concat(Enumerable.Range(0, 10).Select(_ => $"SET flood={payload}\r\n")));
+        }
+
+        Assert.Empty(await good.FlushAsync()); // the publisher is never blocked
+        await RawClient.EventuallyAsync(async () =>
+        {
+            await good.SendAsync("CLIENTLIST\r\n");
+            return !(await good.FlushAsync("cl")).Any(l => l.Contains($"CID={stuckCid};", StringComparison.Ordinal));
+        }, what: "stuck listener dropped");
+    }
+}
