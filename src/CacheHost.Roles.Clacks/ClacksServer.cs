@@ -707,6 +707,15 @@ internal sealed class ClacksServer
         }
     }
 
+    /// <summary>The peer half-closed: stop reading but still deliver what is queued for it.</summary>
+    public void CloseAfterPeerEof(ClacksSession session)
+    {
+        lock (_gate)
+        {
+            session.CloseAfterFlush();
+        }
+    }
+
     /// <summary>Drops every connection still open (end of the shutdown budget).</summary>
     public void AbortAll()
     {

@@ -235,7 +235,7 @@ internal sealed class ClacksService : BackgroundService
     private async Task RunSessionAsync(ClacksSession session)
     {
         var writer = session.RunWriterAsync();
-        var reason = "closed by peer";
+        var reason = "read failed";
         try
         {
             reason = await ReadLoopAsync(session).ConfigureAwait(false);
@@ -247,6 +247,13 @@ internal sealed class ClacksService : BackgroundService
         }
         finally
         {
+            if (reason == PeerClosed && !session.Closing)
+            {
+                // A half-closed peer (e.g. "printf 'RETRIEVE x\n' | socat - UNIX:...") still gets its replies;
+                // if it is really gone the write fails at once.
+                _server.CloseAfterPeerEof(session);
+            }
+
             if (session.Closing)
             {
                 try
@@ -262,6 +269,8 @@ internal sealed class ClacksService : BackgroundService
             await writer.ConfigureAwait(false);
         }
     }
+
+    private const string PeerClosed = "closed by peer";
 
     private async Task<string> ReadLoopAsync(ClacksSession session)
     {
@@ -303,9 +312,14 @@ internal sealed class ClacksService : BackgroundService
                 return "closed by server";
             }
 
-            if (result.IsCompleted || result.IsCanceled)
+            if (result.IsCompleted)
             {
-                return "closed by peer";
+                return PeerClosed;
+            }
+
+            if (result.IsCanceled)
+            {
+                return "connection lost";
             }
         }
     }

@@ -240,3 +240,28 @@ public sealed class SlowConsumerTests
         }, what: "stuck listener dropped");
     }
 }
+
+/// <summary>Half-closed peers still get their replies.</summary>
+public sealed class HalfCloseTests
+{
+    [Fact]
+    public async Task A_client_that_half_closes_after_its_requests_gets_all_replies()
+    {
+        using var dir = new TempDir();
+        await using var server = await TestServer.StartAsync(dir.File("s.sock"));
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        await socket.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(server.Socket));
+        await socket.SendAsync("CLACKS oneshot\nOVERHEAD A YWRtaW4=:YWRtaW5wYXNz\nSTORE a=1\nRETRIEVE a\nFLUSH end\n"u8.ToArray());
+        socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        var all = new List<byte>();
+        var buffer = new byte[4096];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        int n;
+        while ((n = await socket.ReceiveAsync(buffer, cts.Token)) > 0)
+        {
+            all.AddRange(buffer.AsSpan(0, n));
+        }
+
+        Assert.Equal("CLACKS PageCamel 36\r\nOVERHEAD M Authentication required\r\nRETRIEVED a=1\r\nFLUSHED end\r\nOVERHEAD O Welcome!\r\n", System.Text.Encoding.Latin1.GetString(all.ToArray()));
+    }
+}
