@@ -87,3 +87,28 @@ public sealed class LifecycleTests
         Assert.Equal("on shutdown", entries["saved"].Data);
     }
 }
+
+/// <summary>Clock skew compensation through OVERHEAD T (spec 12.4 step 2).</summary>
+public sealed class ClockSkewTests
+{
+    [Fact]
+    public async Task Keysync_times_are_corrected_by_the_peer_clock_offset()
+    {
+        using var dir = new TempDir();
+        // The master's clock is 1000 s behind. Its write happens after the slave's (real time), so it must win
+        // on both sides although its raw timestamps are far older.
+        await using var master = await TestServer.StartAsync(dir.File("m.sock"), new() { ["SimulatedTimeOffset"] = "-1000" });
+        var realNow = (DateTime.UtcNow - DateTime.UnixEpoch).TotalSeconds;
+        File.WriteAllBytes(dir.File("slave.dat"), CacheHost.Protocols.Clacks.PersistenceFormat.Write(
+            [new("k", new CacheHost.Protocols.Clacks.CacheEntry("slave", realNow - 0.5, realNow - 0.5, false))]));
+        await using var m = await RawClient.LoginAsync(master.Socket);
+        await m.SendAsync("STORE k=master\r\n");
+        await m.FlushAsync();
+        await using var slave = await TestServer.StartAsync(dir.File("s.sock"), new() { ["Master:Socket"] = master.Socket, ["PersistanceFile"] = dir.File("slave.dat") });
+        await using var s = await RawClient.LoginAsync(slave.Socket);
+        await s.SendAsync("STORE probe=1\r\n");
+        await RawClient.EventuallyAsync(async () => await m.RetrieveAsync("probe") == "1");
+        Assert.Equal("master", await s.RetrieveAsync("k"));
+        Assert.Equal("master", await m.RetrieveAsync("k"));
+    }
+}
