@@ -14,7 +14,7 @@ public sealed class LifecycleTests
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(masterPath));
         listener.Listen();
-        await using var slave = await TestServer.StartAsync(dir.File("s.sock"), new() { ["Master:Socket"] = masterPath, ["InterclacksPingTimeout"] = "3" });
+        await using var slave = await TestServer.StartAsync(dir.File("s.sock"), new() { ["Master:Socket"] = masterPath, ["InterclacksPingTimeout"] = "5" });
         await using var local = await RawClient.LoginAsync(slave.Socket, "local");
 
         using (var accepted = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10)))

@@ -226,7 +226,7 @@ public sealed class SessionTests
     public async Task Session_16_7_ping_timeout_noping_and_nop_keepalive()
     {
         using var dir = new TempDir();
-        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new() { ["PingTimeout"] = "1.5", ["KeepaliveInterval"] = "1" });
+        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new() { ["PingTimeout"] = "3", ["KeepaliveInterval"] = "1" });
         await using (var c = await RawClient.LoginAsync(server.Socket, "pingtest"))
         {
             var text = await c.ReadToEndAsync(TimeSpan.FromSeconds(10));

@@ -52,7 +52,7 @@ public sealed class TlsAndBadInputTests
             ["Port"] = "0",
             ["SslCert"] = dir.File("server.crt"),
             ["SslKey"] = dir.File("server.key"),
-            ["TlsHandshakeTimeout"] = "1",
+            ["TlsHandshakeTimeout"] = "10",
         };
         foreach (var (k, v) in extra ?? [])
         {
@@ -87,7 +87,7 @@ public sealed class TlsAndBadInputTests
     {
         using var dir = new TempDir();
         using var ca = MakeCertificates(dir);
-        await using var server = await StartTls(dir);
+        await using var server = await StartTls(dir, new() { ["TlsHandshakeTimeout"] = "2" });
         await using var silent = await RawClient.ConnectTcpPlainAsync(server.TlsPort);
         await using (var plain = await RawClient.ConnectTcpPlainAsync(server.TlsPort))
         {
@@ -100,7 +100,7 @@ public sealed class TlsAndBadInputTests
         await using var tls = await RawClient.ConnectTlsAsync(server.TlsPort, TrustOnly(ca));
         await tls.SendAsync("CLACKS tls\r\nOVERHEAD A YWRtaW4=:YWRtaW5wYXNz\r\n");
         await tls.ExpectAsync("CLACKS PageCamel 36", "OVERHEAD M Authentication required", "OVERHEAD O Welcome!");
-        Assert.Equal(string.Empty, await silent.ReadToEndAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(string.Empty, await silent.ReadToEndAsync(TimeSpan.FromSeconds(15)));
     }
 
     [Fact]
