@@ -37,6 +37,29 @@ public static class ClacksXmlConfig
         ["appname"] = "AppName",
     };
 
+    /// <summary>
+    /// <c>cachehost clacks CONFIG.xml [--Key=Value ...]</c>: loads the file and returns the configuration
+    /// overrides plus the remaining host arguments; prints one line to stderr and returns null on errors.
+    /// </summary>
+    public static (Dictionary<string, string?> Overrides, string[] HostArgs)? ParseCommandLine(string[] args)
+    {
+        if (args.Length == 0 || args[0].StartsWith('-'))
+        {
+            Console.Error.WriteLine("usage: cachehost clacks CONFIG.xml [--Key=Value ...]");
+            return null;
+        }
+
+        try
+        {
+            return (Load(args[0]), args[1..]);
+        }
+        catch (Exception ex) when (ex is IOException or FormatException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"cachehost clacks: {ex.Message}");
+            return null;
+        }
+    }
+
     /// <summary>Finds the file as the reference does: <c>PC_CONFIG_PATHS</c> directories, else ./ then configs/.</summary>
     public static string Locate(string name)
     {

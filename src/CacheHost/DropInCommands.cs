@@ -13,30 +13,8 @@ internal static class DropInCommands
 
     private static readonly Entry[] Commands =
     [
-        new("clacks", ["clacks-server"], RunClacks, "CONFIG.xml  Net::Clacks server from its XML config"),
+        new("clacks", ["clacks-server"], args => CacheHost.Roles.Clacks.ClacksXmlConfig.ParseCommandLine(args) is { } run ? CommandDispatcher.RunHost(run.HostArgs, run.Overrides) : 1, "CONFIG.xml  Net::Clacks server from its XML config"),
     ];
-
-    private static int RunClacks(string[] args)
-    {
-        if (args.Length == 0 || args[0].StartsWith('-'))
-        {
-            Console.Error.WriteLine("usage: cachehost clacks CONFIG.xml [--Key=Value ...]");
-            return 1;
-        }
-
-        Dictionary<string, string?> overrides;
-        try
-        {
-            overrides = CacheHost.Roles.Clacks.ClacksXmlConfig.Load(args[0]);
-        }
-        catch (Exception ex) when (ex is IOException or FormatException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine($"cachehost clacks: {ex.Message}");
-            return 1;
-        }
-
-        return CommandDispatcher.RunHost(args[1..], overrides);
-    }
 
     /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>
     public static (string? Command, string[] Args) Resolve(string invokedAs, string[] args)

@@ -142,3 +142,31 @@ public sealed class ConfigAndWalkthroughTests
         Assert.EndsWith("=OVERHEAD A ***", login);
     }
 }
+
+/// <summary>Command-line errors of the drop-in command.</summary>
+public sealed class CommandLineTests
+{
+    [Fact]
+    public async Task Missing_or_broken_config_exits_1_with_one_line()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("bad.xml"), "<clacks><username>x</username>");
+        File.WriteAllText(dir.File("noport.xml"), "<clacks><ip>127.0.0.1</ip><username>a</username><password>b</password></clacks>");
+        foreach (var (args, expected) in new[] { (new[] { "clacks" }, "usage"), (["clacks", "missing.xml"], "not found"), (["clacks", "bad.xml"], "bad.xml"), (["clacks", "noport.xml"], "CacheHost:Clacks:Port") })
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("dotnet") { WorkingDirectory = dir.Path, RedirectStandardError = true, RedirectStandardOutput = true };
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
+            foreach (var a in args)
+            {
+                start.ArgumentList.Add(a);
+            }
+
+            using var p = System.Diagnostics.Process.Start(start)!;
+            var stderr = p.StandardError.ReadToEndAsync();
+            _ = p.StandardOutput.ReadToEndAsync();
+            Assert.True(p.WaitForExit(30_000));
+            Assert.Equal(1, p.ExitCode);
+            Assert.Contains(expected, await stderr);
+        }
+    }
+}
