@@ -9,7 +9,7 @@ namespace CacheHost.Clacks.Tests;
 public sealed class TlsAndBadInputTests
 {
     /// <summary>Creates a CA and a server certificate it signs; writes server cert/key as PEM.</summary>
-    private static X509Certificate2 MakeCertificates(TempDir dir)
+    internal static X509Certificate2 MakeCertificates(TempDir dir)
     {
         using var caKey = RSA.Create(2048);
         var caRequest = new CertificateRequest("CN=Clacks Test CA", caKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
@@ -44,7 +44,7 @@ public sealed class TlsAndBadInputTests
         return chain.Build(new X509Certificate2(certificate));
     };
 
-    private static async Task<TestServer> StartTls(TempDir dir, Dictionary<string, string?>? extra = null)
+    internal static async Task<TestServer> StartTls(TempDir dir, Dictionary<string, string?>? extra = null)
     {
         var settings = new Dictionary<string, string?>
         {
