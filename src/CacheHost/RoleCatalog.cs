@@ -19,5 +19,6 @@ internal static class RoleCatalog
             ["Probe"] = b => b.AddProbeRole(),
             [CacheHost.Roles.ClientProxy.ClientProxyRole.Name] = static b => CacheHost.Roles.ClientProxy.ClientProxyRole.AddClientProxyRole(b),
             [CacheHost.Roles.Snoop.SnoopRole.Name] = static b => CacheHost.Roles.Snoop.SnoopRole.AddSnoopRole(b),
+            ["Clacks"] = b => CacheHost.Roles.Clacks.ClacksRoleExtensions.AddClacksRole(b),
         };
 }
