@@ -13,6 +13,7 @@ internal static class DropInCommands
 
     private static readonly Entry[] Commands =
     [
+        new("daemonproxy", ["daemonproxy"], CacheHost.Roles.ProcessSupervisor.DaemonProxyProgram.Run, "process supervisor with daemonproxy's command line (-i, -c FILE, -S PATH, ...)"),
     ];
 
     /// <summary>Finds the command for the invocation; null means "run the host from configuration".</summary>

@@ -13,6 +13,6 @@ internal static class RoleCatalog
     public static readonly IReadOnlyDictionary<string, Action<IHostApplicationBuilder>> Roles =
         new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
         {
-
+            ["ProcessSupervisor"] = b => CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.AddProcessSupervisorRole(b),
         };
 }
