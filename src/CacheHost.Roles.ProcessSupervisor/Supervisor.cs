@@ -35,7 +35,8 @@ internal sealed partial class Supervisor : IDisposable
     private long _triggerMarker;
     private ConnectionListener? _listener;
     private string? _socketPath;
-    private Task? _acceptTask;
+    private volatile bool _acceptOutstanding;
+    private volatile string? _acceptError;
     private long _acceptWarnAtNs;
     private bool _terminate;
     private int _exitCode;
@@ -466,25 +467,38 @@ internal sealed partial class Supervisor : IDisposable
         }
 
         // Accept only while a slot is free; otherwise clients wait in the backlog (spec 4.1).
-        if (_listener is not null && (_acceptTask is null || _acceptTask.IsCompleted) && FreeSlot() >= 0)
+        if (_listener is not null && !_acceptOutstanding && _accepted.IsEmpty && FreeSlot() >= 0)
         {
             var listener = _listener;
-            _acceptTask = Task.Run(async () =>
+            _acceptOutstanding = true;
+            _ = Task.Run(async () =>
             {
+                Socket? s = null;
                 try
                 {
-                    var s = await listener.AcceptSocketAsync().ConfigureAwait(false);
+                    s = await listener.AcceptSocketAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or InvalidOperationException)
+                {
+                    _acceptError = ex.Message;
+                }
+                finally
+                {
                     if (s is not null)
                     {
                         _accepted.Enqueue(s);
                     }
-                }
-                catch (SocketException)
-                {
-                }
 
-                Wake();
+                    _acceptOutstanding = false;
+                    Wake();
+                }
             });
+        }
+
+        if (_acceptError is { } error)
+        {
+            _acceptError = null;
+            Log.Error("accept: " + error);
         }
     }
 
