@@ -153,18 +153,20 @@ public static class DaemonProxyProgram
             return 3;
         }
 
-        var devNull = Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+        var devNull = Libc.Open("/dev/null", Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
+        var devNullIn = Libc.Open("/dev/null", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
         var env = new Dictionary<string, string> { [ReadyFdVariable] = pipe[1].ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNull, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
+        var pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNullIn, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
         if (pid < 0)
         {
             // argv[0] not found in PATH (e.g. a relative name): fall back to the running executable.
             argv[0] = "/proc/self/exe";
-            pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNull, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
+            pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNullIn, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
         }
 
         Libc.close(pipe[1]);
         Libc.close(devNull);
+        Libc.close(devNullIn);
         if (pid < 0)
         {
             WriteStderr("fatal: daemonize: " + Libc.StrError(-pid) + "\n");

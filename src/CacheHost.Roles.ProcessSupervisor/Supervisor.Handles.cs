@@ -19,7 +19,7 @@ internal sealed partial class Supervisor
             return "File descriptor cannot be altered";
         }
 
-        if (!_handles.ContainsKey(name) && _settings.HandlePool is { } pool && _handles.Count >= pool)
+        if (!_handles.ContainsKey(name) && _settings.HandlePool is { } pool && PooledHandleCount >= pool)
         {
             return "Unable to allocate new file descriptor object";
         }

@@ -56,7 +56,8 @@ internal sealed partial class Supervisor : IDisposable
         {
             Filter = (DaemonLogLevel)Math.Clamp((int)DaemonLogLevel.Debug + settings.Verbosity, 0, (int)DaemonLogLevel.Fatal),
         };
-        Log.Destination = () => _handles.TryGetValue(_logDest, out var h) ? h.Fd : -1;
+        // Before the handle table exists (option warnings) the log goes straight to fd 2.
+        Log.Destination = () => _handles.Count == 0 ? 2 : _handles.TryGetValue(_logDest, out var h) ? h.Fd : -1;
         var fds = stackalloc int[2];
         if (Libc.pipe2(fds, Libc.O_CLOEXEC | Libc.O_NONBLOCK) != 0)
         {
@@ -107,9 +108,9 @@ internal sealed partial class Supervisor : IDisposable
         AddHandle(new NamedHandle("control.event", -1, "special", "read", "daemonproxy event stream", constant: true));
         AddHandle(new NamedHandle("control.socket", -1, "special", "read,write", "daemonproxy control socket", constant: true));
         RegisterInherited();
-        if (_settings.HandlePool is { } pool && _handles.Count > pool)
+        if (_settings.HandlePool is { } pool && PooledHandleCount > pool)
         {
-            Fatal(2, $"fd pool of {pool} is too small for the {_handles.Count} inherited handles");
+            Fatal(2, $"fd pool of {pool} is too small for the {PooledHandleCount} inherited handles");
         }
 
         InstallSignals();
@@ -268,6 +269,9 @@ internal sealed partial class Supervisor : IDisposable
 
     private void AddHandle(NamedHandle handle) => _handles[handle.Name] = handle;
 
+    /// <summary>Handles that occupy pool objects (the four constants are static).</summary>
+    private int PooledHandleCount => _handles.Values.Count(h => !h.IsConstant);
+
     private void InstallSignals()
     {
         foreach (var signo in CountedSignals)
@@ -342,6 +346,7 @@ internal sealed partial class Supervisor : IDisposable
                 return FinishTerminate();
             }
 
+            AcceptPending(Now()); // a slot freed during this pass starts the next accept before sleeping
             Poll(busy ? 0 : NextTimeoutMs(Now()));
         }
     }

@@ -64,6 +64,7 @@ public sealed class CommandLineTests
         var conf = Path.Combine(dir, "c.conf");
         File.WriteAllText(conf, "service.tags\tfromconf\tyes\n# comment\nservice.args\tlast\t/bin/true"); // last line has no LF: still run
         using var dp = DaemonProxyProcess.Start(["-ic", conf]);
+        dp.WaitFor(l => l == "service.args\tlast\t/bin/true");
         dp.Send("statedump");
         var dump = dp.Sync("x");
         Assert.Contains("service.tags\tfromconf\tyes", dump);

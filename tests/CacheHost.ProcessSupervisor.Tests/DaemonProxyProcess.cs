@@ -246,6 +246,24 @@ internal sealed class DaemonProxyProcess : IDisposable
     /// <summary>Number of open descriptors of the supervisor (/proc/PID/fd).</summary>
     public int CountFds() => Directory.GetFileSystemEntries($"/proc/{Pid}/fd").Length;
 
+    /// <summary>"fd -> target" for every open descriptor of the supervisor (diagnostics).</summary>
+    public List<string> FdLinks()
+    {
+        var list = new List<string>();
+        foreach (var path in Directory.GetFileSystemEntries($"/proc/{Pid}/fd"))
+        {
+            try
+            {
+                list.Add(Path.GetFileName(path) + "->" + new FileInfo(path).LinkTarget);
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        return list;
+    }
+
     public void Signal(int signo) => TestLibc.kill(Pid, signo);
 
     public void Dispose()

@@ -21,6 +21,7 @@ public sealed class RobustnessTests
         Thread.Sleep(300);
         dp.Sync("baseline");
         var before = dp.CountFds();
+        var beforeLinks = dp.FdLinks();
 
         using (var c = SocketClient.Connect(sock))
         {
@@ -79,7 +80,8 @@ public sealed class RobustnessTests
             Thread.Sleep(100);
         }
 
-        Assert.Equal(before, dp.CountFds());
+        var afterLinks = dp.FdLinks();
+        Assert.True(before == dp.CountFds(), "descriptors changed: " + string.Join(", ", afterLinks.Except(beforeLinks)) + " / gone: " + string.Join(", ", beforeLinks.Except(afterLinks)));
         Assert.Contains(dp.Stderr, l => l.StartsWith("error: controller[1] sent unknown command", StringComparison.Ordinal));
     }
 
