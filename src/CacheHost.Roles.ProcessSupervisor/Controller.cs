@@ -95,6 +95,9 @@ internal sealed unsafe class Controller
 
     public bool InputEof { get; private set; }
 
+    /// <summary>End of input has been acted on (a guarded interactive EOF is handled once).</summary>
+    public bool EofHandled { get; set; }
+
     /// <summary>Set by <c>exit</c>: close once the output is flushed.</summary>
     public bool CloseRequested { get; set; }
 

@@ -594,6 +594,12 @@ internal sealed partial class Supervisor : IDisposable
 
     private void HandleEof(Controller c, long now)
     {
+        if (c.EofHandled)
+        {
+            return;
+        }
+
+        c.EofHandled = true;
         switch (c.Kind)
         {
             case ControllerKind.ConfigFile:
