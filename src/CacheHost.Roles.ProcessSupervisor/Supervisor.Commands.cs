@@ -56,7 +56,15 @@ internal sealed partial class Supervisor
         }
 
         var fields = line.Split('\t');
-        var error = handler(c, fields, line, now);
+        string? error;
+        try
+        {
+            error = handler(c, fields, line, now);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or FormatException or OverflowException)
+        {
+            error = "internal error: " + ex.Message;
+        }
         if (error is null)
         {
             return;

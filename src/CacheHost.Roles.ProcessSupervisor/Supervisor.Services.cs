@@ -32,7 +32,7 @@ internal sealed partial class Supervisor
             }
 
             newest = Math.Max(newest, record.Seq);
-            foreach (var svc in _services.Values.ToList())
+            foreach (var svc in _services.Values.Where(s => s.Triggers.Count > 0).ToList())
             {
                 if (svc.State != ServiceState.Up && TriggersOn(svc, record.Signo))
                 {
@@ -43,12 +43,9 @@ internal sealed partial class Supervisor
 
         _triggerMarker = Math.Max(_triggerMarker, newest);
 
-        foreach (var svc in _services.Values.ToList())
+        foreach (var svc in _services.Values.Where(s => s.State == ServiceState.Start && s.StartAtNs <= now).ToList())
         {
-            if (svc.State == ServiceState.Start && svc.StartAtNs <= now)
-            {
-                Fork(svc, now);
-            }
+            Fork(svc, now);
         }
     }
 
@@ -211,7 +208,15 @@ internal sealed partial class Supervisor
     /// <summary>Reaps each known pid with waitpid(pid, WNOHANG); never waitpid(-1) (spec 16, research 2.6).</summary>
     private unsafe void ReapChildren(long now)
     {
-        foreach (var svc in _services.Values.ToList())
+        // Scan after SIGCHLD, and every 500 ms anyway in case a signal was coalesced or missed.
+        if (!_childExited && now < _nextReapScanNs)
+        {
+            return;
+        }
+
+        _childExited = false;
+        _nextReapScanNs = now + Second / 2;
+        foreach (var svc in _services.Values.Where(s => s.State == ServiceState.Up).ToList())
         {
             if (svc.State != ServiceState.Up)
             {

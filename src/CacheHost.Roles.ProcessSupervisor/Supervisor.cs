@@ -45,6 +45,8 @@ internal sealed partial class Supervisor : IDisposable
     private string? _execArgs;
     private string _logDest = "stderr";
     private volatile bool _stopRequested;
+    private volatile bool _childExited = true;
+    private long _nextReapScanNs;
 
     public unsafe Supervisor(SupervisorSettings settings)
     {
@@ -80,7 +82,19 @@ internal sealed partial class Supervisor : IDisposable
         {
             Startup();
             _settings.OnReady?.Invoke();
-            return Loop();
+            while (true)
+            {
+                try
+                {
+                    return Loop();
+                }
+                catch (Exception ex) when (ex is not SupervisorExitException)
+                {
+                    // A bug must not take the services' supervisor down silently: this is the fatal path
+                    // (exec-on-exit, or "attempting to continue" under a guard, else exit 4).
+                    Fatal(4, $"internal error: {ex.GetType().Name}: {ex.Message}");
+                }
+            }
         }
         catch (SupervisorExitException ex)
         {
@@ -288,9 +302,15 @@ internal sealed partial class Supervisor : IDisposable
 
         foreach (var signo in WakeSignals)
         {
+            var number = signo;
             _registrations.Add(PosixSignalRegistration.Create((PosixSignal)signo, ctx =>
             {
                 ctx.Cancel = true;
+                if (number == 17)
+                {
+                    _childExited = true;
+                }
+
                 Wake();
             }));
         }
@@ -716,6 +736,11 @@ internal sealed partial class Supervisor : IDisposable
             {
                 next = Math.Min(next, svc.StartAtNs);
             }
+        }
+
+        if (_services.Values.Any(s => s.State == ServiceState.Up))
+        {
+            next = Math.Min(next, _nextReapScanNs); // safety scan for a missed SIGCHLD
         }
 
         foreach (var c in _slots)
