@@ -58,6 +58,24 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void EnvironmentErrorsExitThreeAndPoolsLimitObjects()
+    {
+        var (code, _, err) = RunToEnd("-S", "/nonexistent/dir/dp.sock");
+        Assert.Equal(3, code);
+        Assert.Contains("fatal: Failed to create control socket", err);
+
+        using var dp = DaemonProxyProcess.Start(["-i", "--service-pool", "2"]);
+        dp.Send("service.args\ta\t/bin/true");
+        dp.Send("service.args\tb\t/bin/true");
+        dp.Send("service.args\tc\t/bin/true");
+        dp.Expect("service.args\ta\t/bin/true");
+        dp.Expect("service.args\tb\t/bin/true");
+        dp.Expect("error\tUnable to allocate new service, for command \"service.args\tc\t/bin/true\"");
+        dp.Send("service.args\ta\t" + new string('x', 600));
+        dp.Expect("error\tunable to set argv, for command \"service.args\ta\txxxxxxxxxxxxxxx...\"");
+    }
+
+    [Fact]
     public void BundledShortOptionsConsumeArgumentsInOrder()
     {
         var dir = TempDir.Create();
