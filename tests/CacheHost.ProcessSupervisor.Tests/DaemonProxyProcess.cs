@@ -19,14 +19,21 @@ internal sealed class DaemonProxyProcess : IDisposable
     private readonly Thread _outThread;
     private readonly Thread _errThread;
 
-    private DaemonProxyProcess(Process process)
+    private DaemonProxyProcess(Process process, bool readStdout)
     {
         _process = process;
         _outThread = new Thread(() => Pump(process.StandardOutput.BaseStream, line => _stdout.Add(line), raw: true)) { IsBackground = true };
         _errThread = new Thread(() => Pump(process.StandardError.BaseStream, _stderr.Enqueue, raw: false)) { IsBackground = true };
-        _outThread.Start();
+        if (readStdout)
+        {
+            _outThread.Start();
+        }
+
         _errThread.Start();
     }
+
+    /// <summary>Starts reading stdout (for tests that first leave the supervisor's output unread).</summary>
+    public void StartReadingStdout() => _outThread.Start();
 
     public int Pid => _process.Id;
 
@@ -49,7 +56,7 @@ internal sealed class DaemonProxyProcess : IDisposable
     public static string ProgramDll => Path.Combine(AppContext.BaseDirectory, "cachehost.dll");
 
     /// <summary>Starts <c>dotnet cachehost.dll daemonproxy ARGS</c>; with <paramref name="skipBanner"/> the 6 info lines are checked and consumed.</summary>
-    public static DaemonProxyProcess Start(IEnumerable<string> args, bool skipBanner = true, string? workingDirectory = null, string? programName = null, Dictionary<string, string>? env = null)
+    public static DaemonProxyProcess Start(IEnumerable<string> args, bool skipBanner = true, string? workingDirectory = null, string? programName = null, Dictionary<string, string>? env = null, bool readStdout = true)
     {
         var psi = new ProcessStartInfo
         {
@@ -83,8 +90,8 @@ internal sealed class DaemonProxyProcess : IDisposable
             }
         }
 
-        var p = new DaemonProxyProcess(Process.Start(psi)!);
-        if (skipBanner)
+        var p = new DaemonProxyProcess(Process.Start(psi)!, readStdout);
+        if (skipBanner && readStdout)
         {
             for (var i = 0; i < 6; i++)
             {

@@ -268,6 +268,45 @@ public sealed class WorkedSessionTests
     }
 
     [Fact]
+    public void S14_9_EventOverflow()
+    {
+        var dir = TempDir.Create();
+        var sock = Path.Combine(dir, "s");
+        using var dp = Start(["-i", "-S", sock], readStdout: false);
+        dp.Send("conn.event_timeout\t2\t8");
+        var burst = new System.Text.StringBuilder();
+        for (var i = 0; i < 1000; i++)
+        {
+            burst.Append("service.args\tfoo\t").Append(new string('v', 330)).Append('\n');
+        }
+
+        var writer = new Thread(() => dp.SendRaw(burst.ToString())) { IsBackground = true };
+        writer.Start();
+        // Meanwhile a socket controller stays responsive.
+        using (var other = SocketClient.Connect(sock))
+        {
+            other.Sync("responsive");
+        }
+
+        Assert.True(writer.Join(TimeSpan.FromSeconds(15)), "the stalled controller's commands never ran");
+        Assert.True(dp.WaitForStderr(l => l.StartsWith("warning: controller 0 blocked pipe for ", StringComparison.Ordinal), TimeSpan.FromSeconds(5)));
+        dp.StartReadingStdout();
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.StartsWith("info\t", dp.NextLine());
+        }
+
+        var (buffered, _) = dp.WaitFor(l => l == "overflow");
+        Assert.NotEmpty(buffered);
+        Assert.All(buffered, l => Assert.Equal("service.args\tfoo\t" + new string('v', 330), l));
+        // Commands still queued behind the stall run now and their events are delivered normally again.
+        dp.Send("echo\t-marker-");
+        var (after, _) = dp.WaitFor(l => l == "-marker-");
+        Assert.All(after, l => Assert.Equal("service.args\tfoo\t" + new string('v', 330), l));
+        Assert.True(buffered.Count + after.Count < 1000, "nothing was dropped although the controller overflowed");
+    }
+
+    [Fact]
     public void S14_10_SocketClientAndFdTake()
     {
         var dir = TempDir.Create();
