@@ -250,8 +250,11 @@ internal sealed class DaemonProxyProcess : IDisposable
         return _process.ExitCode;
     }
 
-    /// <summary>Number of open descriptors of the supervisor (/proc/PID/fd).</summary>
-    public int CountFds() => Directory.GetFileSystemEntries($"/proc/{Pid}/fd").Length;
+    /// <summary>
+    /// Number of open descriptors of the supervisor (/proc/PID/fd), leaving out the runtime's own lazily
+    /// opened assembly files (.dll/.so), which are not connections or handles.
+    /// </summary>
+    public int CountFds() => FdLinks().Count;
 
     /// <summary>"fd -> target" for every open descriptor of the supervisor (diagnostics).</summary>
     public List<string> FdLinks()
@@ -261,7 +264,11 @@ internal sealed class DaemonProxyProcess : IDisposable
         {
             try
             {
-                list.Add(Path.GetFileName(path) + "->" + new FileInfo(path).LinkTarget);
+                var target = new FileInfo(path).LinkTarget ?? "";
+                if (!target.EndsWith(".dll", StringComparison.Ordinal) && !target.EndsWith(".so", StringComparison.Ordinal))
+                {
+                    list.Add(Path.GetFileName(path) + "->" + target);
+                }
             }
             catch (IOException)
             {
