@@ -76,6 +76,34 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void InheritedDescriptorsBecomeFdNHandles()
+    {
+        var dir = TempDir.Create();
+        var file = Path.Combine(dir, "inherited.txt");
+        File.WriteAllText(file, "from-the-parent\n");
+        using var dp = DaemonProxyProcess.Start(
+            ["-c", $"exec 7<{file} 8>>{file}.out; exec dotnet {DaemonProxyProcess.ProgramDll} daemonproxy -i"], programName: "/bin/sh");
+        dp.Send("statedump");
+        var dump = dp.SyncAll("inherited");
+        Assert.Contains("fd.state\tfd_7\tfile\tread\tunknown", dump);
+        Assert.Contains("fd.state\tfd_8\tfile\twrite,append\tunknown", dump);
+        // A service gets it only when mapped, and then it works.
+        dp.Send("service.args\tcopy\tcat");
+        dp.Send("service.fds\tcopy\tfd_7\tfd_8\tstderr");
+        dp.Send("service.start\tcopy");
+        dp.WaitFor(l => l.StartsWith("service.state\tcopy\tdown", StringComparison.Ordinal));
+        Assert.Equal("from-the-parent\n", File.ReadAllText(file + ".out"));
+    }
+
+    [Fact]
+    public void DaemonizeFailureReachesTheParent()
+    {
+        var (code, output, _) = RunToEnd("-D", "-S", "/nonexistent/dir/s");
+        Assert.Equal(3, code);
+        Assert.Equal("", output);
+    }
+
+    [Fact]
     public void BundledShortOptionsConsumeArgumentsInOrder()
     {
         var dir = TempDir.Create();

@@ -226,6 +226,27 @@ internal sealed class DaemonProxyProcess : IDisposable
         return WaitFor(l => l == mark).Skipped;
     }
 
+    /// <summary>Like <see cref="Sync"/> but keeps the inherited fd_N lines.</summary>
+    public List<string> SyncAll(string mark)
+    {
+        Send("echo\t" + mark);
+        var lines = new List<string>();
+        while (true)
+        {
+            if (!_stdout.TryTake(out var line, DefaultTimeout))
+            {
+                Assert.Fail("sync mark not seen");
+            }
+
+            if (line == mark)
+            {
+                return lines;
+            }
+
+            lines.Add(line!);
+        }
+    }
+
     public bool WaitForStderr(Func<string, bool> match, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
