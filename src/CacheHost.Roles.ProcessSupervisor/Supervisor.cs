@@ -35,6 +35,8 @@ internal sealed partial class Supervisor : IDisposable
     private long _triggerMarker;
     private ConnectionListener? _listener;
     private string? _socketPath;
+    private string? _socketFullPath;
+    private int _listenFd = -1;
     private volatile bool _acceptOutstanding;
     private volatile string? _acceptError;
     private long _acceptWarnAtNs;
@@ -433,7 +435,11 @@ internal sealed partial class Supervisor : IDisposable
 
     // ---- socket controllers (spec 4.1) -------------------------------------------------------------
 
-    /// <summary>Creates (or replaces) the controller listening socket through the transport's unix listener.</summary>
+    /// <summary>
+    /// Creates (or replaces) the controller listening socket (backlog 2, spec 13) and hands it to the
+    /// transport's listener for accepting. The supervisor keeps the descriptor so it can notice clients
+    /// waiting in the backlog while every controller slot is taken (spec 4.1).
+    /// </summary>
     private string? CreateControlSocket(string path)
     {
         var old = _socketPath;
@@ -443,17 +449,36 @@ internal sealed partial class Supervisor : IDisposable
             Log.Info("Unlinked control socket " + old);
         }
 
+        Socket? socket = null;
         try
         {
-            var address = TransportAddress.Parse("UNIX:" + (path.StartsWith('/') ? path : Path.GetFullPath(path)));
-            _listener = ConnectionListener.Bind(address, new TransportOptions { Backlog = 2 }, NullLogger.Instance);
+            var full = path.StartsWith('/') ? path : Path.GetFullPath(path);
+            RemoveStaleSocket(full);
+            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            socket.Bind(new UnixDomainSocketEndPoint(full));
+            socket.Listen(2);
+            _listenFd = (int)socket.Handle;
+            _listener = ConnectionListener.Adopt(TransportAddress.Parse("UNIX:" + full), socket, new TransportOptions { Backlog = 2 }, NullLogger.Instance);
             _socketPath = path;
+            _socketFullPath = full;
             return null;
         }
         catch (Exception ex) when (ex is IOException or SocketException or ArgumentException or FormatException or UnauthorizedAccessException)
         {
+            socket?.Dispose();
             Log.Error($"Failed to create control socket '{path}': {ex.Message}");
             return "Failed to create control socket";
+        }
+    }
+
+    /// <summary>Spec 5 socket.create: a stale socket file is removed first if it is a socket owned by this uid.</summary>
+    private static void RemoveStaleSocket(string path)
+    {
+        if (Mono.Unix.Native.Syscall.lstat(path, out var st) == 0
+            && (st.st_mode & Mono.Unix.Native.FilePermissions.S_IFMT) == Mono.Unix.Native.FilePermissions.S_IFSOCK
+            && st.st_uid == Mono.Unix.Native.Syscall.getuid())
+        {
+            Mono.Unix.Native.Syscall.unlink(path);
         }
     }
 
@@ -463,7 +488,14 @@ internal sealed partial class Supervisor : IDisposable
         {
             _listener.Unbind();
             _listener = null;
+            _listenFd = -1;
+            if (_socketFullPath is not null)
+            {
+                RemoveStaleSocket(_socketFullPath);
+            }
+
             _socketPath = null;
+            _socketFullPath = null;
         }
     }
 
@@ -752,7 +784,7 @@ internal sealed partial class Supervisor : IDisposable
             }
         }
 
-        if (!_accepted.IsEmpty)
+        if ((!_accepted.IsEmpty || _listenFd >= 0) && _acceptWarnAtNs > now)
         {
             next = Math.Min(next, _acceptWarnAtNs);
         }
@@ -792,10 +824,23 @@ internal sealed partial class Supervisor : IDisposable
             }
         }
 
+        // All slots taken: watch the backlog so a waiting client is reported every 5 s (spec 4.1, 13).
+        var watchBacklog = _listenFd >= 0 && FreeSlot() < 0 && Now() >= _acceptWarnAtNs;
+        if (watchBacklog)
+        {
+            list.Add(new Libc.PollFd { Fd = _listenFd, Events = Libc.POLLIN });
+        }
+
         var array = list.ToArray();
         fixed (Libc.PollFd* p = array)
         {
             Libc.poll(p, (nuint)array.Length, (int)Math.Min(timeoutMs, int.MaxValue));
+        }
+
+        if (watchBacklog && (array[^1].Revents & Libc.POLLIN) != 0)
+        {
+            Log.Warn("No free controllers to accpet socket connection");
+            _acceptWarnAtNs = Now() + 5 * Second;
         }
 
         // Hang-ups on event-only service controllers end them (defect 3: kept open until the peer closes).

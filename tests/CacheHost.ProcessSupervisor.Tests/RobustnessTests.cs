@@ -196,6 +196,7 @@ public sealed class RobustnessTests
         using var third = SocketClient.Connect(sock);
         third.Send("echo\tthird");
         Assert.False(third.TryPeekLine(TimeSpan.FromMilliseconds(700)));
+        Assert.True(dp.WaitForStderr(l => l == "warning: No free controllers to accpet socket connection", TimeSpan.FromSeconds(5)));
         second.Send("exit");
         Assert.True(second.WaitForEof(TimeSpan.FromSeconds(5)));
         third.WaitFor(l => l == "third", TimeSpan.FromSeconds(10));
