@@ -219,4 +219,36 @@ public sealed class ServiceTests
         dp.Send("service.signal\tlistener\tTERM");
         dp.WaitFor(l => l.StartsWith("service.state\tlistener\tdown", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void SignalToTheProcessGroupReachesTheWholeTree()
+    {
+        var dir = TempDir.Create();
+        var childPid = Path.Combine(dir, "child.pid");
+        using var dp = Start(Interactive);
+        // setsid makes the service its own group leader (services are not put in their own group, spec 5).
+        dp.Send($"service.args\tgrp\tsetsid\t/bin/sh\t-c\tsleep 60 & echo $! > {childPid}; wait");
+        dp.Send("service.start\tgrp");
+        var up = dp.WaitFor(l => l.StartsWith("service.state\tgrp\tup", StringComparison.Ordinal)).Line;
+        var sleeper = int.Parse(WorkedSessionTests.WaitForFile(childPid, "\n").Trim());
+        dp.Send("service.signal\tgrp\tTERM\tgroup");
+        dp.Expect($"service.state\tgrp\tdown\t{{n}}\t{up.Split('\t')[4]}\tsignal\tSIGTERM\t{{n}}\t0");
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (Directory.Exists($"/proc/{sleeper}") && !File.ReadAllText($"/proc/{sleeper}/stat").Contains(") Z ", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(50);
+        }
+
+        Assert.True(!Directory.Exists($"/proc/{sleeper}") || File.ReadAllText($"/proc/{sleeper}/stat").Contains(") Z ", StringComparison.Ordinal), "the group signal did not reach the grandchild");
+
+        // Right after `up` the child may not have called setsid yet: there is no such group, a clear error.
+        File.Delete(childPid);
+        dp.Send("service.args\tgrp\t/bin/sh\t-c\tsleep 60");
+        dp.Send("service.start\tgrp");
+        dp.WaitFor(l => l.StartsWith("service.state\tgrp\tup", StringComparison.Ordinal));
+        dp.Send("service.signal\tgrp\tKILL\tgroup");
+        Assert.StartsWith("error\tcan't kill grp (pgid ", dp.WaitFor(l => l.StartsWith("error", StringComparison.Ordinal)).Line);
+        dp.Send("service.signal\tgrp\tKILL");
+        dp.WaitFor(l => l.StartsWith("service.state\tgrp\tdown", StringComparison.Ordinal) && l.Contains("SIGKILL"));
+    }
 }
