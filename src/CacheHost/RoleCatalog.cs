@@ -20,5 +20,6 @@ internal static class RoleCatalog
             [CacheHost.Roles.ClientProxy.ClientProxyRole.Name] = static b => CacheHost.Roles.ClientProxy.ClientProxyRole.AddClientProxyRole(b),
             [CacheHost.Roles.Snoop.SnoopRole.Name] = static b => CacheHost.Roles.Snoop.SnoopRole.AddSnoopRole(b),
             ["Clacks"] = b => CacheHost.Roles.Clacks.ClacksRoleExtensions.AddClacksRole(b),
+            ["ProcessSupervisor"] = b => CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.AddProcessSupervisorRole(b),
         };
 }
