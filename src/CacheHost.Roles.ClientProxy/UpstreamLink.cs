@@ -43,6 +43,26 @@ internal sealed class UpstreamLink
         _slots = new SemaphoreSlim(options.EffectiveDepth, options.EffectiveDepth);
     }
 
+    /// <summary>The last uid handed out (tests seed it near 2^32 to exercise the wrap).</summary>
+    internal uint LastUid
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _lastUid;
+            }
+        }
+
+        set
+        {
+            lock (_lock)
+            {
+                _lastUid = value;
+            }
+        }
+    }
+
     /// <summary>True while a server connection is up.</summary>
     public bool IsConnected => Volatile.Read(ref _connected);
 
