@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging;
@@ -142,6 +143,7 @@ internal sealed class UpstreamLink
     }
 
     /// <summary>Writes staged batches into the link until none is left; only one caller at a time owns the writer.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> DrainAsync(PipeWriter output, int generation)
     {
         try
