@@ -76,13 +76,17 @@ public static class ProcessControl
     /// returns its exit status for the parent: 0 once the child reported that it runs, 1 if it died first.
     /// .NET cannot fork a running runtime, so "-daemon" re-executes instead of calling daemon(3).
     /// </summary>
-    public static int StartDaemonChild(IReadOnlyList<string> childArguments)
+    /// <param name="childArguments">The arguments that start the same configuration.</param>
+    /// <param name="environment">Extra variables for the child (the systemd integration passes NOTIFY_SOCKET).</param>
+    /// <param name="started">Called with the child's PID as soon as it exists (systemd: MAINPID=).</param>
+    public static int StartDaemonChild(IReadOnlyList<string> childArguments, IReadOnlyDictionary<string, string>? environment = null, Action<int>? started = null)
     {
         var start = new ProcessStartInfo
         {
             FileName = Environment.ProcessPath!,
             UseShellExecute = false,
             RedirectStandardOutput = true,
+            RedirectStandardError = true,
             RedirectStandardInput = true,
             WorkingDirectory = "/",
         };
@@ -97,7 +101,28 @@ public static class ProcessControl
         }
 
         start.Environment[DaemonChildVariable] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
+        // Process.Start passes on every descriptor that lacks FD_CLOEXEC (the runtime's and the console's
+        // duplicates among them). A daemon must hold none of its parent's pipes, or whoever waits for the
+        // parent's output to end waits for the daemon's death. The parent exits right after, so this is safe.
+        MarkInheritedDescriptorsCloseOnExec();
         using var child = Process.Start(start)!;
+        started?.Invoke(child.Id);
+        // The child's stdio are pipes to us, never our own stdio: .NET's Console keeps private duplicates of
+        // the standard descriptors, so handing ours down would pin the caller's pipes open for the daemon's
+        // whole life. Errors before the child is ready are forwarded; afterwards its console is discarded.
+        child.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                Console.Error.WriteLine(e.Data);
+            }
+        };
+        child.BeginErrorReadLine();
         child.StandardInput.Close();
         // Start-up output (log lines) passes through until the child reports that it runs.
         while (child.StandardOutput.ReadLine() is { } line)
@@ -114,6 +139,21 @@ public static class ProcessControl
         return 1;
     }
 
+    private static void MarkInheritedDescriptorsCloseOnExec()
+    {
+        foreach (var entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), out var fd) && fd > 2)
+            {
+                var flags = Syscall.fcntl(fd, FcntlCommand.F_GETFD);
+                if (flags >= 0 && (flags & 1) == 0)
+                {
+                    Syscall.fcntl(fd, FcntlCommand.F_SETFD, flags | 1); // FD_CLOEXEC
+                }
+            }
+        }
+    }
+
     /// <summary>In the daemon child, first thing: leave the parent's session.</summary>
     public static void BeginDaemonChild()
     {
@@ -125,9 +165,12 @@ public static class ProcessControl
 
     private static void CompleteDaemonStart()
     {
-        // Tell the parent we run, then put stdio on /dev/null as daemon(0,0) does.
+        // Tell the parent we run, then put stdio on /dev/null as daemon(0,0) does (the Console's own
+        // duplicates of the descriptors are replaced too).
         Console.Out.WriteLine(DaemonReadyLine);
         Console.Out.Flush();
+        Console.SetOut(TextWriter.Null);
+        Console.SetError(TextWriter.Null);
         var devNull = Syscall.open("/dev/null", OpenFlags.O_RDWR);
         if (devNull >= 0)
         {

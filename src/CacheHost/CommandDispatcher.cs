@@ -50,7 +50,7 @@ internal static class CommandDispatcher
             if (process.Daemon && Environment.GetEnvironmentVariable(ProcessControl.DaemonChildVariable) != "1")
             {
                 host.Dispose();
-                return ProcessControl.StartDaemonChild(childArguments);
+                return ProcessControl.StartDaemonChild(childArguments, CacheHost.Systemd.Notify.DaemonHandoff.ChildEnvironment(), CacheHost.Systemd.Notify.DaemonHandoff.AnnounceMainPid);
             }
 
             ProcessControl.ApplyAfterStart(process, host.Services.GetRequiredService<IHostApplicationLifetime>(),

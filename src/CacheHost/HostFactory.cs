@@ -3,7 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Serilog;
+using CacheHost.Systemd;
 
 namespace CacheHost;
 
@@ -19,6 +19,8 @@ internal static class HostFactory
         // Content root is the executable's folder, not the working directory: a unit started from / would
         // otherwise look for /appsettings.json and watch the whole file system for changes. Defaults are
         // disabled so that each configuration source below is deliberate.
+        // No file watching: configuration is re-read on SIGHUP or the control command config.reload
+        // (docs/systemd.md), so a watcher can never end up on / and a half-written file is never picked up.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
             Args = args,
@@ -31,11 +33,11 @@ internal static class HostFactory
         // configuration, so a role list or listener in appsettings.json cannot leak into them.
         if (useAppSettings)
         {
-            builder.Configuration.AddJsonFile("appsettings.json", optional: true, reloadOnChange: true);
+            builder.Configuration.AddJsonFile("appsettings.json", optional: true, reloadOnChange: false);
             var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
             if (!string.IsNullOrEmpty(extraConfig))
             {
-                builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: true);
+                builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: false);
             }
         }
 
@@ -46,10 +48,11 @@ internal static class HostFactory
             builder.Configuration.AddInMemoryCollection(overrides);
         }
 
-        ConfigureLogging(builder);
         builder.Services.AddSingleton<RoleFailures>();
         builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName);
-        builder.Services.AddSingleton<IListenerFactory, DefaultListenerFactory>();
+        // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
+        // IListenerFactory), control socket.
+        builder.AddSystemdIntegration();
         builder.Services.Configure<HostOptions>(o =>
         {
             // Above the transport's 5 s connection budget, below systemd's default TimeoutStopSec of 90 s.
@@ -74,19 +77,6 @@ internal static class HostFactory
         }
 
         return builder.Build();
-    }
-
-    private static void ConfigureLogging(HostApplicationBuilder builder)
-    {
-        builder.Logging.ClearProviders();
-        var configuration = new LoggerConfiguration().ReadFrom.Configuration(builder.Configuration);
-        if (!builder.Configuration.GetSection("Serilog:WriteTo").Exists())
-        {
-            configuration = configuration.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
-        }
-
-        Log.Logger = configuration.CreateLogger();
-        builder.Logging.AddSerilog(Log.Logger, dispose: true);
     }
 }
 

@@ -29,7 +29,14 @@ public sealed class ProxyBehaviourTests
         for (var i = 0; i < 12; i++)
         {
             Thread.Sleep(200);
-            Have(active); // a forward every 200 ms keeps renewing the activity mark
+            try
+            {
+                Have(active); // a forward every 200 ms keeps renewing the activity mark
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                throw new InvalidOperationException($"ping {i}: {ex.Message}\n" + string.Join("\n", proxy.Logs.Entries.Select(e => $"{e.EventId} {e.Message}")), ex);
+            }
         }
 
         DistCacheVectorReplayer.ExpectClosed(idle, TimeSpan.FromSeconds(2), "idle connection");

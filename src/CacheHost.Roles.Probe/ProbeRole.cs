@@ -1,0 +1,155 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Core.Status;
+using CacheHost.Transport;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace CacheHost.Roles.Probe;
+
+/// <summary>Registration of the Probe role.</summary>
+public static class ProbeRoleExtensions
+{
+    /// <summary>Binds <c>CacheHost:Probe</c> and registers the role.</summary>
+    public static IHostApplicationBuilder AddProbeRole(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddValidatedOptions<ProbeOptions>("CacheHost:Probe", o =>
+            TransportAddress.TryParse(o.Listen, out _, out var error) ? [] : [$"Listen: {error}"]);
+        builder.Services.AddHostedService<ProbeRole>();
+        return builder;
+    }
+}
+
+/// <summary>
+/// Echoes every line back, after an optional greeting. Implements the status and control-command seams
+/// (<c>probe.stats</c>, <c>probe.health ok|wedged</c>) as a small reference for real roles.
+/// </summary>
+public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider, IConnectionHandler
+{
+    private readonly IOptionsMonitor<ProbeOptions> _options;
+    private long _served;
+    private volatile bool _healthy = true;
+
+    /// <summary>Creates the role.</summary>
+    public ProbeRole(IOptionsMonitor<ProbeOptions> options, IListenerFactory listenerFactory, RoleFailures failures, ILogger<ProbeRole> logger)
+        : base("Probe", listenerFactory, failures, logger)
+    {
+        _options = options;
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> CommandNames { get; } = ["probe.stats", "probe.health"];
+
+    /// <inheritdoc />
+    public string StatusSummary() => $"served={Interlocked.Read(ref _served)}";
+
+    /// <inheritdoc />
+    public bool IsHealthy => _healthy;
+
+    /// <inheritdoc />
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var delay = _options.CurrentValue.StartDelay;
+        if (delay > TimeSpan.Zero)
+        {
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+        }
+
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    protected override IEnumerable<ListenerSpec> GetListeners()
+    {
+        var options = _options.CurrentValue;
+        yield return new ListenerSpec("Probe", TransportAddress.Parse(options.Listen), options.Transport, this);
+    }
+
+    /// <inheritdoc />
+    protected override async Task RunAsync(CancellationToken stoppingToken)
+    {
+        if (_options.CurrentValue.FailAfter is { } after)
+        {
+            await Task.Delay(after, stoppingToken).ConfigureAwait(false);
+            throw new InvalidOperationException("probe role crashed on purpose (CacheHost:Probe:FailAfter)");
+        }
+
+        await Task.Delay(Timeout.Infinite, stoppingToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
+    {
+        Interlocked.Increment(ref _served);
+        ProbeLog.Connection(Logger, connection.Id);
+        var input = connection.Transport.Input;
+        var output = connection.Transport.Output;
+        var greeting = _options.CurrentValue.Greeting;
+        if (greeting.Length > 0)
+        {
+            await output.WriteAsync(Encoding.UTF8.GetBytes(greeting + "\n"), stopping).ConfigureAwait(false);
+        }
+
+        while (true)
+        {
+            var result = await input.ReadAsync(stopping).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            while (buffer.PositionOf((byte)'\n') is { } lf)
+            {
+                var line = buffer.Slice(0, buffer.GetPosition(1, lf));
+                foreach (var segment in line)
+                {
+                    await output.WriteAsync(segment, stopping).ConfigureAwait(false);
+                }
+
+                buffer = buffer.Slice(line.End);
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted)
+            {
+                break;
+            }
+        }
+
+        await input.CompleteAsync().ConfigureAwait(false);
+        await output.CompleteAsync().ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
+    {
+        switch (command.Name)
+        {
+            case "probe.stats":
+                reply.Line("probe.stats", "connections", Interlocked.Read(ref _served).ToString(CultureInfo.InvariantCulture));
+                break;
+            case "probe.health":
+                _healthy = command.Required(0, "state") switch
+                {
+                    "ok" => true,
+                    "wedged" => false,
+                    var other => throw new ControlCommandException($"expected ok or wedged, not '{other}'"),
+                };
+                reply.Line("probe.health", _healthy ? "ok" : "wedged");
+                break;
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void WriteStateDump(IControlReply reply) =>
+        reply.Line("probe.stats", "connections", Interlocked.Read(ref _served).ToString(CultureInfo.InvariantCulture));
+
+    private static partial class ProbeLog
+    {
+        [LoggerMessage(5900, LogLevel.Debug, "Probe connection #{ConnectionId}", EventName = "ProbeConnection")]
+        public static partial void Connection(ILogger logger, long connectionId);
+    }
+}

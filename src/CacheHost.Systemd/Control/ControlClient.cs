@@ -1,0 +1,123 @@
+using System.Net.Sockets;
+using System.Text;
+using CacheHost.Systemd.Logging;
+using Microsoft.Extensions.Configuration;
+
+namespace CacheHost.Systemd.Control;
+
+/// <summary>
+/// <c>cachehost ctl [--socket PATH] [--timeout SECONDS] COMMAND [ARG…]</c>: sends one command to the
+/// running daemon's control socket, then <c>echo</c> with a unique marker (the daemonproxy sync
+/// convention), prints every reply line until the marker, and exits 0, or 1 when a reply line is an
+/// <c>error</c>, 2 when the daemon cannot be reached. With COMMAND <c>-</c>, command lines are read from stdin.
+/// </summary>
+public static class ControlClient
+{
+    /// <summary>Runs the subcommand.</summary>
+    public static int Run(string[] args, TextReader input, TextWriter output, TextWriter error)
+    {
+        string? socket = null;
+        var timeout = TimeSpan.FromSeconds(10);
+        var i = 0;
+        for (; i < args.Length; i++)
+        {
+            if (args[i] == "--socket" && i + 1 < args.Length)
+            {
+                socket = args[++i];
+            }
+            else if (args[i] == "--timeout" && i + 1 < args.Length && double.TryParse(args[++i], System.Globalization.CultureInfo.InvariantCulture, out var seconds) && seconds > 0)
+            {
+                timeout = TimeSpan.FromSeconds(seconds);
+            }
+            else if (args[i] is "-h" or "--help")
+            {
+                output.WriteLine("usage: cachehost ctl [--socket PATH] [--timeout SECONDS] COMMAND [ARG...]   ('-' reads command lines from stdin)");
+                output.WriteLine("  prints the reply lines; exit 0, 1 if a reply is an error, 2 if the daemon cannot be reached");
+                output.WriteLine("  try: cachehost ctl help; cachehost ctl statedump; cachehost ctl log.filter Microsoft warning");
+                return 0;
+            }
+            else
+            {
+                break;
+            }
+        }
+
+        if (i >= args.Length)
+        {
+            error.WriteLine("cachehost ctl: missing command (try 'cachehost ctl help')");
+            return 2;
+        }
+
+        var commands = args[i] == "-" ? ReadAll(input) : [string.Join('\t', args[i..])];
+        socket ??= DefaultSocket();
+        try
+        {
+            return Exchange(socket, commands, timeout, output);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or TimeoutException or OperationCanceledException)
+        {
+            error.WriteLine($"cachehost ctl: {socket}: {ex.Message}");
+            return 2;
+        }
+    }
+
+    private static int Exchange(string path, IReadOnlyList<string> commands, TimeSpan timeout, TextWriter output)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cts.Token).AsTask().GetAwaiter().GetResult();
+        var marker = "ctl-done-" + Guid.NewGuid().ToString("N");
+        var request = new StringBuilder();
+        foreach (var command in commands)
+        {
+            request.Append(command).Append('\n');
+        }
+
+        request.Append("echo\t").Append(marker).Append('\n');
+        socket.Send(Encoding.UTF8.GetBytes(request.ToString()));
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var failed = false;
+        while (true)
+        {
+            var line = reader.ReadLineAsync(cts.Token).AsTask().GetAwaiter().GetResult()
+                ?? throw new IOException("the daemon closed the connection before answering");
+            if (line == marker)
+            {
+                return failed ? 1 : 0;
+            }
+
+            failed |= line.StartsWith("error\t", StringComparison.Ordinal);
+            output.WriteLine(line);
+        }
+    }
+
+    private static List<string> ReadAll(TextReader input)
+    {
+        var lines = new List<string>();
+        while (input.ReadLine() is { } line)
+        {
+            lines.Add(line);
+        }
+
+        return lines;
+    }
+
+    // Same resolution as the daemon: CacheHost:Control:Socket from appsettings.json (exe folder),
+    // $CACHEHOST_CONFIG and the environment, else the default path.
+    private static string DefaultSocket()
+    {
+        var builder = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
+        var extra = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
+        if (!string.IsNullOrEmpty(extra))
+        {
+            builder.AddJsonFile(Path.GetFullPath(extra), optional: true, reloadOnChange: false);
+        }
+
+        var configured = builder.AddEnvironmentVariables().Build()["CacheHost:Control:Socket"];
+        return string.IsNullOrWhiteSpace(configured)
+            ? ControlOptions.DefaultSocketPath(Environment.GetEnvironmentVariable("RUNTIME_DIRECTORY")?.Split(':')[0])
+            : configured;
+    }
+}

@@ -1,0 +1,149 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Transport;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Mono.Unix.Native;
+
+namespace CacheHost.Systemd.Control;
+
+/// <summary>
+/// Serves the daemon-wide TSV control socket (daemonproxy line conventions, spec 3) on a unix socket with
+/// the configured owner, group and mode. It binds through <see cref="IListenerFactory"/> under the name
+/// "control", so a socket unit with <c>FileDescriptorName=control</c> can pass it in. Also the
+/// <see cref="IControlEvents"/> broadcaster for roles.
+/// </summary>
+public sealed class ControlServer(
+    IOptions<ControlOptions> options,
+    SystemdEnvironment environment,
+    IListenerFactory listenerFactory,
+    ControlDispatcher dispatcher,
+    HostStatus status,
+    ILoggerFactory loggerFactory) : IHostedService, IControlEvents, IAsyncDisposable
+{
+    private readonly ILogger _logger = loggerFactory.CreateLogger<ControlServer>();
+    private readonly ConcurrentDictionary<long, ControlConnection> _connections = new();
+    private readonly ControlDispatcher _dispatcher = dispatcher;
+    private readonly ControlOptions _options = options.Value;
+    private ConnectionServer? _server;
+
+    /// <summary>The socket path being served, or null when disabled.</summary>
+    public string? SocketPath { get; private set; }
+
+    /// <inheritdoc />
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _dispatcher.Prepare();
+        var settings = _options;
+        if (!settings.Enabled)
+        {
+            return Task.CompletedTask;
+        }
+
+        var path = settings.ResolveSocketPath(environment);
+        var directory = Path.GetDirectoryName(path);
+        if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
+        }
+
+        if (IsLiveSocket(path))
+        {
+            // Another instance (e.g. a second dc_server for tests) owns it: never steal a live socket.
+            SystemdLog.ControlInUse(_logger, path);
+            return Task.CompletedTask;
+        }
+
+        var transport = new TransportOptions
+        {
+            SocketOwner = settings.Owner,
+            SocketGroup = settings.Group,
+            SocketMode = settings.Mode,
+            MaxConnections = settings.MaxConnections,
+            MaxReadBufferSize = Math.Max(4096, settings.MaxLineLength * 4),
+            MaxWriteBufferSize = 256 * 1024,
+            InlineScheduling = false,
+            ShutdownTimeout = TimeSpan.FromSeconds(1),
+        };
+        var listener = listenerFactory.Bind("control", TransportAddress.Parse("UNIX:" + path), transport);
+        _server = new ConnectionServer(listener, new Handler(this), _logger);
+        _server.Start();
+        SocketPath = listener.Address.Path ?? path;
+        status.ControlAddress = listener.DisplayAddress;
+        SystemdLog.ControlListening(_logger, SocketPath);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_server is not null)
+        {
+            await _server.StopAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Broadcast(params ReadOnlySpan<string> fields)
+    {
+        if (_connections.IsEmpty)
+        {
+            return;
+        }
+
+        var line = ControlReply.Format(fields);
+        foreach (var connection in _connections.Values)
+        {
+            connection.Enqueue(line);
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync().ConfigureAwait(false);
+            _server = null;
+        }
+    }
+
+    private static bool IsLiveSocket(string path)
+    {
+        if (Syscall.lstat(path, out var st) != 0 || (st.st_mode & FilePermissions.S_IFMT) != FilePermissions.S_IFSOCK)
+        {
+            return false;
+        }
+
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private sealed class Handler(ControlServer server) : IConnectionHandler
+    {
+        public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
+        {
+            var control = new ControlConnection(connection, server._dispatcher, server._options, server._logger);
+            server._connections[connection.Id] = control;
+            try
+            {
+                await control.RunAsync(stopping).ConfigureAwait(false);
+            }
+            finally
+            {
+                server._connections.TryRemove(connection.Id, out _);
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Serilog;
+
+namespace CacheHost.Systemd.Logging;
+
+/// <summary>
+/// Serilog on the Generic Host without Serilog.Extensions.Hosting (missing from the mirror; ecosystem.md 3):
+/// providers cleared, one Serilog console sink on stdout that is journald-formatted when stdout is the
+/// journal and readable otherwise, further sinks (e.g. File) and enrichers from the <c>Serilog</c>
+/// section, and levels per namespace from <c>Serilog:MinimumLevel</c> through <see cref="LogLevelControl"/>
+/// so they can change on reload.
+/// </summary>
+public static class SystemdLogging
+{
+    /// <summary>The readable console line (terminal, redirect, tests).</summary>
+    public const string ConsoleTemplate = "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}";
+
+    /// <summary>Configures logging for <paramref name="builder"/> and returns the level control it registered.</summary>
+    public static LogLevelControl Configure(HostApplicationBuilder builder)
+    {
+        var levels = new LogLevelControl();
+        levels.Load(builder.Configuration);
+        builder.Services.AddSingleton(levels);
+
+        builder.Logging.ClearProviders();
+        // Serilog passes everything; the Microsoft.Extensions.Logging filter below decides, per category.
+        var configuration = new LoggerConfiguration()
+            .MinimumLevel.Verbose()
+            .ReadFrom.Configuration(
+                SerilogSectionWithoutLevelsAndConsole(builder.Configuration),
+                new Serilog.Settings.Configuration.ConfigurationReaderOptions(
+                    typeof(ConsoleLoggerConfigurationExtensions).Assembly,
+                    typeof(FileLoggerConfigurationExtensions).Assembly));
+        configuration = JournalStream.StdoutIsJournal()
+            ? configuration.WriteTo.Console(new JournaldTextFormatter())
+            : configuration.WriteTo.Console(outputTemplate: ConsoleTemplate, formatProvider: System.Globalization.CultureInfo.InvariantCulture);
+
+        Log.Logger = configuration.CreateLogger();
+        builder.Logging.AddSerilog(Log.Logger, dispose: true);
+        builder.Services.PostConfigure<LoggerFilterOptions>(options =>
+        {
+            // Rules from a "Logging" section would shadow ours for their categories; one rule decides.
+            options.Rules.Clear();
+            options.MinLevel = LogLevel.Trace;
+            options.AddFilter((category, level) => levels.IsEnabled(category, level));
+        });
+        return levels;
+    }
+
+    // Serilog's own MinimumLevel would hide what LogLevelControl enables, and the console sink is chosen
+    // above from JOURNAL_STREAM; everything else in the section (File sinks, enrichers, properties) is kept.
+    private static IConfiguration SerilogSectionWithoutLevelsAndConsole(IConfiguration configuration)
+    {
+        var writeTo = configuration.GetSection("Serilog:WriteTo");
+        var consoleEntries = writeTo.GetChildren()
+            .Where(c => string.Equals(c["Name"], "Console", StringComparison.OrdinalIgnoreCase))
+            .Select(c => c.Path + ":")
+            .ToArray();
+        var values = configuration.GetSection("Serilog").AsEnumerable()
+            .Where(kv => kv.Value is not null)
+            .Where(kv => !kv.Key.Equals("Serilog:MinimumLevel", StringComparison.OrdinalIgnoreCase)
+                && !kv.Key.StartsWith("Serilog:MinimumLevel:", StringComparison.OrdinalIgnoreCase)
+                && !kv.Key.StartsWith("Serilog:Using", StringComparison.OrdinalIgnoreCase)
+                && !consoleEntries.Any(prefix => (kv.Key + ":").StartsWith(prefix, StringComparison.OrdinalIgnoreCase)));
+        return new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+    }
+}
