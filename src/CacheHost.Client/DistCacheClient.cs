@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Net.Sockets;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
@@ -58,6 +59,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     private bool IsPersistent => (_flags & DistCacheClientFlags.Persistent) != 0;
 
     /// <summary>ADD: true only for a response of exactly one byte 0x00 (spec 8).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> AddAsync(ReadOnlyMemory<byte> id, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken = default)
     {
         if (DistCacheProtocol.AddPrefixSize + id.Length + data.Length > DistCacheProtocol.MaxPayload)
@@ -78,6 +80,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     }
 
     /// <summary>REMOVE: true only for a response of exactly one byte 0x00.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> RemoveAsync(ReadOnlyMemory<byte> id, CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -93,6 +96,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     }
 
     /// <summary>HAVE: yes for 0x00; no for 0x01 or a response that is not exactly one byte; error for any other byte or a failed transaction.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<DistCacheHaveResult> HaveAsync(ReadOnlyMemory<byte> id, CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -117,6 +121,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     /// spec 8 and 13.5). The result reports the session's length even when it did not fit; then (or with an
     /// empty destination) <see cref="ReGet"/> copies it without another round trip.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<DistCacheGetResult> GetAsync(ReadOnlyMemory<byte> id, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -180,6 +185,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     /// A raw transaction (any operation, any payload); the payload of the answer is in <see cref="LastResponse"/>.
     /// For tools and tests that need to see exactly what came back (e.g. 0x02 or the empty "no server" reply).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<DistCacheTransactionStatus> TransactAsync(DistCacheOperation operation, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -196,6 +202,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     private bool IsSingleByte(byte value) => value == 0 && DistCacheResults.IsSuccess(LastResponse);
 
     /// <summary>One request/response exchange, under the gate. For ADD (unless <paramref name="raw"/>), <paramref name="idOrPayload"/> is the id.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<DistCacheTransactionStatus> TransactAsync(DistCacheOperation operation, ReadOnlyMemory<byte> idOrPayload, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken, bool raw = false)
     {
         var uid = DistCacheUids.Next();

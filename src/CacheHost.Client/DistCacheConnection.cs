@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Net.Sockets;
 using CacheHost.Protocols.DistCache;
@@ -57,6 +58,7 @@ public sealed class DistCacheConnection : IDisposable
     }
 
     /// <summary>Sends everything appended so far in one write.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask SendAsync(CancellationToken cancellationToken = default)
     {
         var memory = _send.WrittenMemory;
@@ -77,6 +79,7 @@ public sealed class DistCacheConnection : IDisposable
     /// Throws <see cref="IOException"/> when the peer closes and <see cref="InvalidDataException"/> on a framing
     /// error (spec 4.2; a foreign protocol level closes only this connection, 13.2).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<(uint Uid, DistCacheOperation Operation)> ReceiveAsync(CancellationToken cancellationToken = default)
     {
         while (true)

@@ -22,7 +22,6 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
         var input = connection.Transport.Input;
         var output = connection.Transport.Output;
         using var pending = new PendingRequest();
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         using var shutdown = stopping.Register(static state => ((UpstreamLink)state!).AbandonInFlight(), link);
         var idleMs = options.IdleMs;
         var lastMark = Stopwatch.GetTimestamp();
@@ -31,6 +30,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
             while (true)
             {
                 ReadResult result;
+                CancellationTokenSource? idleTimer = null;
                 if (idleMs > 0)
                 {
                     var remaining = idleMs - (long)Stopwatch.GetElapsedTime(lastMark).TotalMilliseconds;
@@ -40,12 +40,14 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                         break;
                     }
 
-                    idle.CancelAfter(TimeSpan.FromMilliseconds(remaining));
+                    // A fresh timer per wait (only with -idle): re-arming one timer raced with its own expiry.
+                    idleTimer = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                    idleTimer.CancelAfter(TimeSpan.FromMilliseconds(remaining));
                 }
 
                 try
                 {
-                    result = await input.ReadAsync(idle.Token).ConfigureAwait(false);
+                    result = await input.ReadAsync(idleTimer?.Token ?? stopping).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -56,10 +58,9 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
 
                     break;
                 }
-
-                if (idleMs > 0)
+                finally
                 {
-                    idle.CancelAfter(Timeout.InfiniteTimeSpan);
+                    idleTimer?.Dispose();
                 }
 
                 var buffer = result.Buffer;

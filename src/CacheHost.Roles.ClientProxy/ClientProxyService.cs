@@ -37,6 +37,9 @@ public sealed class ClientProxyService : ListenerRoleService
         _handler = new ClientProxyConnectionHandler(_link, _options, logger);
     }
 
+    /// <summary>The upstream link (tests).</summary>
+    internal UpstreamLink Link => _link;
+
     /// <summary>True while the server link is up.</summary>
     public bool IsServerConnected => _link.IsConnected;
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging;
@@ -41,6 +42,26 @@ internal sealed class UpstreamLink
         _server = TransportAddress.Parse(options.Server!);
         _logger = logger;
         _slots = new SemaphoreSlim(options.EffectiveDepth, options.EffectiveDepth);
+    }
+
+    /// <summary>The last uid handed out (tests seed it near 2^32 to exercise the wrap).</summary>
+    internal uint LastUid
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _lastUid;
+            }
+        }
+
+        set
+        {
+            lock (_lock)
+            {
+                _lastUid = value;
+            }
+        }
     }
 
     /// <summary>True while a server connection is up.</summary>
@@ -122,6 +143,7 @@ internal sealed class UpstreamLink
     }
 
     /// <summary>Writes staged batches into the link until none is left; only one caller at a time owns the writer.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> DrainAsync(PipeWriter output, int generation)
     {
         try

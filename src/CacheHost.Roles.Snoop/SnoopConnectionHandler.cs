@@ -20,6 +20,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
     private const string ServerToClient = "server->client";
 
     private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
+    private readonly bool _stderr = options.FrameOutput == SnoopFrameOutput.Stderr;
     private long _connections = -1;
 
     /// <summary>Pairs accepted so far.</summary>
@@ -125,8 +126,17 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
             var dataLength = BinaryPrimitives.ReadUInt16BigEndian(header[12..]);
             if (dataLength > DistCacheProtocol.MaxFrameData)
             {
-                SnoopLog.IllegalDataLength(logger, number, direction, dataLength);
-                SnoopLog.DirectionError(logger, direction);
+                if (_stderr)
+                {
+                    WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message has illegal 'data_len' ({dataLength})"));
+                    WriteLine($"[TODO: change me] {direction} error");
+                }
+                else
+                {
+                    SnoopLog.IllegalDataLength(logger, number, direction, dataLength);
+                    SnoopLog.DirectionError(logger, direction);
+                }
+
                 bad = true;
                 break;
             }
@@ -139,7 +149,15 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
 
             if (options.LogFrames)
             {
-                SnoopLog.Frame(logger, number, direction, BinaryPrimitives.ReadUInt32BigEndian(header[5..]), frameLength);
+                var uid = BinaryPrimitives.ReadUInt32BigEndian(header[5..]);
+                if (_stderr)
+                {
+                    WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message completed (request_uid = {uid}), total_len={frameLength}"));
+                }
+                else
+                {
+                    SnoopLog.Frame(logger, number, direction, uid, frameLength);
+                }
             }
 
             if (header[11] == 1)
@@ -157,6 +175,12 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
         }
 
         return forwarded;
+    }
+
+    private static void WriteLine(string line)
+    {
+        // Console.Error is synchronised and flushes each line, as the reference's fprintf(stderr) does.
+        Console.Error.WriteLine(line);
     }
 
     /// <summary>Requests and responses seen complete on one pair, to know whether replies are still due.</summary>

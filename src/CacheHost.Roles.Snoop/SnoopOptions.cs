@@ -20,6 +20,12 @@ public sealed class SnoopOptions
     /// <summary>Log one line per frame (the reference's output). Default true.</summary>
     public bool LogFrames { get; set; } = true;
 
+    /// <summary>
+    /// Where frame lines go: <c>Log</c> (default; the host's logging, EventId 6100-6102) or <c>Stderr</c> (bare lines
+    /// on standard error, byte-for-byte dc_snoop's output; what <c>cachehost snoop</c> uses).
+    /// </summary>
+    public SnoopFrameOutput FrameOutput { get; set; } = SnoopFrameOutput.Log;
+
     /// <summary>Time limit for connecting to the server for a new client.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
@@ -39,4 +45,13 @@ public sealed class SnoopOptions
 
     /// <summary>Limits of the connections to the server.</summary>
     public TransportOptions ServerTransport { get; set; } = new();
+}
+
+/// <summary>Destination of the per-frame lines.</summary>
+public enum SnoopFrameOutput
+{
+    /// <summary>Through ILogger (journald, files, ...).</summary>
+    Log,
+    /// <summary>Bare lines on standard error, like dc_snoop.</summary>
+    Stderr,
 }

@@ -187,10 +187,8 @@ internal static class DistCacheToolCommands
         {
             ["CacheHost:Roles"] = null,
             ["CacheHost:Roles:0"] = "Snoop",
-            // dc_snoop prints bare lines on stderr (spec 12): keep Serilog's output to the message text there.
-            ["Serilog:WriteTo:0:Name"] = "Console",
-            ["Serilog:WriteTo:0:Args:outputTemplate"] = "{Message:lj}{NewLine}{Exception}",
-            ["Serilog:WriteTo:0:Args:standardErrorFromLevel"] = "Verbose",
+            // dc_snoop prints bare lines on stderr (spec 12).
+            ["CacheHost:Snoop:FrameOutput"] = "Stderr",
         };
         var hostArgs = new List<string>();
         string? listen = null;

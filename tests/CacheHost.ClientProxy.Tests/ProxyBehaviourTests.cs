@@ -29,7 +29,14 @@ public sealed class ProxyBehaviourTests
         for (var i = 0; i < 12; i++)
         {
             Thread.Sleep(200);
-            Have(active); // a forward every 200 ms keeps renewing the activity mark
+            try
+            {
+                Have(active); // a forward every 200 ms keeps renewing the activity mark
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                throw new InvalidOperationException($"ping {i}: {ex.Message}\n" + string.Join("\n", proxy.Logs.Entries.Select(e => $"{e.EventId} {e.Message}")), ex);
+            }
         }
 
         DistCacheVectorReplayer.ExpectClosed(idle, TimeSpan.FromSeconds(2), "idle connection");
@@ -173,5 +180,43 @@ public sealed class ProxyBehaviourTests
         Assert.Equal([DistCacheHaveResult.No, DistCacheHaveResult.Error, DistCacheHaveResult.No, DistCacheHaveResult.Error], results);
         Assert.True(proxy.Proxy.UnknownResponses > 0);
         Assert.True(proxy.Proxy.IsServerConnected);
+    }
+}
+
+/// <summary>Uid rewriting: a 32-bit counter from 1 that wraps modulo 2^32 (fix of 13.9) and skips uids still in flight.</summary>
+public sealed class ProxyUidTests
+{
+    [Fact]
+    public async Task ForwardedUidsCountFromOneAndWrapAt32Bits()
+    {
+        using var server = new FakeDistCacheServer((_, _) => [0x01]);
+        await using var proxy = await RoleHost.StartProxyAsync(server.Address);
+        await using var client = await DistCacheClient.CreateAsync(proxy.Address, DistCacheClientFlags.Persistent);
+        await client.HaveAsync("a"u8.ToArray());
+        await client.HaveAsync("b"u8.ToArray());
+        proxy.Proxy.Link.LastUid = 0xFFFF_FFFE;
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(DistCacheHaveResult.No, await client.HaveAsync("c"u8.ToArray()));
+        }
+
+        Assert.Equal([1u, 2u, 0xFFFF_FFFFu, 0u, 1u], server.Uids);
+    }
+
+    [Fact]
+    public async Task UidsStillInFlightAreSkippedAfterTheWrap()
+    {
+        // The answer to the first request (uid 1) comes back with a foreign uid, so uid 1 stays in flight.
+        using var server = new FakeDistCacheServer((_, _) => [0x01]) { ReplyUid = uid => uid == 1 ? 0xDEAD_BEEF : uid };
+        await using var proxy = await RoleHost.StartProxyAsync(server.Address);
+        using var stuck = InProcessCacheServer.ConnectTo(proxy.Address);
+        stuck.Send(Hex.Bytes("0011000000000000070003010003616263"));
+        await RoleHost.WaitUntilAsync(() => server.Uids.Count == 1, TimeSpan.FromSeconds(5), "the first forward");
+
+        proxy.Proxy.Link.LastUid = 0xFFFF_FFFF;
+        await using var client = await DistCacheClient.CreateAsync(proxy.Address, DistCacheClientFlags.Persistent);
+        Assert.Equal(DistCacheHaveResult.No, await client.HaveAsync("x"u8.ToArray()));
+        Assert.Equal(DistCacheHaveResult.No, await client.HaveAsync("y"u8.ToArray()));
+        Assert.Equal([1u, 0u, 2u], server.Uids); // 0 is fine, 1 is still in flight and skipped
     }
 }
