@@ -86,16 +86,13 @@ public static class ProcessControl
             FileName = Environment.ProcessPath!,
             UseShellExecute = false,
             RedirectStandardOutput = true,
-            // Also a pipe: the runtime keeps a duplicate of the child's fd 2, so an inherited stderr would
-            // stay open after daemonising and a caller waiting for EOF (a test harness, $(...)) would hang.
             RedirectStandardError = true,
             RedirectStandardInput = true,
             WorkingDirectory = "/",
         };
         if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
         {
-            // AppContext.BaseDirectory, not Assembly.Location (empty in a single-file publish: IL3000).
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
+            start.ArgumentList.Add(typeof(ProcessControl).Assembly.Location.Replace("CacheHost.Core.dll", "cachehost.dll", StringComparison.Ordinal));
         }
 
         foreach (var argument in childArguments)
@@ -109,17 +106,24 @@ public static class ProcessControl
             start.Environment[name] = value;
         }
 
+        // Process.Start passes on every descriptor that lacks FD_CLOEXEC (the runtime's and the console's
+        // duplicates among them). A daemon must hold none of its parent's pipes, or whoever waits for the
+        // parent's output to end waits for the daemon's death. The parent exits right after, so this is safe.
+        MarkInheritedDescriptorsCloseOnExec();
         using var child = Process.Start(start)!;
         started?.Invoke(child.Id);
-        child.StandardInput.Close();
-        var errors = child.StandardError;
-        _ = Task.Run(async () =>
+        // The child's stdio are pipes to us, never our own stdio: .NET's Console keeps private duplicates of
+        // the standard descriptors, so handing ours down would pin the caller's pipes open for the daemon's
+        // whole life. Errors before the child is ready are forwarded; afterwards its console is discarded.
+        child.ErrorDataReceived += (_, e) =>
         {
-            while (await errors.ReadLineAsync().ConfigureAwait(false) is { } line)
+            if (e.Data is not null)
             {
-                await Console.Error.WriteLineAsync(line).ConfigureAwait(false);
+                Console.Error.WriteLine(e.Data);
             }
-        });
+        };
+        child.BeginErrorReadLine();
+        child.StandardInput.Close();
         // Start-up output (log lines) passes through until the child reports that it runs.
         while (child.StandardOutput.ReadLine() is { } line)
         {
@@ -135,6 +139,21 @@ public static class ProcessControl
         return 1;
     }
 
+    private static void MarkInheritedDescriptorsCloseOnExec()
+    {
+        foreach (var entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), out var fd) && fd > 2)
+            {
+                var flags = Syscall.fcntl(fd, FcntlCommand.F_GETFD);
+                if (flags >= 0 && (flags & 1) == 0)
+                {
+                    Syscall.fcntl(fd, FcntlCommand.F_SETFD, flags | 1); // FD_CLOEXEC
+                }
+            }
+        }
+    }
+
     /// <summary>In the daemon child, first thing: leave the parent's session.</summary>
     public static void BeginDaemonChild()
     {
@@ -146,9 +165,12 @@ public static class ProcessControl
 
     private static void CompleteDaemonStart()
     {
-        // Tell the parent we run, then put stdio on /dev/null as daemon(0,0) does.
+        // Tell the parent we run, then put stdio on /dev/null as daemon(0,0) does (the Console's own
+        // duplicates of the descriptors are replaced too).
         Console.Out.WriteLine(DaemonReadyLine);
         Console.Out.Flush();
+        Console.SetOut(TextWriter.Null);
+        Console.SetError(TextWriter.Null);
         var devNull = Syscall.open("/dev/null", OpenFlags.O_RDWR);
         if (devNull >= 0)
         {

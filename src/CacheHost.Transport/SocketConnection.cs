@@ -63,7 +63,7 @@ public sealed class SocketConnection : TransportConnection
     /// <inheritdoc />
     public override EndPoint? RemoteEndPoint => _remoteEndPoint;
 
-    /// <inheritdoc />
+    /// <summary>Fires when the peer closes its side (FIN), resets, or the connection is aborted or shut down.</summary>
     public override CancellationToken ConnectionClosed => _closed.Token;
 
     /// <summary>The underlying socket (for peer credentials and similar options).</summary>
@@ -138,10 +138,9 @@ public sealed class SocketConnection : TransportConnection
         finally
         {
             await writer.CompleteAsync(error).ConfigureAwait(false);
-            if (error is not null)
-            {
-                SignalClosed();
-            }
+            // FIN, reset or abort: the peer is gone (or going), so handlers waiting on ConnectionClosed
+            // instead of reading learn it now. Pending output is still sent by the send loop.
+            SignalClosed();
         }
     }
 

@@ -15,6 +15,11 @@ internal static class DropInCommands
     [
         new("server", ["dc_server"], RunServer, "-listen ADDR [-sessions N] …   dc_server: the distcache session cache"),
         new("ctl", [], a => CacheHost.Systemd.Control.ControlClient.Run(a, Console.In, Console.Out, Console.Error), "send a command to the running daemon's control socket and print the replies"),
+        new("client", ["dc_client"], DistCacheToolCommands.Client, "distcache client proxy (dc_client): -server ADDR [-listen ADDR] [-retry MS] [-idle MS] ..."),
+        new("snoop", ["dc_snoop"], DistCacheToolCommands.Snoop, "distcache frame logger (dc_snoop): -listen ADDR -server ADDR"),
+        new("test", ["dc_test"], DistCacheToolCommands.Test, "distcache test and load tool (dc_test): -connect ADDR [-sessions N] [-ops N] [-clients N] [-pipeline N] ..."),
+        new("clacks", ["clacks-server"], args => CacheHost.Roles.Clacks.ClacksXmlConfig.ParseCommandLine(args) is { } run ? CommandDispatcher.RunHost(run.HostArgs, run.Overrides, ["clacks", .. args]) : 1, "CONFIG.xml  Net::Clacks server from its XML config"),
+        new("daemonproxy", ["daemonproxy"], CacheHost.Roles.ProcessSupervisor.DaemonProxyProgram.Run, "process supervisor with daemonproxy's command line (-i, -c FILE, -S PATH, ...)"),
     ];
 
     private static int RunServer(string[] args)

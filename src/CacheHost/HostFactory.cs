@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -53,6 +54,7 @@ internal static class HostFactory
         // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
         // IListenerFactory), control socket.
         builder.AddSystemdIntegration();
+        SocketEngineSettings.Apply(builder.Configuration.GetValue("CacheHost:Transport:InlineCompletions", true));
         builder.Services.Configure<HostOptions>(o =>
         {
             // Above the transport's 5 s connection budget, below systemd's default TimeoutStopSec of 90 s.

@@ -17,5 +17,9 @@ internal static class RoleCatalog
         {
             [CacheHost.Roles.CacheServer.CacheServerRole.Name] = static b => b.AddCacheServerRole(),
             ["Probe"] = b => b.AddProbeRole(),
+            [CacheHost.Roles.ClientProxy.ClientProxyRole.Name] = static b => CacheHost.Roles.ClientProxy.ClientProxyRole.AddClientProxyRole(b),
+            [CacheHost.Roles.Snoop.SnoopRole.Name] = static b => CacheHost.Roles.Snoop.SnoopRole.AddSnoopRole(b),
+            ["Clacks"] = b => CacheHost.Roles.Clacks.ClacksRoleExtensions.AddClacksRole(b),
+            ["ProcessSupervisor"] = b => CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.AddProcessSupervisorRole(b),
         };
 }

@@ -81,7 +81,7 @@ public sealed class NotifyTests
             Assert.Equal(["probe.health\twedged"], Wire.Exchange(control, "probe.health\twedged"));
             Thread.Sleep(700); // a ping may have been in flight
             Assert.False(notify.Receives(m => m.StartsWith("WATCHDOG=1", StringComparison.Ordinal), TimeSpan.FromSeconds(1.5)));
-            Assert.Contains("Watchdog pings withheld: role Probe reports itself unhealthy", daemon.Output);
+            daemon.WaitForLine("Watchdog pings withheld: role Probe reports itself unhealthy", TimeSpan.FromSeconds(10));
             Assert.Equal(["probe.health\tok"], Wire.Exchange(control, "probe.health\tok"));
         }
 

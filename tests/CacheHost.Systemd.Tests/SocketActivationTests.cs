@@ -43,7 +43,7 @@ public sealed class SocketActivationTests
 
         Assert.Contains($"STATUS=Probe UNIX:{activated} conns=", ready.Text);
         Assert.False(File.Exists($"{dir}/configured.sock"), "the configured address must not be bound when the socket was passed in");
-        Assert.Contains("Adopted socket-activated listener fd 3 ('Probe')", daemon.Output);
+        daemon.WaitForLine("Adopted socket-activated listener fd 3 ('Probe')", Timeout);
         AssertCloseOnExec(daemon.Pid, 3);
 
         daemon.Signal(Signum.SIGTERM);

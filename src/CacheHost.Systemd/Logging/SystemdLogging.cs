@@ -34,9 +34,18 @@ public static class SystemdLogging
                 new Serilog.Settings.Configuration.ConfigurationReaderOptions(
                     typeof(ConsoleLoggerConfigurationExtensions).Assembly,
                     typeof(FileLoggerConfigurationExtensions).Assembly));
+        // A Console entry in Serilog:WriteTo may still shape the console line (outputTemplate) and send it to
+        // stderr (standardErrorFromLevel): dc_snoop's drop-in prints bare reference lines on stderr.
+        var console = ConsoleEntry(builder.Configuration);
+        var stderrFrom = Enum.TryParse<Serilog.Events.LogEventLevel>(console?["Args:standardErrorFromLevel"], ignoreCase: true, out var level)
+            ? level
+            : (Serilog.Events.LogEventLevel?)null;
         configuration = JournalStream.StdoutIsJournal()
-            ? configuration.WriteTo.Console(new JournaldTextFormatter())
-            : configuration.WriteTo.Console(outputTemplate: ConsoleTemplate, formatProvider: System.Globalization.CultureInfo.InvariantCulture);
+            ? configuration.WriteTo.Console(new JournaldTextFormatter(), standardErrorFromLevel: stderrFrom)
+            : configuration.WriteTo.Console(
+                outputTemplate: console?["Args:outputTemplate"] ?? ConsoleTemplate,
+                formatProvider: System.Globalization.CultureInfo.InvariantCulture,
+                standardErrorFromLevel: stderrFrom);
 
         Log.Logger = configuration.CreateLogger();
         builder.Logging.AddSerilog(Log.Logger, dispose: true);
@@ -49,6 +58,10 @@ public static class SystemdLogging
         });
         return levels;
     }
+
+    private static IConfigurationSection? ConsoleEntry(IConfiguration configuration) =>
+        configuration.GetSection("Serilog:WriteTo").GetChildren()
+            .FirstOrDefault(c => string.Equals(c["Name"], "Console", StringComparison.OrdinalIgnoreCase));
 
     // Serilog's own MinimumLevel would hide what LogLevelControl enables, and the console sink is chosen
     // above from JOURNAL_STREAM; everything else in the section (File sinks, enrichers, properties) is kept.

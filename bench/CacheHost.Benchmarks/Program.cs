@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(CacheHost.Benchmarks.DistCacheCodecBenchmarks).Assembly).Run(args);

@@ -1,0 +1,509 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using CacheHost.Client;
+using CacheHost.Protocols.DistCache;
+
+namespace CacheHost.LoadTool;
+
+/// <summary>
+/// One run of the load tool. Default mode is dc_test's barrage (spec 11.2): per client, random sample sessions,
+/// uniformly random ADD/REMOVE/GET/HAVE, every result checked against a local model with libdistcache's result
+/// rules; the first wrong result prints dc_test's error line and ends the run with exit code 1. The mix mode
+/// (-mix) is an unmodelled memcached-style workload whose answers are still checked for plausibility (a GET
+/// hit must carry exactly the value written for that key). Timing goes to stdout so stderr keeps the
+/// reference's messages only.
+/// </summary>
+internal sealed class LoadRun
+{
+    private readonly LoadToolSettings _settings;
+    private readonly TextWriter _stdout;
+    private readonly TextWriter _stderr;
+    private readonly bool _plainProgress;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly object _outputLock = new();
+    private string? _failure;
+    private long _failedAfter;
+    private long _completed;
+
+    public LoadRun(LoadToolSettings settings, TextWriter stdout, TextWriter stderr, bool plainProgress)
+    {
+        _settings = settings;
+        _stdout = stdout;
+        _stderr = stderr;
+        _plainProgress = plainProgress;
+    }
+
+    public async Task<int> RunAsync()
+    {
+        var s = _settings;
+        var limitOps = s.Duration > 0 && s.Ops < 0 ? long.MaxValue : s.EffectiveOps;
+        var workers = new Worker[s.Clients];
+        for (var i = 0; i < workers.Length; i++)
+        {
+            workers[i] = new Worker(this, i, limitOps);
+        }
+
+        if (s.Mix is null)
+        {
+            var opsText = limitOps == long.MaxValue ? $"{s.Duration.ToString(CultureInfo.InvariantCulture)} seconds of" : (limitOps * s.Clients).ToString(CultureInfo.InvariantCulture);
+            WriteError($"Info, {s.Sessions * s.Clients} sessions generated, will run {opsText} random tests");
+        }
+
+        try
+        {
+            foreach (var worker in workers)
+            {
+                await worker.OpenAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception)
+        {
+            WriteError("Error, 'DC_CTX' creation failed");
+            foreach (var worker in workers)
+            {
+                worker.Dispose();
+            }
+
+            return 1;
+        }
+
+        var clock = Stopwatch.StartNew();
+        if (s.Duration > 0)
+        {
+            _stop.CancelAfter(TimeSpan.FromSeconds(s.Duration));
+        }
+
+        var progress = s.Quiet || s.Json ? Task.CompletedTask : ShowProgressAsync(clock);
+        try
+        {
+            await Task.WhenAll(workers.Select(w => Task.Run(w.RunAsync))).ConfigureAwait(false);
+        }
+        finally
+        {
+            clock.Stop();
+            _stop.Cancel();
+            await progress.ConfigureAwait(false);
+            foreach (var worker in workers)
+            {
+                worker.Dispose();
+            }
+        }
+
+        var histogram = new LatencyHistogram();
+        foreach (var worker in workers)
+        {
+            histogram.Merge(worker.Latency);
+        }
+
+        if (_failure is not null)
+        {
+            WriteError(_failure);
+            WriteError($"Info, {_failedAfter} tests succeeded before the first failure");
+            Report(histogram, clock.Elapsed, failed: true);
+            return 1;
+        }
+
+        if (s.Mix is null)
+        {
+            WriteError("Info, all tests complete");
+        }
+
+        Report(histogram, clock.Elapsed, failed: false);
+        return 0;
+    }
+
+    private bool Stopping => _stop.IsCancellationRequested;
+
+    private void Fail(string message)
+    {
+        if (Interlocked.CompareExchange(ref _failure, message, null) is null)
+        {
+            _failedAfter = Interlocked.Read(ref _completed);
+            _stop.Cancel();
+        }
+    }
+
+    private void Completed()
+    {
+        var count = Interlocked.Increment(ref _completed);
+        if (_settings.Progress > 0 && count % _settings.Progress == 0)
+        {
+            WriteError(string.Create(CultureInfo.InvariantCulture, $"Info, total operations = {count,7}"));
+        }
+    }
+
+    private void WriteError(string line)
+    {
+        lock (_outputLock)
+        {
+            _stderr.WriteLine(line);
+            _stderr.Flush();
+        }
+    }
+
+    private async Task ShowProgressAsync(Stopwatch clock)
+    {
+        long last = 0;
+        var lastTime = TimeSpan.Zero;
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                await Task.Delay(1000, _stop.Token).ConfigureAwait(false);
+                var now = clock.Elapsed;
+                var count = Interlocked.Read(ref _completed);
+                var rate = (count - last) / Math.Max((now - lastTime).TotalSeconds, 1e-9);
+                last = count;
+                lastTime = now;
+                var line = string.Create(CultureInfo.InvariantCulture, $"[{now.TotalSeconds,6:F1} s] {count,12:N0} ops  {rate,12:N0} ops/s");
+                lock (_outputLock)
+                {
+                    if (_plainProgress)
+                    {
+                        _stdout.WriteLine(line);
+                    }
+                    else
+                    {
+                        _stdout.Write("\r" + line);
+                    }
+
+                    _stdout.Flush();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        if (!_plainProgress)
+        {
+            lock (_outputLock)
+            {
+                _stdout.WriteLine();
+            }
+        }
+    }
+
+    private void Report(LatencyHistogram h, TimeSpan elapsed, bool failed)
+    {
+        var s = _settings;
+        var ops = Interlocked.Read(ref _completed);
+        var seconds = Math.Max(elapsed.TotalSeconds, 1e-9);
+        var rate = ops / seconds;
+        var mode = s.Mix is null ? "dc_test barrage (verified)" : "mix " + string.Join(',', s.Mix.Select(m => $"{m.Operation.ToString().ToLowerInvariant()}:{m.Weight}"));
+        lock (_outputLock)
+        {
+            if (s.Json)
+            {
+                var report = new Dictionary<string, object>
+                {
+                    ["connect"] = s.Connect!,
+                    ["mode"] = mode,
+                    ["clients"] = s.Clients,
+                    ["pipeline"] = s.Pipeline,
+                    ["persistent"] = s.Persistent,
+                    ["ops"] = ops,
+                    ["seconds"] = Math.Round(seconds, 4),
+                    ["opsPerSecond"] = Math.Round(rate, 1),
+                    ["latencyMicroseconds"] = new Dictionary<string, long>
+                    {
+                        ["p50"] = h.Percentile(50),
+                        ["p90"] = h.Percentile(90),
+                        ["p99"] = h.Percentile(99),
+                        ["p99.9"] = h.Percentile(99.9),
+                        ["max"] = h.Max,
+                    },
+                    ["failed"] = failed,
+                };
+                _stdout.WriteLine(JsonSerializer.Serialize(report));
+            }
+            else
+            {
+                _stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{mode}: {ops:N0} ops in {seconds:F3} s = {rate:N0} ops/s ({s.Clients} client(s), pipeline {s.Pipeline}, {(s.Persistent ? "persistent" : "connection per op")})"));
+                _stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"latency (us): p50 {h.Percentile(50)}  p90 {h.Percentile(90)}  p99 {h.Percentile(99)}  p99.9 {h.Percentile(99.9)}  max {h.Max}"));
+            }
+
+            _stdout.Flush();
+        }
+    }
+
+    /// <summary>One client: its own sessions (or key space view), model, connection and latency record.</summary>
+    private sealed class Worker : IDisposable
+    {
+        private readonly LoadRun _run;
+        private readonly LoadToolSettings _s;
+        private readonly long _ops;
+        private readonly Random _random;
+        private readonly Session[] _sessions;
+        private readonly int[] _mixTable;
+        private readonly Planned[] _plan;
+        private readonly byte[] _scratch = new byte[DistCacheProtocol.MaxPayload];
+        private readonly byte[] _expected;
+        private DistCacheClient? _client;
+        private DistCacheConnection? _connection;
+
+        public Worker(LoadRun run, int index, long ops)
+        {
+            _run = run;
+            _s = run._settings;
+            _ops = ops;
+            _random = new Random(unchecked(Environment.TickCount * 31 + index * 7919 + Environment.ProcessId));
+            _plan = new Planned[_s.Pipeline];
+            _expected = new byte[Math.Max(_s.ValueSize, 1)];
+            if (_s.Mix is null)
+            {
+                _sessions = new Session[_s.Sessions];
+                for (var i = 0; i < _sessions.Length; i++)
+                {
+                    // id 10..63 random bytes, data uniform in [datamin, datamax) (spec 11.2).
+                    var id = RandomNumberGenerator.GetBytes(10 + Random.Shared.Next(54));
+                    var length = _s.DataMax > _s.DataMin ? _s.DataMin + Random.Shared.Next(_s.DataMax - _s.DataMin) : _s.DataMin;
+                    _sessions[i] = new Session(id, RandomNumberGenerator.GetBytes(length));
+                }
+
+                _mixTable = [];
+            }
+            else
+            {
+                _sessions = [];
+                _mixTable = _s.Mix.SelectMany(m => Enumerable.Repeat((int)m.Operation, m.Weight)).ToArray();
+            }
+        }
+
+        public LatencyHistogram Latency { get; } = new();
+
+        public async Task OpenAsync()
+        {
+            if (_s.Pipeline > 1)
+            {
+                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!)).ConfigureAwait(false);
+            }
+            else
+            {
+                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None).ConfigureAwait(false);
+            }
+        }
+
+        public async Task RunAsync()
+        {
+            long done = 0;
+            while (done < _ops && !_run.Stopping)
+            {
+                var batch = (int)Math.Min(_plan.Length, _ops - done);
+                var ok = _connection is not null ? await RunBatchAsync(batch).ConfigureAwait(false) : await RunOneAsync().ConfigureAwait(false);
+                if (!ok)
+                {
+                    return;
+                }
+
+                done += batch;
+            }
+        }
+
+        private async Task<bool> RunOneAsync()
+        {
+            var length = Plan(ref _plan[0], _scratch);
+            var start = Stopwatch.GetTimestamp();
+            var status = await _client!.TransactAsync(_plan[0].Operation, _scratch.AsMemory(0, length)).ConfigureAwait(false);
+            Latency.Record((long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+            return Check(in _plan[0], status, status == DistCacheTransactionStatus.Ok ? _client.LastResponse : default);
+        }
+
+        private async Task<bool> RunBatchAsync(int batch)
+        {
+            var connection = _connection!;
+            for (var i = 0; i < batch; i++)
+            {
+                var length = Plan(ref _plan[i], _scratch);
+                _plan[i].Uid = DistCacheUids.Next();
+                connection.AppendRequest(_plan[i].Uid, _plan[i].Operation, _scratch.AsSpan(0, length));
+            }
+
+            var start = Stopwatch.GetTimestamp();
+            try
+            {
+                await connection.SendAsync().ConfigureAwait(false);
+                for (var i = 0; i < batch; i++)
+                {
+                    var (uid, operation) = await connection.ReceiveAsync().ConfigureAwait(false);
+                    var micros = (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+                    Latency.Record(micros);
+                    var status = uid != _plan[i].Uid || operation != _plan[i].Operation ? DistCacheTransactionStatus.Mismatch
+                        : connection.Payload.IsEmpty ? DistCacheTransactionStatus.EmptyResponse
+                        : DistCacheTransactionStatus.Ok;
+                    if (!Check(in _plan[i], status, status == DistCacheTransactionStatus.Ok ? connection.Payload : default))
+                    {
+                        return false;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidDataException)
+            {
+                _run.Fail("Error, transaction failure");
+                return false;
+            }
+
+            return true;
+        }
+
+        /// <summary>Chooses the next operation, writes its request payload into <paramref name="payload"/>, updates the model.</summary>
+        private int Plan(ref Planned p, byte[] payload)
+        {
+            if (_s.Mix is null)
+            {
+                var index = _random.Next(_sessions.Length);
+                var session = _sessions[index];
+                p.Index = index;
+                p.Operation = (DistCacheOperation)_random.Next(4);
+                p.ExpectPresent = session.Present;
+                switch (p.Operation)
+                {
+                    case DistCacheOperation.Add:
+                        var low = (long)(_s.Timeout - _s.TimeVar) * 1000;
+                        var high = (long)(_s.Timeout + _s.TimeVar) * 1000;
+                        var timeout = (uint)(high > low ? low + _random.NextInt64(high - low) : low);
+                        session.Present = true;
+                        return AddRequest.Write(payload, timeout, session.Id, session.Data);
+                    case DistCacheOperation.Remove:
+                        session.Present = false;
+                        break;
+                }
+
+                session.Id.CopyTo(payload, 0);
+                return session.Id.Length;
+            }
+
+            var key = _random.Next(_s.Keys);
+            p.Index = key;
+            p.Operation = (DistCacheOperation)_mixTable[_random.Next(_mixTable.Length)];
+            var idLength = WriteKey(payload, key);
+            if (p.Operation != DistCacheOperation.Add)
+            {
+                return idLength;
+            }
+
+            // ADD: timeout(4) id_len(4) id value; the value is a pattern derived from the key so GET hits can be verified.
+            Span<byte> id = stackalloc byte[idLength];
+            payload.AsSpan(0, idLength).CopyTo(id);
+            FillValue(_expected, key);
+            return AddRequest.Write(payload, (uint)_s.Timeout * 1000, id, _expected.AsSpan(0, _s.ValueSize));
+        }
+
+        private bool Check(in Planned p, DistCacheTransactionStatus status, ReadOnlySpan<byte> payload)
+        {
+            var ok = status == DistCacheTransactionStatus.Ok;
+            var error = _s.Mix is null ? CheckModel(p, ok, payload) : CheckMix(p, ok, payload);
+            if (error is not null)
+            {
+                _run.Fail(error);
+                return false;
+            }
+
+            _run.Completed();
+            return true;
+        }
+
+        private string? CheckModel(in Planned p, bool ok, ReadOnlySpan<byte> payload)
+        {
+            var present = p.ExpectPresent;
+            switch (p.Operation)
+            {
+                case DistCacheOperation.Add:
+                    var added = ok && DistCacheResults.IsSuccess(payload);
+                    return present ? (added ? "Error, add succeeded and shouldn't have!" : null) : (added ? null : "Error, add failed!");
+                case DistCacheOperation.Remove:
+                    var removed = ok && DistCacheResults.IsSuccess(payload);
+                    return present ? (removed ? null : "Error, remove failed!") : (removed ? "Error, remove succeeded and shouldn't have!" : null);
+                case DistCacheOperation.Get:
+                    var hit = ok && DistCacheResults.IsHit(payload);
+                    if (!present)
+                    {
+                        return hit ? "Error, get succeeded and shouldn't have!" : null;
+                    }
+
+                    if (!hit)
+                    {
+                        return "Error, get failed!";
+                    }
+
+                    return payload.SequenceEqual(_sessions[p.Index].Data) ? null : "Error, received mismatched session";
+                default:
+                    var have = ok ? DistCacheResults.Have(payload) : DistCacheHaveResult.Error;
+                    if (have == DistCacheHaveResult.Error)
+                    {
+                        return "Error, transaction failure";
+                    }
+
+                    return present ? (have == DistCacheHaveResult.Yes ? null : "Error, have failed!") : (have == DistCacheHaveResult.No ? null : "Error, have succeeded and shouldn't have!");
+            }
+        }
+
+        private string? CheckMix(in Planned p, bool ok, ReadOnlySpan<byte> payload)
+        {
+            if (!ok)
+            {
+                return "Error, transaction failure";
+            }
+
+            switch (p.Operation)
+            {
+                case DistCacheOperation.Add:
+                    return payload.Length == 1 && payload[0] is 0x00 or (byte)DistCacheResult.AddMatchingSession ? null : "Error, add failed!";
+                case DistCacheOperation.Get:
+                    if (DistCacheResults.IsHit(payload))
+                    {
+                        FillValue(_expected, p.Index);
+                        return payload.SequenceEqual(_expected.AsSpan(0, _s.ValueSize)) ? null : "Error, received mismatched session";
+                    }
+
+                    return payload.Length == 1 && payload[0] == 0x01 ? null : "Error, get failed!";
+                default:
+                    return payload.Length == 1 && payload[0] <= 0x01 ? null : "Error, transaction failure";
+            }
+        }
+
+        private static int WriteKey(byte[] destination, int key)
+        {
+            "cachehost-key-"u8.CopyTo(destination);
+            key.TryFormat(destination.AsSpan(14), out var written, default, CultureInfo.InvariantCulture);
+            return 14 + written;
+        }
+
+        private void FillValue(byte[] destination, int key)
+        {
+            var seed = (uint)key * 2654435761u;
+            for (var i = 0; i < _s.ValueSize; i++)
+            {
+                seed = (seed * 1103515245u) + 12345u;
+                destination[i] = (byte)(seed >> 16);
+            }
+        }
+
+        public void Dispose()
+        {
+            _client?.Dispose();
+            _connection?.Dispose();
+        }
+    }
+
+    private sealed class Session(byte[] id, byte[] data)
+    {
+        public byte[] Id { get; } = id;
+
+        public byte[] Data { get; } = data;
+
+        public bool Present { get; set; }
+    }
+
+    private struct Planned
+    {
+        public DistCacheOperation Operation;
+        public int Index;
+        public bool ExpectPresent;
+        public uint Uid;
+    }
+}

@@ -1,0 +1,126 @@
+using System.Buffers;
+using System.Text;
+
+namespace CacheHost.Protocols.Clacks;
+
+/// <summary>Outcome of one <see cref="ClacksLineFramer.TryReadLine"/> call.</summary>
+public enum ClacksFrameStatus
+{
+    /// <summary>No complete line in the buffer yet (short input).</summary>
+    NeedMoreData,
+    /// <summary>A complete line (CR bytes removed) was read.</summary>
+    Line,
+    /// <summary>
+    /// The line being received exceeds the limit (bad input). Reported once per offending line; the
+    /// rest of it up to the next LF is discarded silently.
+    /// </summary>
+    Overlong,
+}
+
+/// <summary>
+/// LF framing of the Clacks protocol (spec 2.2): lines end at LF, every CR byte anywhere is dropped, empty
+/// lines are skipped. Lines are returned as Latin-1 strings so that every byte maps to exactly one char:
+/// payloads are opaque octets (UTF-8 or not) and round-trip exactly, and ordinal string order equals
+/// bytewise order (spec 8.5). The reference has no line limit; ours is explicit (<see cref="MaxLineBytes"/>).
+/// </summary>
+public sealed class ClacksLineFramer
+{
+    /// <summary>Default line limit: 16 MiB, the generous cap spec 2.2 recommends.</summary>
+    public const int DefaultMaxLineBytes = 16 * 1024 * 1024;
+
+    private bool _discarding;
+
+    /// <summary>Creates a framer with a line limit in bytes (LF and CR bytes excluded).</summary>
+    public ClacksLineFramer(int maxLineBytes = DefaultMaxLineBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLineBytes, 16);
+        MaxLineBytes = maxLineBytes;
+    }
+
+    /// <summary>Longest accepted line in bytes (before CR removal).</summary>
+    public int MaxLineBytes { get; }
+
+    /// <summary>
+    /// Reads the next line from <paramref name="buffer"/>, advancing it past consumed bytes. Empty lines
+    /// (after CR removal) are skipped.
+    /// </summary>
+    public ClacksFrameStatus TryReadLine(ref ReadOnlySequence<byte> buffer, out string line)
+    {
+        line = string.Empty;
+        while (true)
+        {
+            var lf = buffer.PositionOf((byte)'\n');
+            if (lf is null)
+            {
+                if (buffer.Length > MaxLineBytes)
+                {
+                    buffer = buffer.Slice(buffer.End);
+                    if (!_discarding)
+                    {
+                        _discarding = true;
+                        return ClacksFrameStatus.Overlong;
+                    }
+                }
+
+                return ClacksFrameStatus.NeedMoreData;
+            }
+
+            var raw = buffer.Slice(0, lf.Value);
+            buffer = buffer.Slice(buffer.GetPosition(1, lf.Value));
+            if (_discarding)
+            {
+                // Tail of an overlong line, already reported.
+                _discarding = false;
+                continue;
+            }
+
+            if (raw.Length > MaxLineBytes)
+            {
+                return ClacksFrameStatus.Overlong;
+            }
+
+            line = Decode(raw);
+            if (line.Length == 0)
+            {
+                continue;
+            }
+
+            return ClacksFrameStatus.Line;
+        }
+    }
+
+    private static string Decode(ReadOnlySequence<byte> raw)
+    {
+        if (raw.IsEmpty)
+        {
+            return string.Empty;
+        }
+
+        var length = (int)raw.Length;
+        var crs = 0;
+        foreach (var segment in raw)
+        {
+            crs += segment.Span.Count((byte)'\r');
+        }
+
+        if (crs == 0)
+        {
+            return raw.IsSingleSegment ? Encoding.Latin1.GetString(raw.FirstSpan) : Encoding.Latin1.GetString(raw.ToArray());
+        }
+
+        return string.Create(length - crs, raw, static (chars, seq) =>
+        {
+            var i = 0;
+            foreach (var segment in seq)
+            {
+                foreach (var b in segment.Span)
+                {
+                    if (b != (byte)'\r')
+                    {
+                        chars[i++] = (char)b;
+                    }
+                }
+            }
+        });
+    }
+}

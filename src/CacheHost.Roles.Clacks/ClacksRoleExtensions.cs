@@ -1,0 +1,21 @@
+using CacheHost.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace CacheHost.Roles.Clacks;
+
+/// <summary>Registers the Clacks role (options section <c>CacheHost:Clacks</c>).</summary>
+public static class ClacksRoleExtensions
+{
+    /// <summary>Options section of the role.</summary>
+    public const string SectionName = "CacheHost:Clacks";
+
+    /// <summary>Binds and validates <see cref="ClacksOptions"/> and adds the Clacks hosted service.</summary>
+    public static IHostApplicationBuilder AddClacksRole(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddValidatedOptions<ClacksOptions>(SectionName, o => o.Validate());
+        builder.Services.AddSingleton<ClacksService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ClacksService>());
+        return builder;
+    }
+}

@@ -1,0 +1,835 @@
+using CacheHost.Protocols.Clacks;
+using CacheHost.Transport;
+using Microsoft.Extensions.Logging;
+
+namespace CacheHost.Roles.Clacks;
+
+/// <summary>
+/// The protocol engine: every line of every connection is executed under one gate, in arrival order per
+/// connection (spec 2.3), which keeps listen sets, the cache, monitors and links consistent without finer
+/// locking. Output is queued per session and written by each session's own writer.
+/// </summary>
+internal sealed class ClacksServer
+{
+    private readonly object _gate = new();
+    private readonly ClacksOptions _options;
+    private readonly ILogger _logger;
+    private readonly Dictionary<string, ClacksSession> _sessions = new(StringComparer.Ordinal);
+    private readonly string _mainToken;
+    private readonly Dictionary<string, ClacksUserOptions> _userTokens = new(StringComparer.Ordinal);
+    private TaskCompletionSource _unlocked = CompletedSource();
+    private long _serial;
+
+    public ClacksServer(ClacksOptions options, ILogger logger)
+    {
+        _options = options;
+        _logger = logger;
+        _mainToken = LoginToken.Create(options.Username, options.Password);
+        foreach (var user in options.Users)
+        {
+            _userTokens.TryAdd(LoginToken.Create(user.Username, user.Password), user);
+        }
+    }
+
+    public ClacksCache Cache { get; } = new();
+
+    /// <summary>Raised (outside the gate is not guaranteed) when a client asks for shutdown (OVERHEAD S).</summary>
+    public Action<double>? ShutdownRequested { get; set; }
+
+    /// <summary>Global sync lock set by the master during the initial sync (spec 12.3).</summary>
+    public bool SyncLocked { get; private set; }
+
+    /// <summary>Current time in Unix seconds, shifted by the simulated offset.</summary>
+    public double Now => (DateTime.UtcNow - DateTime.UnixEpoch).TotalSeconds + _options.SimulatedTimeOffset;
+
+    public object Gate => _gate;
+
+    private static TaskCompletionSource CompletedSource()
+    {
+        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tcs.SetResult();
+        return tcs;
+    }
+
+    /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (spec 3.1).</summary>
+    public ClacksSession Accept(TransportConnection connection, bool unixSocket)
+    {
+        lock (_gate)
+        {
+            var now = Now;
+            var serial = ++_serial;
+            string cid, host, port;
+            if (unixSocket)
+            {
+                host = "unixdomainsocket";
+                port = $"{PerlNumber.FormatTime(now)}:{serial}";
+            }
+            else
+            {
+                var remote = connection.RemoteEndPoint as System.Net.IPEndPoint;
+                host = remote?.Address.ToString() ?? "unknown";
+                port = $"{remote?.Port ?? 0}:{serial}";
+            }
+
+            cid = $"{host}:{port}";
+            var session = new ClacksSession(connection, cid, host, port, now);
+            _sessions[cid] = session;
+            session.Send("CLACKS " + _options.ServerIdentification, now);
+            session.Send("OVERHEAD M Authentication required", now);
+            Debug("CONNECTED=" + cid, now);
+            ClacksLog.Connected(_logger, cid);
+            return session;
+        }
+    }
+
+    /// <summary>Registers this slave's own link to its master and sends the opening lines (spec 12.3).</summary>
+    public ClacksSession AttachMasterLink(TransportConnection connection, string cid)
+    {
+        lock (_gate)
+        {
+            var now = Now;
+            if (_sessions.Remove(cid, out var stale))
+            {
+                stale.Abort("replaced by a new master link");
+            }
+
+            var colon = cid.IndexOf(':');
+            var session = new ClacksSession(connection, cid, cid[..colon], cid[(colon + 1)..], now)
+            {
+                IsMasterLink = true,
+                IsLink = true,
+                ClientInfo = "Interclacks link",
+                CanRead = true,
+                CanWrite = true,
+                CanManage = true,
+                CanInterclacks = true,
+                LastInterclacksPingSent = now,
+            };
+            _sessions[cid] = session;
+            session.Send($"CLACKS {_options.ServerIdentification} in interclacks client mode", now);
+            session.Send("OVERHEAD A " + _mainToken, now);
+            session.Send("OVERHEAD I 1", now);
+            Debug("CONNECTED=" + cid, now);
+            return session;
+        }
+    }
+
+    /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (spec 3.5).</summary>
+    public void Remove(ClacksSession session, string reason)
+    {
+        lock (_gate)
+        {
+            if (!_sessions.TryGetValue(session.Cid, out var current) || !ReferenceEquals(current, session))
+            {
+                return;
+            }
+
+            _sessions.Remove(session.Cid);
+            var discarded = session.Abort(reason);
+            var now = Now;
+            Debug($"DISCONNECTED={session.Cid} ({discarded} bytes discarded from outbuffer)", now);
+            if (session.IsMasterLink && SyncLocked)
+            {
+                Debug($"DISCONNECTED={session.Cid} (Unlocking interclacks mid-sync)", now);
+                Unlock();
+            }
+
+            ClacksLog.Disconnected(_logger, session.Cid, reason);
+        }
+    }
+
+    /// <summary>
+    /// Executes a batch of lines from one connection. While the sync lock is held only the master link's
+    /// lines run; other connections wait here (their lines stay queued, spec 12.3).
+    /// </summary>
+    public async ValueTask ProcessAsync(ClacksSession session, List<string> lines)
+    {
+        var index = 0;
+        while (index < lines.Count)
+        {
+            Task wait;
+            lock (_gate)
+            {
+                var now = Now;
+                while (index < lines.Count && !session.Closing && (!SyncLocked || session.IsMasterLink))
+                {
+                    ProcessLine(session, lines[index++], now);
+                }
+
+                session.FlushDeferred(now);
+                if (index >= lines.Count || session.Closing)
+                {
+                    return;
+                }
+
+                wait = _unlocked.Task;
+            }
+
+            await wait.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
+    public void RejectOverlong(ClacksSession session)
+    {
+        lock (_gate)
+        {
+            ClacksLog.BadInput(_logger, session.Cid, $"line longer than {_options.MaxLineBytes} bytes");
+            session.Send("OVERHEAD E line_too_long", Now);
+            session.CloseAfterFlush();
+        }
+    }
+
+    private void ProcessLine(ClacksSession session, string line, double now)
+    {
+        // 1. Client identification (spec 3.3).
+        if (line.StartsWith("CLACKS ", StringComparison.Ordinal))
+        {
+            if (line.Length > 7)
+            {
+                session.ClientInfo = line[7..].Replace(';', '_');
+            }
+
+            return;
+        }
+
+        // 2. OVERHEAD (spec 6), also before authentication.
+        var isOverhead = OverheadLine.TryParse(line, out var overhead);
+        if (isOverhead)
+        {
+            ProcessOverhead(session, line, overhead, now);
+            if (session.Closing && !session.Authenticated)
+            {
+                return;
+            }
+        }
+
+        // 3. Unauthenticated lines are dropped (Q11 kept); a flood of them closes the connection.
+        if (!session.Authenticated)
+        {
+            if (!isOverhead && ++session.UnauthenticatedLines > _options.MaxUnauthenticatedLines)
+            {
+                ClacksLog.BadInput(_logger, session.Cid, "too many lines before authentication");
+                session.Send("OVERHEAD E too_many_unauthenticated_lines", now);
+                session.CloseAfterFlush();
+            }
+
+            return;
+        }
+
+        // 5. OVERHEAD lines are done (also "OVERHEAD X" without a value, which is ignored).
+        if (isOverhead || line.StartsWith("OVERHEAD ", StringComparison.Ordinal))
+        {
+            // 4. Monitor copy; the login token is redacted (fix of Q2), N lines are not mirrored.
+            if (!isOverhead || !overhead.Has(OverheadFlags.NoLogging))
+            {
+                Debug(session.Cid + "=" + (isOverhead && overhead.Has(OverheadFlags.Auth) ? "OVERHEAD A ***" : line), now);
+            }
+
+            return;
+        }
+
+        // 6-8. Commands; only executed commands are forwarded (fix of Q1).
+        var command = ClacksCommandParser.Parse(line);
+        var executed = Execute(session, command, line, now);
+
+        // 4. Monitor copy. The reference sends monitor lines after the batch's replies, which is why a
+        // connection sees its own MONITOR command; mirroring after execution gives the same effect.
+        Debug(session.Cid + "=" + line, now);
+        if (executed && command.IsReplicated)
+        {
+            ForwardToLinks(session, line, now);
+        }
+    }
+
+    private void ProcessOverhead(ClacksSession session, string line, OverheadLine overhead, double now)
+    {
+        // Spec 6.3 order: A, auth check, T, L, C, S, D/N/E, I, G.
+        if (overhead.Has(OverheadFlags.Auth))
+        {
+            Authenticate(session, overhead.Value, now);
+            return;
+        }
+
+        if (!session.Authenticated)
+        {
+            return;
+        }
+
+        if (overhead.Has(OverheadFlags.Timestamp))
+        {
+            session.TimeOffset = now - PerlNumber.ParseTime(overhead.Value);
+            return;
+        }
+
+        if (overhead.Has(OverheadFlags.Lock) && session.IsMasterLink)
+        {
+            if (overhead.ValueIsTrue)
+            {
+                SyncLocked = true;
+                if (_unlocked.Task.IsCompleted)
+                {
+                    _unlocked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                }
+            }
+            else
+            {
+                Unlock();
+                session.Send("OVERHEAD T " + PerlNumber.FormatTime(now), now);
+                SendKeySyncDump(session, now);
+            }
+
+            return;
+        }
+
+        if (overhead.Has(OverheadFlags.CloseAll))
+        {
+            if (!session.CanManage)
+            {
+                session.Send("OVERHEAD E permission_denied", now);
+                return;
+            }
+
+            if (overhead.ValueIsTrue)
+            {
+                CloseAll(cascade: overhead.Has(OverheadFlags.Forward), now);
+                return;
+            }
+        }
+
+        if (overhead.Has(OverheadFlags.Shutdown))
+        {
+            if (!session.CanManage)
+            {
+                session.Send("OVERHEAD E permission_denied", now);
+                return;
+            }
+
+            var seconds = PerlNumber.ParseTime(overhead.Value);
+            if (seconds > 0)
+            {
+                ClacksLog.ShutdownRequested(_logger, session.Cid, seconds);
+                ShutdownRequested?.Invoke(seconds);
+            }
+        }
+
+        if (overhead.Has(OverheadFlags.Error))
+        {
+            ClacksLog.ClientError(_logger, session.Cid, overhead.Value);
+        }
+
+        if (overhead.Has(OverheadFlags.Interclacks))
+        {
+            if (!session.CanInterclacks)
+            {
+                session.Send("OVERHEAD E permission_denied", now);
+                return;
+            }
+
+            if (overhead.ValueIsTrue)
+            {
+                if (!session.IsMasterLink)
+                {
+                    StartMasterSideSync(session, now);
+                }
+            }
+            else
+            {
+                session.IsLink = false;
+                session.LastInterclacksPingSent = 0;
+            }
+        }
+
+        if (overhead.Has(OverheadFlags.Forward))
+        {
+            if (!session.CanWrite)
+            {
+                session.Send("OVERHEAD E permission_denied", now);
+                return;
+            }
+
+            var forwarded = $"OVERHEAD {overhead.ForwardFlags()} {overhead.Value}";
+            var toSender = overhead.Has(OverheadFlags.ReturnToSender);
+            foreach (var other in _sessions.Values)
+            {
+                if ((other.Authenticated || other.IsLink) && (toSender || !ReferenceEquals(other, session)))
+                {
+                    other.Send(forwarded, now);
+                }
+            }
+        }
+    }
+
+    private void Authenticate(ClacksSession session, string token, double now)
+    {
+        if (token == _mainToken)
+        {
+            session.CanRead = session.CanWrite = session.CanManage = session.CanInterclacks = true;
+        }
+        else if (!session.IsMasterLink && _userTokens.TryGetValue(token, out var user))
+        {
+            session.CanRead = user.Read;
+            session.CanWrite = user.Write;
+            session.CanManage = user.Manage;
+            session.CanInterclacks = false;
+        }
+        else
+        {
+            ClacksLog.LoginFailed(_logger, session.Cid);
+            session.Authenticated = false;
+            session.Send("OVERHEAD F Login failed!", now);
+            session.CloseAfterFlush();
+            return;
+        }
+
+        session.Authenticated = true;
+        session.SendDeferred("OVERHEAD O Welcome!");
+    }
+
+    /// <summary>Master side of <c>OVERHEAD I 1</c> (spec 12.3): link mode, lock the slave, dump, unlock, PING.</summary>
+    private void StartMasterSideSync(ClacksSession session, double now)
+    {
+        session.IsLink = true;
+        session.LastPing = now;
+        session.LastLinkActivity = now;
+        session.Send($"CLACKS {_options.ServerIdentification} in interclacks master mode", now);
+        session.Send("OVERHEAD M Authentication required", now);
+        session.Send("OVERHEAD A " + _mainToken, now);
+        session.Send("OVERHEAD L 1", now);
+        session.Send("OVERHEAD T " + PerlNumber.FormatTime(now), now);
+        SendKeySyncDump(session, now);
+        session.Send("OVERHEAD L 0", now);
+        session.Send("PING", now);
+        session.LastInterclacksPingSent = now;
+    }
+
+    private void SendKeySyncDump(ClacksSession session, double now)
+    {
+        foreach (var (key, entry) in Cache.SortedEntries())
+        {
+            session.Send(KeySyncLine(key, entry), now);
+        }
+    }
+
+    private static string KeySyncLine(string key, CacheEntry entry) => entry.Deleted
+        ? $"KEYSYNC {PerlNumber.FormatTime(entry.CacheTime)} 0 D {key}=REMOVED"
+        : $"KEYSYNC {PerlNumber.FormatTime(entry.CacheTime)} {PerlNumber.FormatTime(entry.AccessTime)} U {key}={entry.Data}";
+
+    /// <summary>Runs a command (spec 5.2). Returns true when it was executed (permission granted).</summary>
+    private bool Execute(ClacksSession session, ClacksCommand command, string line, double now)
+    {
+        switch (command.Kind)
+        {
+            case ClacksCommandKind.Notify:
+                if (!Require(session, session.CanWrite))
+                {
+                    return false;
+                }
+
+                Deliver(session, command.Name, "NOTIFY " + command.Name, now);
+                return true;
+
+            case ClacksCommandKind.Set:
+                if (!Require(session, session.CanWrite))
+                {
+                    return false;
+                }
+
+                Deliver(session, command.Name, line, now);
+                return true;
+
+            case ClacksCommandKind.SetAndStore:
+                if (!Require(session, session.CanWrite))
+                {
+                    return false;
+                }
+
+                Cache.Store(command.Name, command.Value!, now);
+                Deliver(session, command.Name, $"SET {command.Name}={command.Value}", now);
+                return true;
+
+            case ClacksCommandKind.Store:
+                if (!Require(session, session.CanWrite))
+                {
+                    return false;
+                }
+
+                Cache.Store(command.Name, command.Value!, now);
+                return true;
+
+            case ClacksCommandKind.Retrieve:
+                if (!Require(session, session.CanRead))
+                {
+                    return false;
+                }
+
+                var data = Cache.Retrieve(command.Name, now);
+                session.Send(data is null ? "NOTRETRIEVED " + command.Name : $"RETRIEVED {command.Name}={data}", now);
+                return true;
+
+            case ClacksCommandKind.Remove:
+                if (!Require(session, session.CanWrite))
+                {
+                    return false;
+                }
+
+                Cache.Remove(command.Name, now);
+                return true;
+
+            case ClacksCommandKind.Increment:
+            case ClacksCommandKind.Decrement:
+                if (!Require(session, session.CanWrite))
+                {
+                    return false;
+                }
+
+                Cache.Add(command.Name, command.Value, command.Kind == ClacksCommandKind.Decrement, now);
+                return true;
+
+            case ClacksCommandKind.KeyList:
+                if (!Require(session, session.CanRead))
+                {
+                    return false;
+                }
+
+                session.Send("KEYLISTSTART", now);
+                foreach (var key in Cache.SortedKeys())
+                {
+                    session.Send("KEY " + key, now);
+                }
+
+                session.Send("KEYLISTEND", now);
+                return true;
+
+            case ClacksCommandKind.ClearCache:
+                if (!Require(session, session.CanManage))
+                {
+                    return false;
+                }
+
+                Cache.Clear();
+                return true;
+
+            case ClacksCommandKind.Listen:
+                if (!Require(session, session.CanRead))
+                {
+                    return false;
+                }
+
+                session.Listening.Add(command.Name);
+                return true;
+
+            case ClacksCommandKind.Unlisten:
+                if (!Require(session, session.CanRead))
+                {
+                    return false;
+                }
+
+                session.Listening.Remove(command.Name);
+                return true;
+
+            case ClacksCommandKind.Monitor:
+            case ClacksCommandKind.Unmonitor:
+                if (!Require(session, session.CanManage))
+                {
+                    return false;
+                }
+
+                session.Monitor = command.Kind == ClacksCommandKind.Monitor;
+                return true;
+
+            case ClacksCommandKind.Quit:
+                // Lines after QUIT are not executed (fix of Q6).
+                session.CloseAfterFlush();
+                return true;
+
+            case ClacksCommandKind.Timeout when session.IsLink:
+                if (!Require(session, session.CanInterclacks))
+                {
+                    return false;
+                }
+
+                session.CloseAfterFlush();
+                return true;
+
+            case ClacksCommandKind.Ping:
+                session.LastPing = now;
+                session.LastLinkActivity = now;
+                return true;
+
+            case ClacksCommandKind.NoPing:
+                session.LastPing = 0;
+                return true;
+
+            case ClacksCommandKind.ClientList:
+                if (!Require(session, session.CanManage))
+                {
+                    return false;
+                }
+
+                session.Send("CLIENTLISTSTART", now);
+                foreach (var cid in _sessions.Keys.Order(StringComparer.Ordinal))
+                {
+                    session.Send(_sessions[cid].ClientListLine(), now);
+                }
+
+                session.Send("CLIENTLISTEND", now);
+                return true;
+
+            case ClacksCommandKind.ClientDisconnect:
+                if (!Require(session, session.CanManage))
+                {
+                    return false;
+                }
+
+                if (_sessions.TryGetValue(command.Name, out var victim))
+                {
+                    victim.Send(ClacksWire.QuitLine, now);
+                    victim.CloseAfterFlush();
+                }
+
+                return true;
+
+            case ClacksCommandKind.Flush:
+                session.Send("FLUSHED " + command.Name, now);
+                return true;
+
+            case ClacksCommandKind.KeySync:
+                if (!Require(session, session.CanInterclacks))
+                {
+                    return false;
+                }
+
+                MergeKeySync(session, command, now);
+                return true;
+
+            default:
+                session.Send("OVERHEAD E unknown_command " + line, now);
+                return false;
+        }
+    }
+
+    /// <summary>KEYSYNC receiver (spec 12.4): counts as a ping, skew-corrected times, newest wins.</summary>
+    private void MergeKeySync(ClacksSession session, ClacksCommand command, double now)
+    {
+        session.LastPing = now;
+        session.LastLinkActivity = now;
+        var cacheTime = PerlNumber.ParseTime(command.CacheTime) + session.TimeOffset;
+        var accessTime = PerlNumber.ParseTime(command.AccessTime);
+        if (accessTime != 0)
+        {
+            accessTime += session.TimeOffset;
+        }
+
+        var deleted = command.Mode == "D";
+        Cache.Merge(command.Name, new CacheEntry(deleted ? string.Empty : command.Value ?? string.Empty, cacheTime, accessTime, deleted));
+    }
+
+    private static bool Require(ClacksSession session, bool allowed)
+    {
+        if (!allowed)
+        {
+            // Immediately, in order with other replies (the reference delays it to the end of the batch, Q3).
+            session.Send("OVERHEAD E permission_denied", session.LastSent);
+        }
+
+        return allowed;
+    }
+
+    /// <summary>Delivers to every other connection listening to the name; never echoed (spec 7.1).</summary>
+    private void Deliver(ClacksSession sender, string name, string text, double now)
+    {
+        foreach (var other in _sessions.Values)
+        {
+            if (!ReferenceEquals(other, sender) && other.Listening.Contains(name))
+            {
+                other.Send(text, now);
+            }
+        }
+    }
+
+    /// <summary>Forwards an executed command verbatim to every other link (spec 5.1 step 8, 12.5).</summary>
+    private void ForwardToLinks(ClacksSession origin, string line, double now)
+    {
+        foreach (var other in _sessions.Values)
+        {
+            if (other.IsLink && !ReferenceEquals(other, origin))
+            {
+                other.Send(line, now);
+            }
+        }
+    }
+
+    /// <summary>Mirrors a line to every monitor (spec 11).</summary>
+    private void Debug(string text, double now)
+    {
+        foreach (var session in _sessions.Values)
+        {
+            if (session.Monitor)
+            {
+                session.Send("DEBUG " + text, now);
+            }
+        }
+    }
+
+    private void Unlock()
+    {
+        SyncLocked = false;
+        _unlocked.TrySetResult();
+    }
+
+    /// <summary>OVERHEAD C (spec 6.1): QUIT to everybody; links first get <c>OVERHEAD GC 1</c> when G was set.</summary>
+    private void CloseAll(bool cascade, double now)
+    {
+        foreach (var session in _sessions.Values.ToList())
+        {
+            if (cascade && session.IsLink)
+            {
+                session.Send(ClacksWire.CloseAllCascadeLine, now);
+            }
+
+            session.Send(ClacksWire.QuitLine, now);
+            session.CloseAfterFlush();
+        }
+    }
+
+    /// <summary>Server shutdown (spec 3.5): every connection gets QUIT and is closed.</summary>
+    public void QuitAll()
+    {
+        lock (_gate)
+        {
+            var now = Now;
+            foreach (var session in _sessions.Values.ToList())
+            {
+                session.Send(ClacksWire.QuitLine, now);
+                session.CloseAfterFlush();
+            }
+        }
+    }
+
+    /// <summary>The peer half-closed: stop reading but still deliver what is queued for it.</summary>
+    public void CloseAfterPeerEof(ClacksSession session)
+    {
+        lock (_gate)
+        {
+            session.CloseAfterFlush();
+        }
+    }
+
+    /// <summary>Drops every connection still open (end of the shutdown budget).</summary>
+    public void AbortAll()
+    {
+        lock (_gate)
+        {
+            foreach (var session in _sessions.Values.ToList())
+            {
+                Remove(session, "server shutting down");
+            }
+        }
+    }
+
+    public int SessionCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _sessions.Count;
+            }
+        }
+    }
+
+    /// <summary>Periodic checks (spec 10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
+    public void Tick()
+    {
+        lock (_gate)
+        {
+            var now = Now;
+            var linkInterval = Math.Max(1, Math.Floor(_options.InterclacksPingTimeout / 3));
+            foreach (var session in _sessions.Values.ToList())
+            {
+                if (session.Closing)
+                {
+                    continue;
+                }
+
+                if (!session.Authenticated && now - session.AcceptedAt > _options.AuthTimeout)
+                {
+                    session.CloseAfterFlush(); // silently (spec 3.4)
+                    continue;
+                }
+
+                var stalledLimit = session.IsLink ? _options.InterclacksStalledWriteTimeout : _options.StalledWriteTimeout;
+                if (session.FlushBlockedSeconds > stalledLimit || session.PendingBytes > _options.MaxOutputBytes)
+                {
+                    ClacksLog.BadInput(_logger, session.Cid, "peer does not read its output; dropped");
+                    Remove(session, "stalled write");
+                    continue;
+                }
+
+                if (session.IsLink)
+                {
+                    if (now - session.LastLinkActivity > _options.InterclacksPingTimeout)
+                    {
+                        session.Send(ClacksWire.TimeoutLine, now);
+                        session.CloseAfterFlush();
+                        continue;
+                    }
+
+                    if (now - session.LastInterclacksPingSent >= linkInterval)
+                    {
+                        session.Send("PING", now);
+                        session.LastInterclacksPingSent = now;
+                    }
+                }
+                else if (session.LastPing != 0 && now - session.LastPing > _options.PingTimeout)
+                {
+                    session.Send(ClacksWire.TimeoutLine, now);
+                    session.CloseAfterFlush();
+                    continue;
+                }
+
+                if (now - session.LastSent >= _options.KeepaliveInterval)
+                {
+                    session.Send("NOP", now);
+                }
+            }
+        }
+    }
+
+    /// <summary>Cache housekeeping (spec 8.3).</summary>
+    public void CleanCache()
+    {
+        lock (_gate)
+        {
+            var now = Now;
+            foreach (var (key, wasDeleted) in Cache.Clean(now, _options.DeletedCacheTime, _options.StaleCacheTime))
+            {
+                Debug($"SERVERCACHE={(wasDeleted ? "CLEANDELETED" : "CLEANSTALE")}={key}", now);
+            }
+        }
+    }
+
+    /// <summary>Snapshot for persistence if the cache changed since the last one (clears the dirty flag).</summary>
+    public List<KeyValuePair<string, CacheEntry>>? TakeSnapshot(bool force)
+    {
+        lock (_gate)
+        {
+            if (!force && !Cache.Dirty)
+            {
+                return null;
+            }
+
+            Cache.Dirty = false;
+            return Cache.SortedEntries();
+        }
+    }
+
+    public void MarkDirty()
+    {
+        lock (_gate)
+        {
+            Cache.Dirty = true;
+        }
+    }
+}

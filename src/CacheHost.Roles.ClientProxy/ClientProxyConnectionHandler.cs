@@ -1,0 +1,156 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using CacheHost.Protocols.DistCache;
+using CacheHost.Transport;
+using Microsoft.Extensions.Logging;
+
+namespace CacheHost.Roles.ClientProxy;
+
+/// <summary>
+/// Serves one local client connection (spec 10.2): one request at a time — read it, forward it (or answer at
+/// once with the empty reply when there is no server link, 10.4), wait for the answer, write it back with the
+/// client's own uid, and only then look at the next request. A client that pipelines still gets its replies in
+/// order. Malformed frames, a foreign protocol level (13.2) or an ADD shorter than 8 bytes close this connection
+/// only; such an ADD is not forwarded, because the server would drop the shared link for it.
+/// </summary>
+internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ILogger logger) : IConnectionHandler
+{
+    /// <inheritdoc />
+    public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
+    {
+        var input = connection.Transport.Input;
+        var output = connection.Transport.Output;
+        using var pending = new PendingRequest();
+        using var shutdown = stopping.Register(static state => ((UpstreamLink)state!).AbandonInFlight(), link);
+        var idleMs = options.IdleMs;
+        var lastMark = Stopwatch.GetTimestamp();
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                CancellationTokenSource? idleTimer = null;
+                if (idleMs > 0)
+                {
+                    var remaining = idleMs - (long)Stopwatch.GetElapsedTime(lastMark).TotalMilliseconds;
+                    if (remaining <= 0)
+                    {
+                        ClientProxyLog.IdleClose(logger, connection.Id, idleMs);
+                        break;
+                    }
+
+                    // A fresh timer per wait (only with -idle): re-arming one timer raced with its own expiry.
+                    idleTimer = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                    idleTimer.CancelAfter(TimeSpan.FromMilliseconds(remaining));
+                }
+
+                try
+                {
+                    result = await input.ReadAsync(idleTimer?.Token ?? stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    if (!stopping.IsCancellationRequested)
+                    {
+                        ClientProxyLog.IdleClose(logger, connection.Id, idleMs);
+                    }
+
+                    break;
+                }
+                finally
+                {
+                    idleTimer?.Dispose();
+                }
+
+                var buffer = result.Buffer;
+                var status = DistCacheMessageReader.TryRead(buffer, expectResponse: false, out var message, out var error, out var header);
+                if (status == OperationStatus.NeedMoreData)
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    if (result.IsCompleted || result.IsCanceled)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (status == OperationStatus.InvalidData)
+                {
+                    if (error == DistCacheProtocolError.ProtocolLevel)
+                    {
+                        ClientProxyLog.ProtocolIncompatible(logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, connection.Id);
+                    }
+                    else
+                    {
+                        ClientProxyLog.MalformedRequest(logger, connection.Id, error);
+                    }
+
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    break;
+                }
+
+                var wire = buffer.Slice(0, message.WireLength);
+                if (message.Operation == DistCacheOperation.Add && message.PayloadLength < DistCacheProtocol.AddPrefixSize)
+                {
+                    // The server closes the connection for this (spec 5.1 check 0); here that would be the shared link.
+                    ClientProxyLog.AddTooShort(logger, connection.Id, message.PayloadLength);
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    break;
+                }
+
+                var localUid = message.Uid;
+                var operation = message.Operation;
+                var forwarded = false;
+                ValueTask<bool> answer = default;
+                if (link.IsConnected)
+                {
+                    await link.WaitForSlotAsync(stopping).ConfigureAwait(false);
+
+                    // Armed before SubmitAsync publishes it: the upstream reader may answer at once.
+                    answer = pending.Arm(localUid, operation);
+                    forwarded = await link.SubmitAsync(wire, message, pending).ConfigureAwait(false);
+                    if (forwarded)
+                    {
+                        lastMark = Stopwatch.GetTimestamp();
+                    }
+                    else
+                    {
+                        link.ReleaseSlot();
+                    }
+                }
+
+                input.AdvanceTo(buffer.GetPosition(message.WireLength));
+
+                if (!forwarded)
+                {
+                    // No server link: an immediate empty reply (one frame, data_len 0, spec 10.4).
+                    DistCacheMessageWriter.WriteEmptyResponse(output, localUid, operation);
+                }
+                else if (await answer.ConfigureAwait(false))
+                {
+                    DistCacheMessageWriter.Write(output, isResponse: true, localUid, operation, pending.Response);
+                }
+                else
+                {
+                    DistCacheMessageWriter.WriteResult(output, localUid, operation, DistCacheResult.Disconnected);
+                }
+
+                var flush = await output.FlushAsync().ConfigureAwait(false);
+                if (flush.IsCompleted)
+                {
+                    break; // the client is gone
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await output.CompleteAsync().ConfigureAwait(false);
+            await input.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+using System.ComponentModel.DataAnnotations;
+using CacheHost.Transport;
+
+namespace CacheHost.Roles.ClientProxy;
+
+/// <summary>
+/// Settings of the ClientProxy role, section <c>CacheHost:ClientProxy</c>. The dc_client command line
+/// (<c>cachehost client -server … -listen … -retry … -idle …</c>, spec 10.1) maps onto these keys.
+/// </summary>
+public sealed class ClientProxyOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "CacheHost:ClientProxy";
+
+    /// <summary>Local address applications connect to (dc_client's <c>-listen</c>). Default <c>UNIX:/tmp/scache</c>.</summary>
+    [Required]
+    public string Listen { get; set; } = "UNIX:/tmp/scache";
+
+    /// <summary>The cache server's address (dc_client's <c>-server</c>/<c>-connect</c>). Required; must be connectable by syntax.</summary>
+    [Required(ErrorMessage = "no server specified (e.g. \"IP:127.0.0.1:9001\" or \"UNIX:/run/cachehost/dc.sock\")")]
+    public string? Server { get; set; }
+
+    /// <summary>Minimum time between reconnect attempts in ms (dc_client's <c>-retry</c>, default 5000, 1..3600000).</summary>
+    [Range(1, 3_600_000)]
+    public int RetryMs { get; set; } = 5000;
+
+    /// <summary>
+    /// Close a local connection with no request open whose last activity (connect or last forward) is at least
+    /// this many ms old (dc_client's <c>-idle</c>); 0 = never (default), up to 3600000.
+    /// </summary>
+    [Range(0, 3_600_000)]
+    public int IdleMs { get; set; }
+
+    /// <summary>Requests in flight to the server at most (the reference's fixed 512, spec 10.2).</summary>
+    [Range(1, 65_536)]
+    public int MaxInFlight { get; set; } = 512;
+
+    /// <summary>
+    /// Pipelining depth to the server: how many requests may be outstanding on the upstream link; 0 = the same as
+    /// <see cref="MaxInFlight"/>. Against the original C dc_server set this to 1: it drops a connection when a
+    /// pipelined request meets a response larger than about 4 KB (spec 13.4). CacheHost's own server has no
+    /// such limit.
+    /// </summary>
+    [Range(0, 65_536)]
+    public int ServerPipelineDepth { get; set; }
+
+    /// <summary>Time limit for one connect attempt to the server.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Exit cleanly on SIGUSR1/SIGUSR2 (dc_client's <c>-killable</c>); otherwise they are ignored.</summary>
+    public bool Killable { get; set; }
+
+    /// <summary>
+    /// Limits and unix socket owner/group/mode (<c>-sockowner/-sockgroup/-sockperms</c>) of the local listener.
+    /// MaxConnections defaults to the reference's 1024 local connections.
+    /// </summary>
+    public TransportOptions Transport { get; set; } = new() { MaxConnections = 1024 };
+
+    /// <summary>Limits of the upstream connection to the server.</summary>
+    public TransportOptions ServerTransport { get; set; } = new();
+
+    /// <summary>The effective number of requests outstanding upstream.</summary>
+    public int EffectiveDepth => ServerPipelineDepth == 0 ? MaxInFlight : Math.Min(ServerPipelineDepth, MaxInFlight);
+}

@@ -1,0 +1,52 @@
+using CacheHost.Core;
+using CacheHost.Protocols.DistCache;
+using CacheHost.Transport;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace CacheHost.Roles.ClientProxy;
+
+/// <summary>Registers the ClientProxy role.</summary>
+public static class ClientProxyRole
+{
+    /// <summary>Role name in CacheHost:Roles.</summary>
+    public const string Name = "ClientProxy";
+
+    /// <summary>Binds <c>CacheHost:ClientProxy</c> (validated at start) and registers the role's hosted service.</summary>
+    public static IHostApplicationBuilder AddClientProxyRole(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddValidatedOptions<ClientProxyOptions>(ClientProxyOptions.SectionName, Validate);
+        builder.Services.AddSingleton<ClientProxyService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientProxyService>());
+        return builder;
+    }
+
+    private static IEnumerable<string> Validate(ClientProxyOptions options)
+    {
+        if (!TransportAddress.TryParse(options.Listen, out _, out var error))
+        {
+            yield return $"Listen: bad listen address: {error}";
+        }
+
+        if (options.Server is not null)
+        {
+            if (!TransportAddress.TryParse(options.Server, out var server, out var serverError))
+            {
+                yield return $"Server: {serverError}";
+            }
+            else if (server.Kind is TransportAddressKind.Tcp4 or TransportAddressKind.Tcp6 && server.Host is null)
+            {
+                // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (spec 10.1).
+                yield return $"Server: '{options.Server}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
+            }
+        }
+
+        foreach (var (name, transport) in new[] { ("Transport", options.Transport), ("ServerTransport", options.ServerTransport) })
+        {
+            if (transport.MaxReadBufferSize < DistCacheProtocol.MaxMessageWireSize)
+            {
+                yield return $"{name}:MaxReadBufferSize: must be at least {DistCacheProtocol.MaxMessageWireSize} bytes (one maximal distcache message)";
+            }
+        }
+    }
+}

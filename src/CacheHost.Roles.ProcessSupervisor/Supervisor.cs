@@ -1,0 +1,1005 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using CacheHost.Transport;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace CacheHost.Roles.ProcessSupervisor;
+
+/// <summary>
+/// The daemonproxy core: one thread runs the event loop of spec 1 over raw descriptors with poll(). Signal
+/// handlers and the socket accept task only queue work and write a byte to a wake pipe; all state is touched by
+/// the loop thread alone.
+/// </summary>
+internal sealed partial class Supervisor : IDisposable
+{
+    public const string Version = "1.1.0-cachehost";
+    private const long Second = 1_000_000_000L;
+    private const int SignalSlots = 16;
+    private const int CommandsPerPass = 16;
+
+    private static readonly int[] CountedSignals = [1, 2, 3, 15, 10, 12]; // HUP INT QUIT TERM USR1 USR2 (spec 8)
+    private static readonly int[] WakeSignals = [17, 14]; // CHLD ALRM: only wake the loop
+
+    private readonly SupervisorSettings _settings;
+    private readonly SortedList<string, NamedHandle> _handles = new(StringComparer.Ordinal);
+    private readonly SortedList<string, Service> _services = new(StringComparer.Ordinal);
+    private readonly Controller?[] _slots;
+    private readonly List<SignalRecord> _signals = [];
+    private readonly ConcurrentQueue<int> _caught = new();
+    private readonly ConcurrentQueue<Socket> _accepted = new();
+    private readonly List<PosixSignalRegistration> _registrations = [];
+    private readonly int _wakeRead;
+    private readonly int _wakeWrite;
+    private long _signalSeq;
+    private long _triggerMarker;
+    private ConnectionListener? _listener;
+    private string? _socketPath;
+    private string? _socketFullPath;
+    private int _listenFd = -1;
+    private volatile bool _acceptOutstanding;
+    private volatile string? _acceptError;
+    private long _acceptWarnAtNs;
+    private bool _terminate;
+    private int _exitCode;
+    private string _exitMessage = "terminated normally";
+    private long _guard;
+    private string? _execArgs;
+    private string _logDest = "stderr";
+    private volatile bool _stopRequested;
+    private volatile bool _childExited = true;
+    private long _nextReapScanNs;
+
+    public unsafe Supervisor(SupervisorSettings settings)
+    {
+        _settings = settings;
+        _slots = new Controller?[Math.Max(1, settings.MaxControllers)];
+        _guard = settings.Guard;
+        _execArgs = settings.ExecArgs;
+        Log = new DaemonLog
+        {
+            Filter = (DaemonLogLevel)Math.Clamp((int)DaemonLogLevel.Debug + settings.Verbosity, 0, (int)DaemonLogLevel.Fatal),
+        };
+        // Before the handle table exists (option warnings) the log goes straight to fd 2.
+        Log.Destination = () => _handles.Count == 0 ? 2 : _handles.TryGetValue(_logDest, out var h) ? h.Fd : -1;
+        var fds = stackalloc int[2];
+        if (Libc.pipe2(fds, Libc.O_CLOEXEC | Libc.O_NONBLOCK) != 0)
+        {
+            throw new SupervisorExitException(5, "cannot create wake pipe: " + Libc.StrError(Libc.Errno));
+        }
+
+        _wakeRead = fds[0];
+        _wakeWrite = fds[1];
+    }
+
+    public DaemonLog Log { get; }
+
+    /// <summary>Monotonic clock of the wire (whole seconds of CLOCK_MONOTONIC, spec notation).</summary>
+    private static long Now() => Libc.MonotonicNs();
+
+    /// <summary>Runs start-up (spec 2.4 steps 3-9) and the loop; returns the exit code.</summary>
+    public int Run()
+    {
+        try
+        {
+            Startup();
+            _settings.OnReady?.Invoke();
+            while (true)
+            {
+                try
+                {
+                    return Loop();
+                }
+                catch (Exception ex) when (ex is not SupervisorExitException)
+                {
+                    // A bug must not take the services' supervisor down silently: this is the fatal path
+                    // (exec-on-exit, or "attempting to continue" under a guard, else exit 4).
+                    Fatal(4, $"internal error: {ex.GetType().Name}: {ex.Message}");
+                }
+            }
+        }
+        catch (SupervisorExitException ex)
+        {
+            return ex.Code;
+        }
+    }
+
+    /// <summary>Asks the loop to terminate (host shutdown); thread-safe.</summary>
+    public void RequestStop()
+    {
+        _stopRequested = true;
+        Wake();
+    }
+
+    private void Startup()
+    {
+        var devNull = Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+        if (devNull < 0)
+        {
+            Fatal(4, "Can't open /dev/null: " + Libc.StrError(Libc.Errno));
+        }
+
+        AddHandle(new NamedHandle("null", devNull, "special", "read,write", "/dev/null", constant: true));
+        AddHandle(new NamedHandle("control.cmd", -1, "special", "write", "daemonproxy command pipe", constant: true));
+        AddHandle(new NamedHandle("control.event", -1, "special", "read", "daemonproxy event stream", constant: true));
+        AddHandle(new NamedHandle("control.socket", -1, "special", "read,write", "daemonproxy control socket", constant: true));
+        RegisterInherited();
+        if (_settings.HandlePool is { } pool && PooledHandleCount > pool)
+        {
+            Fatal(2, $"fd pool of {pool} is too small for the {PooledHandleCount} inherited handles");
+        }
+
+        InstallSignals();
+
+        if (_settings.SocketPath is not null)
+        {
+            var error = CreateControlSocket(_settings.SocketPath);
+            if (error is not null)
+            {
+                Fatal(3, error);
+            }
+        }
+
+        if (_settings.Interactive)
+        {
+            Libc.SetNonBlocking(0);
+            Libc.SetNonBlocking(1);
+            var c = new Controller(FreeSlot(), ControllerKind.Interactive, 0, 1, ownsFds: false) { CanReceiveFds = IsSocket(0) };
+            _slots[c.Slot] = c;
+            SendBanner(c);
+            RepointToNull("stdin", Libc.O_RDONLY);
+            RepointToNull("stdout", Libc.O_WRONLY);
+        }
+
+        if (_settings.ConfigFile is not null)
+        {
+            int fd;
+            if (_settings.ConfigFile == "-")
+            {
+                fd = Libc.fcntl(0, Libc.F_DUPFD_CLOEXEC, 3);
+                Libc.SetNonBlocking(fd);
+                RepointToNull("stdin", Libc.O_RDONLY);
+            }
+            else
+            {
+                fd = Libc.Open(_settings.ConfigFile, Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NOCTTY, 0);
+            }
+
+            if (fd < 0)
+            {
+                Fatal(3, $"Can't open config file '{_settings.ConfigFile}': {Libc.StrError(Libc.Errno)}");
+            }
+            else
+            {
+                var slot = FreeSlot();
+                _slots[slot] = new Controller(slot, ControllerKind.ConfigFile, fd, -1, ownsFds: true);
+            }
+        }
+
+        if (_settings.MLockAll && Libc.mlockall(3) != 0)
+        {
+            Log.Error("mlockall: " + Libc.StrError(Libc.Errno));
+        }
+    }
+
+    private void SendBanner(Controller c)
+    {
+        var now = Now();
+        c.Send($"info\tdaemonproxy version {Version} (git {GitHash()})\n", now);
+        c.Send("info\tCopyright (C) 2014-2026  CacheHost authors; protocol of daemonproxy by Michael Conrad\n", now);
+        c.Send("info\tThis program is free software; see LICENSE for the terms under which it may be\n", now);
+        c.Send("info\tredistributed. It comes with ABSOLUTELY NO WARRANTY, to the extent permitted by\n", now);
+        c.Send("info\tlaw. This is a reimplementation; it contains no code of the original.\n", now);
+        c.Send("info\tInteractive mode.  Use ^D or 'exit' to terminate.  See 'man daemonproxy' for command syntax.\n", now);
+    }
+
+    internal static string GitHash()
+    {
+        var info = typeof(Supervisor).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion;
+        var plus = info?.IndexOf('+') ?? -1;
+        var hash = plus >= 0 ? info![(plus + 1)..] : "00000000";
+        return hash.Length > 8 ? hash[..8] : hash.PadRight(8, '0');
+    }
+
+    private void RepointToNull(string name, int mode)
+    {
+        var fd = Libc.Open("/dev/null", mode | Libc.O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            return;
+        }
+
+        if (_handles.TryGetValue(name, out var old) && old.Fd >= 0)
+        {
+            Libc.close(old.Fd);
+        }
+
+        _handles[name] = NamedHandle.Inspect(name, fd);
+    }
+
+    /// <summary>
+    /// Spec 2.4 step 4: fds 0-2 become stdin/stdout/stderr (as close-on-exec copies, so deleting one never
+    /// frees a low number under the runtime), every other inherited descriptor becomes fd_N. Descriptors the
+    /// runtime opened are close-on-exec; inherited ones are not, which is how they are told apart.
+    /// </summary>
+    private void RegisterInherited()
+    {
+        string[] std = ["stdin", "stdout", "stderr"];
+        for (var i = 0; i < 3; i++)
+        {
+            var fd = Libc.fcntl(i, Libc.F_DUPFD_CLOEXEC, 3);
+            if (fd < 0)
+            {
+                fd = Libc.Open("/dev/null", (i == 0 ? Libc.O_RDONLY : Libc.O_WRONLY) | Libc.O_CLOEXEC, 0);
+            }
+
+            AddHandle(NamedHandle.Inspect(std[i], fd));
+        }
+
+        foreach (var entry in SafeListFds())
+        {
+            if (entry < 3 || entry >= 1024 || entry == _wakeRead || entry == _wakeWrite)
+            {
+                continue;
+            }
+
+            var flags = Libc.fcntl(entry, Libc.F_GETFD, 0);
+            if (flags < 0 || (flags & Libc.FD_CLOEXEC) != 0)
+            {
+                continue;
+            }
+
+            Libc.SetCloseOnExec(entry);
+            AddHandle(NamedHandle.Inspect($"fd_{entry}", entry));
+        }
+    }
+
+    private static List<int> SafeListFds()
+    {
+        var list = new List<int>();
+        try
+        {
+            foreach (var path in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+            {
+                if (int.TryParse(Path.GetFileName(path), out var fd))
+                {
+                    list.Add(fd);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        list.Sort();
+        return list;
+    }
+
+    private static unsafe bool IsSocket(int fd)
+    {
+        int type = 0;
+        uint len = sizeof(int);
+        return Libc.getsockopt(fd, Libc.SOL_SOCKET, Libc.SO_TYPE, &type, &len) == 0;
+    }
+
+    private void AddHandle(NamedHandle handle) => _handles[handle.Name] = handle;
+
+    /// <summary>Handles that occupy pool objects (the four constants are static).</summary>
+    private int PooledHandleCount => _handles.Values.Count(h => !h.IsConstant);
+
+    private void InstallSignals()
+    {
+        foreach (var signo in CountedSignals)
+        {
+            var number = signo;
+            _registrations.Add(PosixSignalRegistration.Create((PosixSignal)number, ctx =>
+            {
+                // Counted and reported, never fatal (spec 8): the registration must cancel the default action.
+                ctx.Cancel = true;
+                _caught.Enqueue(number);
+                Wake();
+            }));
+        }
+
+        foreach (var signo in WakeSignals)
+        {
+            var number = signo;
+            _registrations.Add(PosixSignalRegistration.Create((PosixSignal)signo, ctx =>
+            {
+                ctx.Cancel = true;
+                if (number == 17)
+                {
+                    _childExited = true;
+                }
+
+                Wake();
+            }));
+        }
+    }
+
+    private unsafe void Wake()
+    {
+        byte b = 1;
+        Libc.write(_wakeWrite, &b, 1);
+    }
+
+    private unsafe void DrainWake()
+    {
+        var buffer = stackalloc byte[256];
+        while (Libc.read(_wakeRead, buffer, 256) > 0)
+        {
+        }
+    }
+
+    private int FreeSlot()
+    {
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            if (_slots[i] is null)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>The loop of spec 1, one pass per iteration.</summary>
+    private int Loop()
+    {
+        while (true)
+        {
+            var now = Now();
+            DrainWake();
+            PickUpSignals(now);
+            if (_stopRequested)
+            {
+                _terminate = true;
+            }
+
+            ReapChildren(now);
+            RunServices(now);
+            AcceptPending(now);
+            var busy = RunControllers(now);
+            FlushControllers(now);
+            if (_terminate)
+            {
+                return FinishTerminate();
+            }
+
+            AcceptPending(Now()); // a slot freed during this pass starts the next accept before sleeping
+            Poll(busy ? 0 : NextTimeoutMs(Now()));
+        }
+    }
+
+    private sealed class SignalRecord
+    {
+        public int Signo { get; init; }
+
+        public long TsNs { get; set; }
+
+        public long Seq { get; set; }
+
+        public long Count { get; set; }
+    }
+
+    private void PickUpSignals(long now)
+    {
+        while (_caught.TryDequeue(out var signo))
+        {
+            var record = _signals.Find(r => r.Signo == signo);
+            if (record is null)
+            {
+                if (_signals.Count >= SignalSlots)
+                {
+                    _signals.RemoveAt(_signals.Count - 1); // a full table overwrites the last slot (spec 8)
+                }
+
+                record = new SignalRecord { Signo = signo };
+                _signals.Add(record);
+            }
+
+            record.Count++;
+            record.TsNs = now;
+            record.Seq = ++_signalSeq;
+        }
+    }
+
+    private string SignalLine(SignalRecord r) => $"signal\t{SignalNames.Name(r.Signo)}\t{r.TsNs / Second}\t{r.Count}\n";
+
+    /// <summary>Spec 4.5: every record with a count and a newer stamp than the controller has seen, oldest first.</summary>
+    private void DeliverSignals(Controller c, long now)
+    {
+        if (!c.HasOutput)
+        {
+            return;
+        }
+
+        foreach (var r in _signals.Where(r => r.Count > 0 && r.Seq > c.SignalMarker).OrderBy(r => r.Seq).ToList())
+        {
+            c.Send(SignalLine(r), now);
+            c.SignalMarker = r.Seq;
+        }
+    }
+
+    private long PendingSignalCount(int signo) => _signals.Find(r => r.Signo == signo)?.Count ?? 0;
+
+    private void Broadcast(string line, long now)
+    {
+        foreach (var c in _slots)
+        {
+            c?.Send(line, now);
+        }
+    }
+
+    // ---- socket controllers (spec 4.1) -------------------------------------------------------------
+
+    /// <summary>
+    /// Creates (or replaces) the controller listening socket (backlog 2, spec 13) and hands it to the
+    /// transport's listener for accepting. The supervisor keeps the descriptor so it can notice clients
+    /// waiting in the backlog while every controller slot is taken (spec 4.1).
+    /// </summary>
+    private string? CreateControlSocket(string path)
+    {
+        var old = _socketPath;
+        DeleteControlSocket();
+        if (old is not null)
+        {
+            Log.Info("Unlinked control socket " + old);
+        }
+
+        Socket? socket = null;
+        try
+        {
+            var full = path.StartsWith('/') ? path : Path.GetFullPath(path);
+            RemoveStaleSocket(full);
+            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            socket.Bind(new UnixDomainSocketEndPoint(full));
+            socket.Listen(2);
+            _listenFd = (int)socket.Handle;
+            _listener = ConnectionListener.Adopt(TransportAddress.Parse("UNIX:" + full), socket, new TransportOptions { Backlog = 2 }, NullLogger.Instance);
+            _socketPath = path;
+            _socketFullPath = full;
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ArgumentException or FormatException or UnauthorizedAccessException)
+        {
+            socket?.Dispose();
+            Log.Error($"Failed to create control socket '{path}': {ex.Message}");
+            return "Failed to create control socket";
+        }
+    }
+
+    /// <summary>Spec 5 socket.create: a stale socket file is removed first if it is a socket owned by this uid.</summary>
+    private static void RemoveStaleSocket(string path)
+    {
+        if (Mono.Unix.Native.Syscall.lstat(path, out var st) == 0
+            && (st.st_mode & Mono.Unix.Native.FilePermissions.S_IFMT) == Mono.Unix.Native.FilePermissions.S_IFSOCK
+            && st.st_uid == Mono.Unix.Native.Syscall.getuid())
+        {
+            Mono.Unix.Native.Syscall.unlink(path);
+        }
+    }
+
+    private void DeleteControlSocket()
+    {
+        if (_listener is not null)
+        {
+            _listener.Unbind();
+            _listener = null;
+            _listenFd = -1;
+            if (_socketFullPath is not null)
+            {
+                RemoveStaleSocket(_socketFullPath);
+            }
+
+            _socketPath = null;
+            _socketFullPath = null;
+        }
+    }
+
+    private void AcceptPending(long now)
+    {
+        while (_accepted.TryPeek(out var socket))
+        {
+            var slot = FreeSlot();
+            if (slot < 0)
+            {
+                if (now >= _acceptWarnAtNs)
+                {
+                    Log.Warn("No free controllers to accpet socket connection");
+                    _acceptWarnAtNs = now + 5 * Second;
+                }
+
+                return;
+            }
+
+            _accepted.TryDequeue(out _);
+            var fd = (int)socket.Handle;
+            Libc.SetNonBlocking(fd);
+            var c = new Controller(slot, ControllerKind.Socket, fd, fd, ownsFds: true, socket) { CanReceiveFds = true };
+            _slots[slot] = c;
+            Log.Debug($"controller[{slot}] connected on control socket");
+        }
+
+        // Accept only while a slot is free; otherwise clients wait in the backlog (spec 4.1).
+        if (_listener is not null && !_acceptOutstanding && _accepted.IsEmpty && FreeSlot() >= 0)
+        {
+            var listener = _listener;
+            _acceptOutstanding = true;
+            _ = Task.Run(async () =>
+            {
+                Socket? s = null;
+                try
+                {
+                    s = await listener.AcceptSocketAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or InvalidOperationException)
+                {
+                    _acceptError = ex.Message;
+                }
+                finally
+                {
+                    if (s is not null)
+                    {
+                        _accepted.Enqueue(s);
+                    }
+
+                    _acceptOutstanding = false;
+                    Wake();
+                }
+            });
+        }
+
+        if (_acceptError is { } error)
+        {
+            _acceptError = null;
+            Log.Error("accept: " + error);
+        }
+    }
+
+    // ---- controllers ------------------------------------------------------------------------------
+
+    private bool RunControllers(long now)
+    {
+        var busy = false;
+        foreach (var c in _slots)
+        {
+            if (c is null || c.Dead)
+            {
+                continue;
+            }
+
+            var readError = c.ReadInput();
+            if (readError is not null)
+            {
+                Log.Error($"read(client[{c.Slot}])): {readError}");
+            }
+
+            busy |= RunCommands(c, now);
+        }
+
+        return busy;
+    }
+
+    /// <summary>Runs up to <see cref="CommandsPerPass"/> commands; true when more work is ready now.</summary>
+    private bool RunCommands(Controller c, long now)
+    {
+        for (var n = 0; n < CommandsPerPass; n++)
+        {
+            if (c.Dead || _terminate)
+            {
+                return false;
+            }
+
+            if (c.Dump is not null)
+            {
+                ContinueDump(c, now);
+                if (c.Dump is not null)
+                {
+                    return false; // waits for output space
+                }
+            }
+
+            if (c.Queued > Controller.CommandThreshold && !c.Overflow)
+            {
+                c.Flush(now);
+                if (c.Queued > Controller.CommandThreshold)
+                {
+                    return false; // stalled until the peer reads (spec 4.4)
+                }
+            }
+
+            DeliverSignals(c, now);
+            if (c.CloseRequested || c.WatchHangup)
+            {
+                return false;
+            }
+
+            var status = c.TryReadLine(out var line, out var comment);
+            switch (status)
+            {
+                case Protocols.Tsv.TsvLineStatus.Line:
+                    Execute(c, line, now);
+                    break;
+                case Protocols.Tsv.TsvLineStatus.Overlong:
+                    if (!comment)
+                    {
+                        c.Send("error\tline too long\n", now);
+                        Log.Error($"controller[{c.Slot}] command exceeds buffer size");
+                    }
+
+                    break;
+                default:
+                    if (c.InputEof)
+                    {
+                        HandleEof(c, now);
+                    }
+
+                    return false;
+            }
+        }
+
+        return true;
+    }
+
+    private void HandleEof(Controller c, long now)
+    {
+        if (c.EofHandled)
+        {
+            return;
+        }
+
+        c.EofHandled = true;
+        switch (c.Kind)
+        {
+            case ControllerKind.ConfigFile:
+                var rest = c.TakeRemainder();
+                if (rest.Length > 0)
+                {
+                    Execute(c, rest, now); // a final line without LF is run (spec 4.1)
+                }
+
+                CloseController(c);
+                break;
+            case ControllerKind.Interactive:
+                // A final unterminated line is ignored; EOF ends the program unless guarded (spec 4.1).
+                c.TakeRemainder();
+                if (_guard != 0)
+                {
+                    Log.Warn("interactive controller reached EOF, but terminate guard is set; continuing");
+                    c.StopInput();
+                }
+                else
+                {
+                    _terminate = true;
+                }
+
+                break;
+            default:
+                c.TakeRemainder();
+                CloseController(c);
+                break;
+        }
+    }
+
+    private void CloseController(Controller c)
+    {
+        c.Flush(Now());
+        c.Close();
+        if (c.OwnerService is { } svc && svc.Controller == c)
+        {
+            svc.Controller = null;
+        }
+
+        if (c.Slot >= 0 && _slots[c.Slot] == c)
+        {
+            _slots[c.Slot] = null;
+        }
+
+        Log.Debug($"controller[{c.Slot}] closed");
+    }
+
+    private void FlushControllers(long now)
+    {
+        foreach (var c in _slots)
+        {
+            if (c is null)
+            {
+                continue;
+            }
+
+            if (!c.Dead)
+            {
+                var error = c.Flush(now);
+                if (error is not null)
+                {
+                    Log.Error($"write(client[{c.Slot}]): {error}");
+                }
+            }
+
+            if (!c.Dead && c.BlockedSinceNs != 0)
+            {
+                var blocked = (now - c.BlockedSinceNs) / Second;
+                if (blocked >= c.CloseTimeout)
+                {
+                    Log.Error($"controller {c.Slot} blocked pipe for {blocked} seconds, closing connection");
+                    c.Dead = true;
+                }
+                else if (blocked >= c.ResetTimeout)
+                {
+                    if (c.LastBlockWarnSec != blocked)
+                    {
+                        Log.Warn($"controller {c.Slot} blocked pipe for {blocked} seconds");
+                        c.LastBlockWarnSec = blocked;
+                    }
+
+                    if (c.InputFull && !c.Overflow)
+                    {
+                        c.ForceOverflow();
+                    }
+                }
+            }
+
+            if (c.CloseRequested && c.Queued == 0 && c.Kind != ControllerKind.Interactive)
+            {
+                c.Dead = true;
+            }
+
+            if (c.Dead)
+            {
+                if (c.Kind == ControllerKind.Interactive && c.CloseRequested)
+                {
+                    _terminate = _terminate || _guard == 0;
+                }
+
+                CloseController(c);
+            }
+        }
+    }
+
+    private long NextTimeoutMs(long now)
+    {
+        var next = now + 200 * Second;
+        foreach (var svc in _services.Values)
+        {
+            if (svc.State == ServiceState.Start)
+            {
+                next = Math.Min(next, svc.StartAtNs);
+            }
+        }
+
+        if (_services.Values.Any(s => s.State == ServiceState.Up))
+        {
+            next = Math.Min(next, _nextReapScanNs); // safety scan for a missed SIGCHLD
+        }
+
+        foreach (var c in _slots)
+        {
+            if (c is { BlockedSinceNs: > 0 })
+            {
+                // Wake each second while blocked so the reset/close timeouts are checked on time.
+                next = Math.Min(next, now + Second);
+            }
+        }
+
+        if ((!_accepted.IsEmpty || _listenFd >= 0) && _acceptWarnAtNs > now)
+        {
+            next = Math.Min(next, _acceptWarnAtNs);
+        }
+
+        return Math.Clamp((next - now + 999_999) / 1_000_000, 0, 200_000);
+    }
+
+    private unsafe void Poll(long timeoutMs)
+    {
+        var list = new List<Libc.PollFd>(_slots.Length * 2 + 1) { new() { Fd = _wakeRead, Events = Libc.POLLIN } };
+        foreach (var c in _slots)
+        {
+            if (c is null || c.Dead)
+            {
+                continue;
+            }
+
+            if (c.InFd >= 0)
+            {
+                short events = 0;
+                if (!c.InputEof && !c.WatchHangup && !c.InputFull)
+                {
+                    events |= Libc.POLLIN;
+                }
+
+                if (c.OutFd == c.InFd && c.Queued > 0)
+                {
+                    events |= Libc.POLLOUT;
+                }
+
+                list.Add(new Libc.PollFd { Fd = c.InFd, Events = events });
+            }
+
+            if (c.OutFd >= 0 && c.OutFd != c.InFd && c.Queued > 0)
+            {
+                list.Add(new Libc.PollFd { Fd = c.OutFd, Events = Libc.POLLOUT });
+            }
+        }
+
+        // All slots taken: watch the backlog so a waiting client is reported every 5 s (spec 4.1, 13).
+        var watchBacklog = _listenFd >= 0 && FreeSlot() < 0 && Now() >= _acceptWarnAtNs;
+        if (watchBacklog)
+        {
+            list.Add(new Libc.PollFd { Fd = _listenFd, Events = Libc.POLLIN });
+        }
+
+        var array = list.ToArray();
+        fixed (Libc.PollFd* p = array)
+        {
+            Libc.poll(p, (nuint)array.Length, (int)Math.Min(timeoutMs, int.MaxValue));
+        }
+
+        if (watchBacklog && (array[^1].Revents & Libc.POLLIN) != 0)
+        {
+            Log.Warn("No free controllers to accpet socket connection");
+            _acceptWarnAtNs = Now() + 5 * Second;
+        }
+
+        // Hang-ups on event-only service controllers end them (defect 3: kept open until the peer closes).
+        foreach (var pfd in array)
+        {
+            if ((pfd.Revents & (Libc.POLLHUP | Libc.POLLERR)) != 0)
+            {
+                foreach (var c in _slots)
+                {
+                    if (c is { WatchHangup: true } && c.InFd == pfd.Fd)
+                    {
+                        c.Dead = true;
+                    }
+                }
+            }
+        }
+
+        foreach (var c in _slots)
+        {
+            if (c is { Dead: true })
+            {
+                CloseController(c);
+            }
+        }
+    }
+
+    // ---- termination (spec 12) ---------------------------------------------------------------------
+
+    /// <summary>
+    /// The single fatal path (spec 2.3): exec-on-exit when configured; with only a guard, log and continue;
+    /// otherwise log and exit with <paramref name="code"/>.
+    /// </summary>
+    private void Fatal(int code, string message)
+    {
+        if (_execArgs is not null)
+        {
+            Log.Fatal(message);
+            ExecOnExit(code, message);
+        }
+
+        if (_guard != 0)
+        {
+            Log.Fatal("(attempting to continue) " + message);
+            return;
+        }
+
+        Log.Fatal(message);
+        throw new SupervisorExitException(code, message);
+    }
+
+    private int FinishTerminate()
+    {
+        foreach (var svc in _services.Values)
+        {
+            if (svc.State == ServiceState.Up)
+            {
+                Log.Warn($"service '{svc.Name}' running as pid {svc.Pid}");
+            }
+        }
+
+        // Give controllers a moment to receive what is queued (the reference flushes before exiting).
+        var deadline = Now() + Second / 2;
+        while (_slots.Any(c => c is { Dead: false, Queued: > 0 }) && Now() < deadline)
+        {
+            foreach (var c in _slots)
+            {
+                c?.Flush(Now());
+            }
+
+            Thread.Sleep(5);
+        }
+
+        if (_execArgs is not null)
+        {
+            ExecOnExit(_exitCode, _exitMessage);
+        }
+
+        foreach (var c in _slots)
+        {
+            c?.Close();
+        }
+
+        DeleteControlSocket();
+        return _exitCode & 0xFF;
+    }
+
+    /// <summary>
+    /// Replaces the process with the exec-on-exit argv (spec 12), keeping the PID so services stay its
+    /// children. Returns only when the exec failed.
+    /// </summary>
+    internal unsafe void ExecOnExit(int code, string message)
+    {
+        var argv = _execArgs!.Split('\t');
+        SetEnv("DAEMONPROXY_EXITCODE", code.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        SetEnv("DAEMONPROXY_ERROR", message);
+        Log.Warn($"daemonproxy exec_on_exit to '{argv[0]}'");
+        foreach (var svc in _services.Values)
+        {
+            if (svc.State == ServiceState.Up)
+            {
+                Log.Warn($"service '{svc.Name}' running as pid {svc.Pid}");
+            }
+        }
+
+        ExecArgv(argv);
+        Log.Error($"exec({argv[0]}) failed: {Libc.StrError(Libc.Errno)}");
+    }
+
+    /// <summary>execvp with default signal dispositions and an empty mask (the runtime ignores SIGPIPE).</summary>
+    internal static unsafe void ExecArgv(string[] argv)
+    {
+        for (var sig = 1; sig < 32; sig++)
+        {
+            if (sig is not 9 and not 19)
+            {
+                Libc.signal(sig, 0);
+            }
+        }
+
+        var empty = stackalloc byte[128];
+        Libc.sigprocmask(2 /* SIG_SETMASK */, empty, null);
+        var handles = argv.Select(a => GCHandle.Alloc(Libc.Z(a), GCHandleType.Pinned)).ToArray();
+        var ptrs = stackalloc byte*[argv.Length + 1];
+        for (var i = 0; i < argv.Length; i++)
+        {
+            ptrs[i] = (byte*)handles[i].AddrOfPinnedObject();
+        }
+
+        ptrs[argv.Length] = null;
+        Libc.execvp(ptrs[0], ptrs);
+        var errno = Libc.Errno;
+        foreach (var h in handles)
+        {
+            h.Free();
+        }
+
+        Marshal.SetLastPInvokeError(errno);
+    }
+
+    private static unsafe void SetEnv(string name, string value)
+    {
+        Environment.SetEnvironmentVariable(name, value);
+        fixed (byte* n = Libc.Z(name))
+        fixed (byte* v = Libc.Z(value))
+        {
+            Libc.setenv(n, v, 1);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var r in _registrations)
+        {
+            r.Dispose();
+        }
+
+        _registrations.Clear();
+        DeleteControlSocket();
+        Libc.close(_wakeRead);
+        Libc.close(_wakeWrite);
+    }
+}

@@ -1,0 +1,206 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using CacheHost.Protocols.DistCache;
+using CacheHost.Transport;
+using Microsoft.Extensions.Logging;
+
+namespace CacheHost.Roles.Snoop;
+
+/// <summary>
+/// One client/server pair (spec 12): connect to the server for the accepted client, then forward whole frames
+/// unchanged in both directions, logging one line per frame. Like the reference, only data_len is checked
+/// (<= 2048); a bad frame is logged and closes the pair. When the client side ends first, replies to requests
+/// already forwarded are still delivered (up to DrainTimeout) before the pair closes, so a client sees exactly
+/// what it would see talking to the server directly.
+/// </summary>
+internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logger) : IConnectionHandler
+{
+    private const string ClientToServer = "client->server";
+    private const string ServerToClient = "server->client";
+
+    private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
+    private readonly bool _stderr = options.FrameOutput == SnoopFrameOutput.Stderr;
+    private long _connections = -1;
+
+    /// <summary>Pairs accepted so far.</summary>
+    public long Accepted => Interlocked.Read(ref _connections) + 1;
+
+    /// <inheritdoc />
+    public async Task HandleAsync(TransportConnection client, CancellationToken stopping)
+    {
+        var number = Interlocked.Increment(ref _connections);
+        TransportConnection server;
+        try
+        {
+            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            connectTimeout.CancelAfter(options.ConnectTimeout);
+            server = await OutboundConnector.ConnectAsync(_server, options.ServerTransport, logger, connectTimeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !stopping.IsCancellationRequested)
+        {
+            SnoopLog.ServerConnectFailed(logger, number, _server.Text, ex.Message);
+            await client.Transport.Output.CompleteAsync().ConfigureAwait(false);
+            await client.Transport.Input.CompleteAsync().ConfigureAwait(false);
+            return;
+        }
+
+        var pair = new PairState();
+        using var pairDone = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        var upstream = PumpAsync(client.Transport.Input, server.Transport.Output, number, ClientToServer, pair, pairDone.Token);
+        var downstream = PumpAsync(server.Transport.Input, client.Transport.Output, number, ServerToClient, pair, pairDone.Token);
+        try
+        {
+            var first = await Task.WhenAny(upstream, downstream).ConfigureAwait(false);
+            if (first == upstream && !stopping.IsCancellationRequested)
+            {
+                // The client stopped sending (or sent a bad frame): let the server answer what it already got.
+                var deadline = DateTime.UtcNow + options.DrainTimeout;
+                while (pair.Outstanding > 0 && !downstream.IsCompleted && DateTime.UtcNow < deadline)
+                {
+                    await Task.WhenAny(downstream, Task.Delay(5, stopping)).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            // Either side closing closes both.
+            pairDone.Cancel();
+            await Task.WhenAll(upstream, downstream).ConfigureAwait(false);
+            await client.Transport.Output.CompleteAsync().ConfigureAwait(false);
+            await client.Transport.Input.CompleteAsync().ConfigureAwait(false);
+            await server.Transport.Output.CompleteAsync().ConfigureAwait(false);
+            await server.Transport.Input.CompleteAsync().ConfigureAwait(false);
+            await server.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Forwards complete frames from <paramref name="source"/> to <paramref name="destination"/>, one flush per batch.</summary>
+    private async Task PumpAsync(PipeReader source, PipeWriter destination, long number, string direction, PairState pair, CancellationToken done)
+    {
+        var requests = direction == ClientToServer;
+        try
+        {
+            while (true)
+            {
+                var result = await source.ReadAsync(done).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                var forwarded = ForwardFrames(ref buffer, destination, number, direction, pair, requests, out var bad);
+                source.AdvanceTo(buffer.Start, buffer.End);
+                if (forwarded > 0)
+                {
+                    var flush = await destination.FlushAsync(done).ConfigureAwait(false);
+                    if (flush.IsCompleted || flush.IsCanceled)
+                    {
+                        return;
+                    }
+                }
+
+                if (bad || result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (done.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+        {
+            // The other side is gone; the pair closes.
+        }
+    }
+
+    /// <summary>Forwards every complete frame at the start of <paramref name="buffer"/> and logs it; leaves the rest.</summary>
+    private int ForwardFrames(ref ReadOnlySequence<byte> buffer, PipeWriter destination, long number, string direction, PairState pair, bool requests, out bool bad)
+    {
+        Span<byte> header = stackalloc byte[DistCacheProtocol.HeaderSize];
+        var forwarded = 0;
+        bad = false;
+        while (buffer.Length >= DistCacheProtocol.HeaderSize)
+        {
+            buffer.Slice(0, DistCacheProtocol.HeaderSize).CopyTo(header);
+            var dataLength = BinaryPrimitives.ReadUInt16BigEndian(header[12..]);
+            if (dataLength > DistCacheProtocol.MaxFrameData)
+            {
+                if (_stderr)
+                {
+                    WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message has illegal 'data_len' ({dataLength})"));
+                    WriteLine($"[TODO: change me] {direction} error");
+                }
+                else
+                {
+                    SnoopLog.IllegalDataLength(logger, number, direction, dataLength);
+                    SnoopLog.DirectionError(logger, direction);
+                }
+
+                bad = true;
+                break;
+            }
+
+            var frameLength = DistCacheProtocol.HeaderSize + dataLength;
+            if (buffer.Length < frameLength)
+            {
+                break;
+            }
+
+            if (options.LogFrames)
+            {
+                var uid = BinaryPrimitives.ReadUInt32BigEndian(header[5..]);
+                if (_stderr)
+                {
+                    WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message completed (request_uid = {uid}), total_len={frameLength}"));
+                }
+                else
+                {
+                    SnoopLog.Frame(logger, number, direction, uid, frameLength);
+                }
+            }
+
+            if (header[11] == 1)
+            {
+                pair.CountMessage(requests);
+            }
+
+            foreach (var segment in buffer.Slice(0, frameLength))
+            {
+                destination.Write(segment.Span);
+            }
+
+            forwarded++;
+            buffer = buffer.Slice(frameLength);
+        }
+
+        return forwarded;
+    }
+
+    private static void WriteLine(string line)
+    {
+        // Console.Error is synchronised and flushes each line, as the reference's fprintf(stderr) does.
+        Console.Error.WriteLine(line);
+    }
+
+    /// <summary>Requests and responses seen complete on one pair, to know whether replies are still due.</summary>
+    private sealed class PairState
+    {
+        private long _requests;
+        private long _responses;
+
+        public long Outstanding => Interlocked.Read(ref _requests) - Interlocked.Read(ref _responses);
+
+        public void CountMessage(bool request)
+        {
+            if (request)
+            {
+                Interlocked.Increment(ref _requests);
+            }
+            else
+            {
+                Interlocked.Increment(ref _responses);
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+using System.ComponentModel.DataAnnotations;
+using CacheHost.Transport;
+
+namespace CacheHost.Roles.Snoop;
+
+/// <summary>Settings of the Snoop role, section <c>CacheHost:Snoop</c> (dc_snoop's <c>-listen</c> and <c>-server</c>, spec 12).</summary>
+public sealed class SnoopOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "CacheHost:Snoop";
+
+    /// <summary>Address to accept clients on. Required.</summary>
+    [Required(ErrorMessage = "must provide -listen (e.g. \"UNIX:/tmp/snoop.sock\")")]
+    public string? Listen { get; set; }
+
+    /// <summary>Server to connect to for every accepted client. Required.</summary>
+    [Required(ErrorMessage = "must provide -server (e.g. \"IP:127.0.0.1:9001\")")]
+    public string? Server { get; set; }
+
+    /// <summary>Log one line per frame (the reference's output). Default true.</summary>
+    public bool LogFrames { get; set; } = true;
+
+    /// <summary>
+    /// Where frame lines go: <c>Log</c> (default; the host's logging, EventId 6100-6102) or <c>Stderr</c> (bare lines
+    /// on standard error, byte-for-byte dc_snoop's output; what <c>cachehost snoop</c> uses).
+    /// </summary>
+    public SnoopFrameOutput FrameOutput { get; set; } = SnoopFrameOutput.Log;
+
+    /// <summary>Time limit for connecting to the server for a new client.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// After the client side ends, how long to wait for the server's replies to requests already forwarded
+    /// before closing the pair.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Listener limits. Transport:MaxConnections is the number of simultaneous pairs; the reference allows 10,
+    /// CacheHost defaults to 10000 (set 10 to mimic the original).
+    /// </summary>
+    public TransportOptions Transport { get; set; } = new();
+
+    /// <summary>Limits of the connections to the server.</summary>
+    public TransportOptions ServerTransport { get; set; } = new();
+}
+
+/// <summary>Destination of the per-frame lines.</summary>
+public enum SnoopFrameOutput
+{
+    /// <summary>Through ILogger (journald, files, ...).</summary>
+    Log,
+    /// <summary>Bare lines on standard error, like dc_snoop.</summary>
+    Stderr,
+}

@@ -1,0 +1,244 @@
+using System.Globalization;
+
+namespace CacheHost;
+
+/// <summary>
+/// The dc_client and dc_snoop command lines (spec 10.1 and 12), turned into configuration overrides of the same
+/// host that <c>cachehost run</c> starts. Messages and exit codes follow the reference (dc_client prints
+/// single-dash flag names in its errors, spec 9.1).
+/// </summary>
+internal static class DistCacheToolCommands
+{
+    private const string ClientUsage = """
+        Usage: cachehost client -server <addr> [options]   (dc_client)
+          -listen <addr>     local address applications connect to (default UNIX:/tmp/scache)
+          -server <addr>     the cache server (alias -connect); required
+          -retry <ms>        minimum time between reconnect attempts, 1..3600000 (default 5000)
+          -idle <ms>         close local connections idle this long, 0..3600000 (default 0 = never)
+          -sockowner <user>  owner of a UNIX listening socket
+          -sockgroup <grp>   group of a UNIX listening socket
+          -sockperms <oct>   permission bits of a UNIX listening socket (e.g. 660)
+          -daemon            detach once the listener is bound (under systemd use Type=notify instead)
+          -pidfile <path>    write the process id to this file
+          -user <user>       drop privileges to this user after binding
+          -killable          exit cleanly on SIGUSR1/SIGUSR2
+        Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server)
+        """;
+
+    private const string SnoopUsage = """
+        Usage: cachehost snoop -listen <addr> -server <addr>   (dc_snoop; -connect is an alias of -server)
+        """;
+
+    /// <summary>
+    /// Lets socket completions run on the epoll thread instead of hopping to the thread pool (the knob behind
+    /// Kestrel's UnsafePreferInlineScheduling). Measured on the proxy path: server CPU per request -40 %,
+    /// throughput +50 %. Safe only for code that never blocks on a socket completion: the proxy and the load
+    /// tool qualify; the snoop does not (it writes a console line per frame). Must run before the first socket
+    /// is created (the runtime reads the variable once); an explicit setting in the environment wins.
+    /// </summary>
+    private static void PreferInlineSocketCompletions()
+    {
+        const string Variable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+        if (Environment.GetEnvironmentVariable(Variable) is null)
+        {
+            Environment.SetEnvironmentVariable(Variable, "1");
+        }
+    }
+
+    /// <summary><c>cachehost test …</c> / <c>dc_test …</c>.</summary>
+    public static int Test(string[] args)
+    {
+        PreferInlineSocketCompletions();
+        return CacheHost.LoadTool.LoadToolCommand.Run(args);
+    }
+
+    /// <summary><c>cachehost client …</c> / <c>dc_client …</c>.</summary>
+    public static int Client(string[] args)
+    {
+        PreferInlineSocketCompletions();
+        const string Section = "CacheHost:ClientProxy:";
+        var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["CacheHost:Roles"] = null,
+            ["CacheHost:Roles:0"] = "ClientProxy",
+        };
+        var hostArgs = new List<string>();
+        string? server = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            if (arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                hostArgs.Add(arg); // --Key=Value passes through to configuration
+                continue;
+            }
+
+            string? Next()
+            {
+                if (i + 1 < args.Length)
+                {
+                    return args[++i];
+                }
+
+                Console.Error.WriteLine($"Error, {arg} requires an argument");
+                return null;
+            }
+
+            switch (arg)
+            {
+                case "-listen":
+                    if (Next() is not { } listen)
+                    {
+                        return 1;
+                    }
+
+                    overrides[Section + "Listen"] = listen;
+                    break;
+                case "-server" or "-connect":
+                    if (Next() is not { } s)
+                    {
+                        return 1;
+                    }
+
+                    if (server is not null)
+                    {
+                        Console.Error.WriteLine("Error, too many servers");
+                        return 1;
+                    }
+
+                    server = s;
+                    overrides[Section + "Server"] = s;
+                    break;
+                case "-retry" or "-idle":
+                    if (Next() is not { } text)
+                    {
+                        return 1;
+                    }
+
+                    // Strict decimal (unlike the atoi of the other tools), spec 10.1.
+                    var min = arg == "-retry" ? 1 : 0;
+                    if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) || ms < min || ms > 3_600_000)
+                    {
+                        Console.Error.WriteLine($"Error, {arg} given an invalid argument");
+                        return 1;
+                    }
+
+                    overrides[Section + (arg == "-retry" ? "RetryMs" : "IdleMs")] = ms.ToString(CultureInfo.InvariantCulture);
+                    break;
+                case "-sockowner" or "-sockgroup" or "-sockperms":
+                    if (Next() is not { } value)
+                    {
+                        return 1;
+                    }
+
+                    overrides[Section + "Transport:" + arg switch { "-sockowner" => "SocketOwner", "-sockgroup" => "SocketGroup", _ => "SocketMode" }] = value;
+                    break;
+                case "-pidfile" or "-user":
+                    if (Next() is not { } processValue)
+                    {
+                        return 1;
+                    }
+
+                    overrides[arg == "-pidfile" ? "CacheHost:Process:PidFile" : "CacheHost:Process:User"] = processValue;
+                    break;
+                case "-daemon":
+                    overrides["CacheHost:Process:Daemon"] = "true";
+                    break;
+                case "-killable":
+                    overrides[Section + "Killable"] = "true";
+                    break;
+                case "-h" or "-help" or "-?":
+                    Console.Error.Write(ClientUsage);
+                    return 0;
+                default:
+                    Console.Error.WriteLine($"Error, \"{arg}\" not recognised");
+                    Console.Error.Write(ClientUsage);
+                    return 1;
+            }
+        }
+
+        if (server is null)
+        {
+            Console.Error.WriteLine("Error, no server specified!");
+            return 1;
+        }
+
+        if (!CacheHost.Transport.TransportAddress.TryParse(overrides.GetValueOrDefault(Section + "Listen") ?? "UNIX:/tmp/scache", out _, out _))
+        {
+            Console.Error.WriteLine("Error, bad listen address");
+            return 1;
+        }
+
+        if (!CacheHost.Transport.TransportAddress.TryParse(server, out var serverAddress, out _)
+            || (serverAddress.Kind is CacheHost.Transport.TransportAddressKind.Tcp4 or CacheHost.Transport.TransportAddressKind.Tcp6 && serverAddress.Host is null))
+        {
+            Console.Error.WriteLine("Error, internal initialisation problems");
+            return 1;
+        }
+
+        return CommandDispatcher.RunHost([.. hostArgs], overrides, ["client", .. args]);
+    }
+
+    /// <summary><c>cachehost snoop …</c> / <c>dc_snoop …</c>.</summary>
+    public static int Snoop(string[] args)
+    {
+        const string Section = "CacheHost:Snoop:";
+        var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["CacheHost:Roles"] = null,
+            ["CacheHost:Roles:0"] = "Snoop",
+            // dc_snoop prints bare lines on stderr (spec 12).
+            ["CacheHost:Snoop:FrameOutput"] = "Stderr",
+        };
+        var hostArgs = new List<string>();
+        string? listen = null;
+        string? server = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            if (arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                hostArgs.Add(arg);
+                continue;
+            }
+
+            switch (arg)
+            {
+                case "-listen" or "-server" or "-connect":
+                    if (i + 1 >= args.Length)
+                    {
+                        Console.Error.WriteLine($"Error, -{arg} requires an argument");
+                        return 1;
+                    }
+
+                    if (arg == "-listen")
+                    {
+                        listen = args[++i];
+                    }
+                    else
+                    {
+                        server = args[++i];
+                    }
+
+                    break;
+                case "-h" or "-help" or "-?":
+                    Console.Error.Write(SnoopUsage);
+                    return 0;
+                default:
+                    Console.Error.WriteLine($"Error, \"{arg}\" not recognised");
+                    Console.Error.Write(SnoopUsage);
+                    return 1;
+            }
+        }
+
+        if (listen is null || server is null)
+        {
+            Console.Error.WriteLine("Error, must provide -listen and -server");
+            return 1;
+        }
+
+        overrides[Section + "Listen"] = listen;
+        overrides[Section + "Server"] = server;
+        return CommandDispatcher.RunHost([.. hostArgs], overrides, ["snoop", .. args]);
+    }
+}

@@ -1,0 +1,98 @@
+using System.Text.Json;
+using CacheHost.LoadTool;
+using CacheHost.Testing;
+using Xunit;
+
+namespace CacheHost.ClientProxy.Tests;
+
+/// <summary>The load tool (dc_test): its verification passes against a correct server and catches wrong answers.</summary>
+public sealed class LoadToolTests
+{
+    private static (int Exit, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var exit = LoadToolCommand.Run(args, stdout, stderr);
+        return (exit, stdout.ToString(), stderr.ToString());
+    }
+
+    [Theory]
+    [InlineData("-persistent")]
+    [InlineData("-clients", "3")]
+    [InlineData("-persistent", "-clients", "4", "-pipeline", "16")]
+    public async Task BarragePassesAgainstTheRealServer(params string[] extra)
+    {
+        await using var server = await InProcessCacheServer.StartAsync();
+        var (exit, output, errors) = Run(["-connect", server.Address, "-sessions", "20", "-ops", "3000", "-datamin", "5", "-datamax", "4096", "-quiet", .. extra]);
+        Assert.True(exit == 0, errors + output);
+        Assert.Contains("Info, all tests complete", errors);
+        Assert.Matches(@"Info, \d+ sessions generated, will run \d+ random tests", errors);
+        Assert.Contains("ops/s", output);
+        Assert.Contains("p99.9", output);
+    }
+
+    [Fact]
+    public async Task CatchesAServerThatCorruptsSessionData()
+    {
+        using var server = FakeDistCacheServer.WithStore(data =>
+        {
+            var copy = data.ToArray();
+            copy[^1] ^= 0x40;
+            return copy;
+        });
+        await Task.Yield();
+        var (exit, _, errors) = Run("-connect", server.Address, "-sessions", "5", "-ops", "5000", "-persistent", "-quiet");
+        Assert.Equal(1, exit);
+        Assert.Contains("Error, received mismatched session", errors);
+        Assert.Matches(@"Info, \d+ tests succeeded before the first failure", errors);
+    }
+
+    [Fact]
+    public async Task CatchesAServerThatClaimsEverythingIsPresent()
+    {
+        using var server = new FakeDistCacheServer((op, _) => op == CacheHost.Protocols.DistCache.DistCacheOperation.Get ? [0x01] : [0x00]);
+        await Task.Yield();
+        var (exit, _, errors) = Run("-connect", server.Address, "-ops", "2000", "-quiet");
+        Assert.Equal(1, exit);
+        Assert.Matches(@"Error, (add succeeded and shouldn't have!|remove succeeded and shouldn't have!|have succeeded and shouldn't have!|get failed!)", errors);
+    }
+
+    [Fact]
+    public async Task MixModeReportsJson()
+    {
+        await using var server = await InProcessCacheServer.StartAsync(capacity: 20000);
+        var (exit, output, errors) = Run("-connect", server.Address, "-mix", "get:4,add:1", "-valuesize", "1024", "-keys", "500", "-clients", "4", "-pipeline", "4", "-ops", "2000", "-json");
+        Assert.True(exit == 0, errors + output);
+        using var json = JsonDocument.Parse(output.Trim());
+        Assert.Equal(8000, json.RootElement.GetProperty("ops").GetInt64());
+        Assert.True(json.RootElement.GetProperty("opsPerSecond").GetDouble() > 0);
+        Assert.True(json.RootElement.GetProperty("latencyMicroseconds").GetProperty("p99").GetInt64() >= 0);
+    }
+
+    [Fact]
+    public async Task DurationBoundsTheRun()
+    {
+        await using var server = await InProcessCacheServer.StartAsync();
+        var started = DateTime.UtcNow;
+        var (exit, output, errors) = Run("-connect", server.Address, "-duration", "1", "-persistent", "-quiet");
+        Assert.True(exit == 0, errors + output);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public void ReferenceMessagesAndExitCodes()
+    {
+        Assert.Equal((1, "Error, must provide -connect"), Short(Run()));
+        Assert.Equal((1, "Error, --sessions given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-sessions", "0")));
+        Assert.Equal((1, "Error, --ops requires an argument"), Short(Run("-connect", "UNIX:/x", "-ops")));
+        Assert.Equal((1, "Error, --timevar given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-timeout", "5", "-timevar", "5")));
+        Assert.Equal((1, "Error, \"-bogus\" not recognised"), Short(Run("-connect", "UNIX:/x", "-bogus")));
+        Assert.Equal((1, "Error, no OpenSSL support compiled in, -with-cert not available."), Short(Run("-connect", "UNIX:/x", "-withcert", "1")));
+        var missing = "UNIX:" + TestPaths.Socket("nothing");
+        var (exit, _, errors) = Run("-connect", missing, "-persistent", "-quiet");
+        Assert.Equal(1, exit);
+        Assert.Contains("Error, 'DC_CTX' creation failed", errors);
+
+        static (int, string) Short((int Exit, string Out, string Err) r) => (r.Exit, r.Err.Split('\n')[0].TrimEnd());
+    }
+}

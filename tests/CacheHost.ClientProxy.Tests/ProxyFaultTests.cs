@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using CacheHost.Client;
+using CacheHost.Protocols.DistCache;
+using CacheHost.Testing;
+using Xunit;
+
+namespace CacheHost.ClientProxy.Tests;
+
+/// <summary>
+/// Four concurrent clients hammer the proxy while its server (a real cachehost process) is stopped, killed and
+/// restarted twice. The proxy must survive, answer in-flight requests with 0x02 and requests without a server
+/// with the empty reply, resume within retry + 1 s, and never hand a client someone else's answer.
+/// </summary>
+public sealed class ProxyFaultTests
+{
+    private const int Clients = 4;
+    private const int RetryMs = 1000;
+
+    [Fact]
+    public async Task ProxySurvivesServerKillsAndNeverMixesUpAnswers()
+    {
+        var serverAddress = "UNIX:" + TestPaths.Socket("fault");
+        var server = ChildProcess.StartServer(serverAddress);
+        try
+        {
+            await using var proxy = await RoleHost.StartProxyAsync(serverAddress, new Dictionary<string, string?> { ["CacheHost:ClientProxy:RetryMs"] = RetryMs.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            using var stop = new CancellationTokenSource();
+            var tally = new Tally();
+            var clock = Stopwatch.StartNew();
+            var workers = Enumerable.Range(0, Clients).Select(n => Task.Run(() => RunClientAsync(n, proxy.Address, tally, clock, stop.Token))).ToArray();
+
+            for (var round = 0; round < 2; round++)
+            {
+                await Task.Delay(800);
+                Assert.True(tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)), $"round {round}: no traffic before the kill");
+
+                server.Pause();                 // requests pile up in flight
+                await Task.Delay(300);
+                server.Kill();                  // ... and are answered 0x02 when the link drops
+                await Task.Delay(700);          // no server: empty replies
+                server.Dispose();
+                server = ChildProcess.StartServer(serverAddress);
+                var ready = clock.Elapsed;
+                var deadline = ready + TimeSpan.FromMilliseconds(RetryMs + 1000);
+                while (!tally.OkSince(ready) && clock.Elapsed < deadline + TimeSpan.FromSeconds(5))
+                {
+                    await Task.Delay(20);
+                }
+
+                var resumed = tally.FirstOkAfter(ready);
+                Assert.True(resumed is not null && resumed <= deadline,
+                    $"round {round}: traffic resumed at {resumed?.TotalMilliseconds} ms, server ready at {ready.TotalMilliseconds} ms (retry {RetryMs} ms)");
+            }
+
+            await Task.Delay(500);
+            stop.Cancel();
+            await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
+
+            Assert.Empty(tally.Violations);
+            Assert.True(tally.Disconnected >= 2, $"0x02 answers: {tally.Disconnected}");
+            Assert.True(tally.Empty > 0, $"empty replies: {tally.Empty}");
+            Assert.True(tally.Ok > 100, $"ok answers: {tally.Ok}");
+            Assert.True(proxy.Proxy.IsServerConnected);
+            Assert.True(proxy.Proxy.DisconnectedAnswers >= 2);
+
+            // Still serving new clients.
+            await using var fresh = await DistCacheClient.CreateAsync(proxy.Address, DistCacheClientFlags.Persistent);
+            Assert.NotEqual(DistCacheHaveResult.Error, await fresh.HaveAsync("after-the-storm"u8.ToArray()));
+        }
+        finally
+        {
+            server.Dispose();
+        }
+    }
+
+    private static async Task RunClientAsync(int client, string address, Tally tally, Stopwatch clock, CancellationToken stop)
+    {
+        await using var context = await DistCacheClient.CreateAsync(address, DistCacheClientFlags.Persistent);
+        var random = new Random(client);
+        while (!stop.IsCancellationRequested)
+        {
+            var key = random.Next(50);
+            var id = Encoding.ASCII.GetBytes($"fault-client{client}-key{key}");
+            var data = Encoding.ASCII.GetBytes($"data-of-client{client}-key{key}-{new string('x', 40 + key)}");
+            var op = (DistCacheOperation)random.Next(4);
+            var payload = op == DistCacheOperation.Add ? AddPayload(id, data) : id;
+            var status = await context.TransactAsync(op, payload);
+            var response = context.LastResponse.ToArray();
+            tally.Record(client, op, status, response, data, clock.Elapsed);
+        }
+    }
+
+    private static byte[] AddPayload(byte[] id, byte[] data)
+    {
+        var payload = new byte[8 + id.Length + data.Length];
+        AddRequest.Write(payload, 60_000, id, data);
+        return payload;
+    }
+
+    private sealed class Tally
+    {
+        private readonly ConcurrentQueue<TimeSpan> _okTimes = new();
+        private long _ok;
+        private long _disconnected;
+        private long _empty;
+
+        public ConcurrentQueue<string> Violations { get; } = new();
+
+        public long Ok => Interlocked.Read(ref _ok);
+
+        public long Disconnected => Interlocked.Read(ref _disconnected);
+
+        public long Empty => Interlocked.Read(ref _empty);
+
+        public bool OkSince(TimeSpan since) => _okTimes.Any(t => t >= since);
+
+        public TimeSpan? FirstOkAfter(TimeSpan since) => _okTimes.Where(t => t >= since).Select(t => (TimeSpan?)t).Min();
+
+        public void Record(int client, DistCacheOperation op, DistCacheTransactionStatus status, byte[] response, byte[] ownData, TimeSpan at)
+        {
+            switch (status)
+            {
+                case DistCacheTransactionStatus.EmptyResponse:
+                    Interlocked.Increment(ref _empty);
+                    return;
+                case DistCacheTransactionStatus.Ok:
+                    break;
+                default:
+                    // Mismatch = someone else's answer; network/protocol errors must not happen between client and proxy.
+                    Violations.Enqueue($"client {client} {op}: {status}");
+                    return;
+            }
+
+            if (response.Length == 1 && response[0] == 0x02)
+            {
+                Interlocked.Increment(ref _disconnected);
+                return;
+            }
+
+            var fine = op switch
+            {
+                DistCacheOperation.Add => response.Length == 1 && response[0] is 0x00 or 0x65,
+                DistCacheOperation.Get => (response.Length == 1 && response[0] == 0x01) || response.AsSpan().SequenceEqual(ownData),
+                _ => response.Length == 1 && response[0] <= 0x01,
+            };
+            if (!fine)
+            {
+                Violations.Enqueue($"client {client} {op}: foreign or corrupt answer {Hex.Of(response)}");
+                return;
+            }
+
+            Interlocked.Increment(ref _ok);
+            _okTimes.Enqueue(at);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+using CacheHost.Roles.CacheServer;
+using CacheHost.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Xunit;
+
+namespace CacheHost.Host.Tests;
+
+/// <summary>Role selection in the composition root (HostFactory), in process.</summary>
+public sealed class HostCompositionTests
+{
+    [Fact]
+    public void ListedRolesAreRegisteredAndNothingElse()
+    {
+        var socket = TestPaths.Socket("hc");
+        using var host = HostFactory.Build(["--CacheHost:Roles:0=CacheServer", $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}"], useAppSettings: false);
+        var hosted = host.Services.GetServices<IHostedService>().ToList();
+        Assert.Single(hosted.OfType<CacheServerService>());
+        Assert.DoesNotContain(hosted, s => s.GetType().Namespace?.StartsWith("CacheHost.Roles", StringComparison.Ordinal) == true && s is not CacheServerService);
+    }
+
+    [Fact]
+    public void RolesMayBeGivenAsACommaSeparatedString()
+    {
+        var socket = TestPaths.Socket("hc");
+        using var host = HostFactory.Build(["--CacheHost:Roles=CacheServer", $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}"], useAppSettings: false);
+        Assert.Single(host.Services.GetServices<IHostedService>().OfType<CacheServerService>());
+    }
+
+    [Fact]
+    public void AnUnknownRoleIsAConfigurationErrorNamingTheKey()
+    {
+        var error = Assert.Throws<ConfigurationException>(() => HostFactory.Build(["--CacheHost:Roles:0=Bogus"], useAppSettings: false));
+        Assert.Contains("CacheHost:Roles", error.Message);
+        Assert.Contains("Bogus", error.Message);
+    }
+
+    [Fact]
+    public void NoRoleIsAConfigurationError()
+    {
+        var error = Assert.Throws<ConfigurationException>(() => HostFactory.Build([], useAppSettings: false));
+        Assert.Contains("CacheHost:Roles", error.Message);
+    }
+
+    [Fact]
+    public void TheShippedAppSettingsEnableACacheServerOnALocalAddress()
+    {
+        using var host = HostFactory.Build([], useAppSettings: true);
+        var options = host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<CacheServerOptions>>().Value;
+        Assert.Single(host.Services.GetServices<IHostedService>().OfType<CacheServerService>());
+        Assert.Contains(options.Listen, a => a.StartsWith("IP:127.0.0.1:", StringComparison.Ordinal) || a.StartsWith("UNIX:", StringComparison.Ordinal));
+    }
+}
