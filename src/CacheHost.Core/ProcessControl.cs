@@ -92,7 +92,8 @@ public static class ProcessControl
         };
         if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
         {
-            start.ArgumentList.Add(typeof(ProcessControl).Assembly.Location.Replace("CacheHost.Core.dll", "cachehost.dll", StringComparison.Ordinal));
+            // AppContext.BaseDirectory, not Assembly.Location (empty in a single-file publish: IL3000 fails it).
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
         }
 
         foreach (var argument in childArguments)

@@ -253,7 +253,9 @@ internal sealed class DaemonProxyCommandLine
 
     public static string VersionText()
     {
-        var built = File.GetLastWriteTimeUtc(typeof(Supervisor).Assembly.Location);
+        // The executable's time, not Assembly.Location's: that is empty in a single-file publish (IL3000
+        // fails the packaging build).
+        var built = File.GetLastWriteTimeUtc(Environment.ProcessPath ?? Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
         var unix = new DateTimeOffset(built).ToUnixTimeSeconds();
         return $"daemonproxy version {Supervisor.Version}\n"
             + $" build timestamp: {unix} ({built:yyyy-MM-dd HH:mm:ss})\n"
