@@ -8,7 +8,7 @@ namespace CacheHost.Systemd.Tests;
 /// <summary>
 /// packaging/build-deb.sh end to end, in one test because the self-contained ReadyToRun publish takes a
 /// minute or more: build the .deb from a copy of the sources, check its layout, extract it and run the
-/// packaged dc_server under a fake systemd until it answers a GET.
+/// packaged dc_server under a fake systemd until it answers a GET; then build the RPM from the same output.
 /// </summary>
 public sealed class PackagingTests
 {
@@ -82,6 +82,18 @@ public sealed class PackagingTests
 
         daemon.Signal(Signum.SIGTERM);
         Assert.Equal(0, daemon.WaitForExit(Timeout));
+
+        // The RPM spec packages the same publish output (Debian's rpm has no systemd macros: the fallbacks).
+        var rpmTop = Path.Combine(work, "rpm");
+        var rpm = DeployTests.Run("rpmbuild", "-bb", Path.Combine(source, "packaging/cachehost.spec"),
+            "--define", "_topdir " + rpmTop, "--define", "_sourcedir " + source, "--define", "publishdir " + Path.Combine(output, "publish"));
+        Assert.True(rpm.Code == 0, rpm.Stderr);
+        var rpmFile = Path.Combine(rpmTop, "RPMS/x86_64/cachehost-0.1.0-1.x86_64.rpm");
+        var files = DeployTests.Run("rpm", "-qlp", rpmFile).Stdout.Split('\n');
+        foreach (var path in new[] { "/usr/lib/cachehost/cachehost", "/usr/bin/dc_server", "/usr/bin/daemonproxy", "/etc/cachehost/appsettings.json", "/usr/lib/systemd/system/cachehost.service", "/usr/lib/sysusers.d/cachehost.conf" })
+        {
+            Assert.Contains(path, files);
+        }
     }
 
     private static void CopySources(string from, string to)
