@@ -205,6 +205,13 @@ public sealed class ConnectionListener : IAsyncDisposable
                 throw new IOException($"can't listen on '{address.Text}': {path} exists and is not a socket");
             }
 
+            // A socket that still accepts connections belongs to a running process; taking it over (as the
+            // reference's unconditional unlink does) would leave that process serving nobody.
+            if (IsLiveSocket(path))
+            {
+                throw new IOException($"can't listen on '{address.Text}': another process is listening on {path}");
+            }
+
             File.Delete(path);
         }
 
@@ -299,6 +306,20 @@ public sealed class ConnectionListener : IAsyncDisposable
     private static bool IsSocketFile(string path)
     {
         return Syscall.lstat(path, out var st) == 0 && (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFSOCK;
+    }
+
+    private static bool IsLiveSocket(string path)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false; // ECONNREFUSED: nobody listens, the file is stale
+        }
     }
 
     private static bool IsListeningSocket(int fd)

@@ -25,6 +25,11 @@ internal static class CommandDispatcher
         return DropInCommands.Run(command, rest);
     }
 
+    private static bool ControlSocketRequested(string[] args) =>
+        args.Any(a => a.Contains("CacheHost:Control:", StringComparison.OrdinalIgnoreCase))
+        || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("RUNTIME_DIRECTORY"))
+        || Environment.GetEnvironmentVariables().Keys.Cast<string>().Any(k => k.StartsWith("CacheHost__Control__", StringComparison.OrdinalIgnoreCase));
+
     /// <summary>Runs the host until it stops; maps start-up problems to one clear line and exit 1.</summary>
     /// <param name="args">Host arguments (--Key=Value).</param>
     /// <param name="overrides">Configuration from a drop-in command line; when set, appsettings.json is not read.</param>
@@ -32,6 +37,13 @@ internal static class CommandDispatcher
     public static int RunHost(string[] args, IReadOnlyDictionary<string, string?>? overrides, IReadOnlyList<string> childArguments)
     {
         ProcessControl.BeginDaemonChild();
+        if (overrides is not null && !ControlSocketRequested(args))
+        {
+            // The original tools have no control socket, and two dc_server instances on one machine must not
+            // contend for a default path. Under systemd (RUNTIME_DIRECTORY) or when configured, it is served.
+            overrides = new Dictionary<string, string?>(overrides) { ["CacheHost:Control:Enabled"] = "false" };
+        }
+
         IHost host;
         try
         {

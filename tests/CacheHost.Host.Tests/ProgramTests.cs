@@ -111,7 +111,7 @@ public sealed class ProgramTests
     {
         var socket = TestPaths.Socket("nokill");
         using var process = CacheHostProcess.Start(["server", "-listen", $"UNIX:{socket}"]);
-        process.WaitForLine("Listening on", Start);
+        process.WaitForLine($"Listening on UNIX:{socket}", Start);
         process.Signal(10);
         process.Signal(12);
         Thread.Sleep(500);

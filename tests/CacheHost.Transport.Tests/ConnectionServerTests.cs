@@ -189,6 +189,13 @@ public sealed class ConnectionServerTests
         await using (second)
         {
             using var client = InProcessCacheServer.ConnectTo(address);
+
+            // A live socket is never taken over: the second listener is refused and the first keeps serving.
+            var live = Assert.Throws<IOException>(() => ConnectionListener.Bind(TransportAddress.Parse("UNIX:" + path), new TransportOptions(), NullLogger.Instance));
+            Assert.Contains("another process is listening", live.Message);
+            using var again = InProcessCacheServer.ConnectTo(address);
+            again.Send("x"u8.ToArray());
+            Assert.Equal("x"u8.ToArray(), DistCacheVectorReplayer.ReadExactly(again, 1, Timeout, "first listener still serves"));
         }
 
         // A regular file is never deleted to make room.
