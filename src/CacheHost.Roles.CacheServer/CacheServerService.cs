@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Core.Status;
+using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
 using Microsoft.Extensions.Hosting;
@@ -13,8 +16,11 @@ namespace CacheHost.Roles.CacheServer;
 /// The CacheServer role: binds its listeners in StartAsync, serves distcache connections, and once per
 /// StatsInterval purges expired sessions and logs dc_server's stats line (spec 9.3).
 /// </summary>
-public sealed class CacheServerService : ListenerRoleService
+public sealed class CacheServerService : ListenerRoleService, IControlCommandProvider, IRoleStatusProvider
 {
+    /// <summary>The role's command on the daemon's control socket.</summary>
+    public const string StatsCommand = "cache.stats";
+
     private const int SigUsr1 = 10;
     private const int SigUsr2 = 12;
 
@@ -107,6 +113,62 @@ public sealed class CacheServerService : ListenerRoleService
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> CommandNames { get; } = [StatsCommand];
+
+    /// <inheritdoc />
+    public string StatusSummary() =>
+        string.Create(CultureInfo.InvariantCulture, $"sessions={_store.Count}/{_store.Capacity} ops={_statistics.TotalOperations}");
+
+    /// <inheritdoc />
+    public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
+    {
+        if (command.Arguments.Count > 0)
+        {
+            throw new ControlCommandException("cache.stats takes no arguments");
+        }
+
+        foreach (var (name, value) in Snapshot())
+        {
+            reply.Line(StatsCommand, name, value.ToString(CultureInfo.InvariantCulture));
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Every counter as (name, value), in a stable order: operations by kind, hits and misses, the store
+    /// (sessions, capacity, evictions, expirations, data bytes), traffic, connections, errors by kind.
+    /// </summary>
+    public IEnumerable<(string Name, long Value)> Snapshot()
+    {
+        yield return ("ops.add", _statistics.Operations(DistCacheOperation.Add));
+        yield return ("ops.get", _statistics.Operations(DistCacheOperation.Get));
+        yield return ("ops.remove", _statistics.Operations(DistCacheOperation.Remove));
+        yield return ("ops.have", _statistics.Operations(DistCacheOperation.Have));
+        yield return ("ops.total", _statistics.TotalOperations);
+        yield return ("hits", _statistics.Hits.Value);
+        yield return ("misses", _statistics.Misses.Value);
+        yield return ("add.rejected", _statistics.AddRejections.Value);
+        yield return ("sessions", _store.Count);
+        yield return ("capacity", _store.Capacity);
+        yield return ("evictions", _store.Evictions);
+        yield return ("expirations", _store.Expirations);
+        yield return ("bytes.stored", _store.DataBytes);
+        yield return ("bytes.in", _statistics.BytesIn.Value);
+        yield return ("bytes.out", _statistics.BytesOut.Value);
+        yield return ("connections.open", _statistics.ConnectionsOpen.Value);
+        yield return ("connections.accepted", _statistics.ConnectionsAccepted.Value);
+        yield return ("connections.rejected", Servers.Sum(s => s.RejectedConnections));
+        yield return ("errors.total", _statistics.TotalProtocolErrors);
+        foreach (var error in Enum.GetValues<DistCacheProtocolError>())
+        {
+            // "None" counts ADDs shorter than their 8-byte prefix (closed like a malformed frame).
+            var name = error == DistCacheProtocolError.None ? "ShortAdd" : error.ToString();
+            yield return ($"errors.{char.ToLowerInvariant(name[0])}{name[1..]}", _statistics.ProtocolErrors(error));
         }
     }
 
