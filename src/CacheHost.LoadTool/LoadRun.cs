@@ -270,7 +270,8 @@ internal sealed class LoadRun
             else
             {
                 _sessions = [];
-                _mixTable = _s.Mix.SelectMany(m => Enumerable.Repeat((int)m.Operation, m.Weight)).ToArray();
+                // Map by name: MixOperation and DistCacheOperation number their members differently.
+                _mixTable = _s.Mix.SelectMany(m => Enumerable.Repeat((int)ToDistCache(m.Operation), m.Weight)).ToArray();
             }
         }
 
@@ -441,6 +442,14 @@ internal sealed class LoadRun
                     return present ? (have == DistCacheHaveResult.Yes ? null : "Error, have failed!") : (have == DistCacheHaveResult.No ? null : "Error, have succeeded and shouldn't have!");
             }
         }
+
+        private static DistCacheOperation ToDistCache(MixOperation operation) => operation switch
+        {
+            MixOperation.Get => DistCacheOperation.Get,
+            MixOperation.Add => DistCacheOperation.Add,
+            MixOperation.Remove => DistCacheOperation.Remove,
+            _ => DistCacheOperation.Have,
+        };
 
         private string? CheckMix(in Planned p, bool ok, ReadOnlySpan<byte> payload)
         {

@@ -70,6 +70,19 @@ public sealed class LoadToolTests
     }
 
     [Fact]
+    public async Task MixWeightsReachTheServerAsAskedWithConnectionsPerOperation()
+    {
+        // The non-persistent mix path once mapped MixOperation numbers onto DistCacheOperation numbers.
+        await using var server = await InProcessCacheServer.StartAsync(capacity: 20000);
+        var (exit, output, errors) = Run("-connect", server.Address, "-mix", "get:4,add:1", "-valuesize", "64", "-keys", "100", "-clients", "2", "-ops", "1000", "-quiet");
+        Assert.True(exit == 0, errors + output);
+        var gets = server.Service.Statistics.Operations(CacheHost.Protocols.DistCache.DistCacheOperation.Get);
+        var adds = server.Service.Statistics.Operations(CacheHost.Protocols.DistCache.DistCacheOperation.Add);
+        Assert.Equal(2000, gets + adds);
+        Assert.InRange(gets, 1400, 1800); // 80 % expected
+    }
+
+    [Fact]
     public async Task DurationBoundsTheRun()
     {
         await using var server = await InProcessCacheServer.StartAsync();
