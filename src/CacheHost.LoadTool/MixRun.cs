@@ -80,7 +80,20 @@ internal sealed class MixRun
         var progress = s.Quiet || s.Json ? Task.CompletedTask : ShowProgressAsync(clock);
         try
         {
-            await Task.WhenAll(_workers.Select(w => Task.Run(w.RunAsync))).ConfigureAwait(false);
+            var all = Task.WhenAll(_workers.Select(w => Task.Run(w.RunAsync)));
+            if (s.Duration > 0)
+            {
+                // A peer that stops answering (or speaks another protocol) must not hang a timed run: after a
+                // grace period the connections are closed, which fails the pending receives.
+                await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(s.Duration + 10))).ConfigureAwait(false);
+                if (!all.IsCompleted)
+                {
+                    Fail("Error, transaction failure");
+                    DisposeWorkers();
+                }
+            }
+
+            await all.ConfigureAwait(false);
         }
         finally
         {
