@@ -3,8 +3,8 @@
 # for memcached, distcache for CacheServer; distcache ADD plays memcached's set). Each server runs pinned to
 # one core (SERVER_CORE, default 0), the load tool pinned to another (CLIENT_CORE, default 1). Unix sockets only.
 # Workload: 50 clients, 1 KB values, 1:4 set:get over 10000 keys, unpipelined and with -pipeline 8 and 16.
-# Besides ops/s and latency it reports CPU per operation of the server and of the tool (from /proc and
-# getrusage), which says which side is the bottleneck even on a noisy machine: a server near 100 % CPU is
+# Besides ops/s and latency it reports CPU per operation of the server and of the tool (server: /proc;
+# tool: its own JSON "toolCpuSeconds"), which says which side is the bottleneck even on a noisy machine: a server near 100 % CPU is
 # saturated; a tool near 100 % means the numbers are the tool's limit, not the server's.
 # Usage: bash bench/compare-memcached.sh [seconds-per-run] [repeats]     (env: PIPELINES, CLIENTS, VALUESIZE, NOBUILD=1)
 set -euo pipefail
@@ -45,10 +45,9 @@ run() { # server pipeline seconds -> prints a table row (or nothing for warm-up)
   before=$(cpu_ticks "$SP")
   python3 - "$server" "$pipeline" "$before" "$SP" "$seconds" taskset -c "$CLIENT_CORE" "$BIN" test -connect "UNIX:$SOCK" -protocol "$protocol" \
       -mix get:4,add:1 -valuesize "$VALUESIZE" -keys 10000 -clients "$CLIENTS" -duration "$seconds" -persistent -pipeline "$pipeline" -json <<'PY'
-import json, resource, subprocess, sys, time
+import json, subprocess, sys, time
 server, pipeline, before, pid, seconds, cmd = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6:]
 proc = subprocess.run(cmd, capture_output=True, text=True)
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(f"/proc/{pid}/stat") as f:
     fields = f.read().rsplit(")", 1)[1].split()
 after = int(fields[11]) + int(fields[12])
@@ -60,17 +59,17 @@ if server.endswith("(warm-up)"):
     sys.exit(0)
 ops, wall, lat = j["ops"], j["seconds"], j["latencyMicroseconds"]
 server_cpu = (after - before) / 100.0
-tool_cpu = usage.ru_utime + usage.ru_stime
-print(f"| {server} | {pipeline} | {j['opsPerSecond']:,.0f} | {lat['p50']} | {lat['p99']} | {100*server_cpu/wall:.0f} % | {1e6*server_cpu/ops:.2f} | {1e6*tool_cpu/ops:.2f} |")
+tool_cpu = j["toolCpuSeconds"]
+print(f"| {server} | {pipeline} | {j['opsPerSecond']:,.0f} | {lat['p50']} | {lat['p99']} | {100*server_cpu/wall:.0f} % | {1e6*server_cpu/ops:.2f} | {100*tool_cpu/wall:.0f} % | {1e6*tool_cpu/ops:.2f} |")
 PY
 }
 
 echo "<!-- $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); memcached $(memcached -V | cut -d' ' -f2); $CLIENTS clients, ${VALUESIZE} B values, get:4,add:1 over 10000 keys, ${DURATION} s per run -->"
-echo "| server | pipeline | ops/s | p50 µs | p99 µs | server CPU | server CPU µs/op | tool CPU µs/op |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| server | pipeline | ops/s | p50 µs | p99 µs | server CPU | server CPU µs/op | tool CPU | tool CPU µs/op |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for server in memcached cacheserver; do
   start_server "$server"
-  run "$server (warm-up)" 1 2
+  run "$server (warm-up)" 16 5   # CacheServer's JIT tiers up here, not in the measured runs
   for pipeline in $PIPELINES; do
     for _ in $(seq 1 "$REPEATS"); do run "$server" "$pipeline" "$DURATION"; done
   done

@@ -31,6 +31,7 @@ internal sealed class MixRun
     private long _failedAfter;
     private long _sharedCompleted;
     private volatile bool _stopping;
+    private TimeSpan _toolCpu;
 
     public MixRun(LoadToolSettings settings, MixProtocol protocol, TextWriter stdout, TextWriter stderr, bool plainProgress)
     {
@@ -70,6 +71,7 @@ internal sealed class MixRun
             return 1;
         }
 
+        var cpuBefore = Environment.CpuUsage.TotalTime;
         var clock = Stopwatch.StartNew();
         if (s.Duration > 0)
         {
@@ -98,6 +100,7 @@ internal sealed class MixRun
         finally
         {
             clock.Stop();
+            _toolCpu = Environment.CpuUsage.TotalTime - cpuBefore;
             _stopping = true;
             _stop.Cancel();
             await progress.ConfigureAwait(false);
@@ -248,6 +251,8 @@ internal sealed class MixRun
                         ["p99.9"] = h.Percentile(99.9),
                         ["max"] = h.Max,
                     },
+                    // CPU the tool itself used while measuring: near 1 s per second means the tool, not the server, is the limit.
+                    ["toolCpuSeconds"] = Math.Round(_toolCpu.TotalSeconds, 4),
                     ["failed"] = failed,
                 };
                 _stdout.WriteLine(JsonSerializer.Serialize(report));
