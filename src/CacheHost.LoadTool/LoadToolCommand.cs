@@ -9,10 +9,42 @@ public static class LoadToolCommand
     /// <summary>Runs with the given writers (reference messages go to <paramref name="stderr"/>, the report to <paramref name="stdout"/>).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool plainProgress = true)
     {
+        // Inline socket completions before the first socket exists: the tool must not be the bottleneck (MixRun).
+        CacheHost.Transport.SocketEngineSettings.Apply(true);
+        var protocolError = MixProtocolOption.Extract(ref args, out var protocol, out var protocolGiven);
+        if (protocolError is not null)
+        {
+            stderr.WriteLine(protocolError);
+            return 1;
+        }
+
         var settings = LoadToolSettings.Parse(args, stderr, out var exitCode);
         if (settings is null)
         {
+            if (exitCode == 0)
+            {
+                stderr.Write(MixProtocolOption.UsageLine);
+            }
+
             return exitCode;
+        }
+
+        if (protocolGiven && settings.Mix is null)
+        {
+            stderr.WriteLine("Error, --protocol needs -mix");
+            return 1;
+        }
+
+        if (protocol == MixProtocol.Memcached && settings.Mix!.Any(m => m.Operation == MixOperation.Have && m.Weight > 0))
+        {
+            stderr.WriteLine("Error, --protocol memcached has no HAVE; use get, add and remove in -mix");
+            return 1;
+        }
+
+        // The mix mode over persistent connections runs in MixRun (allocation-free, both protocols).
+        if (settings.Mix is not null && (settings.Persistent || protocol == MixProtocol.Memcached))
+        {
+            return new MixRun(settings, protocol, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
         }
 
         return new LoadRun(settings, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
