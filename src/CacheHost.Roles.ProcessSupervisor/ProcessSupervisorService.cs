@@ -52,10 +52,9 @@ internal sealed class ProcessSupervisorService(
         {
             lines = RunAsync("statedump", CancellationToken.None).AsTask().GetAwaiter().GetResult();
         }
-        catch (ControlCommandException ex)
+        catch (ControlCommandException)
         {
-            reply.Line("error", ex.Message);
-            return;
+            return; // not running (start-up failed or terminated): nothing to dump; the role line says "stopped"
         }
 
         foreach (var line in lines)

@@ -112,6 +112,8 @@ internal sealed partial class Supervisor
             _hostClosed = true;
         }
 
+        _hostStatus = "terminated";
+
         while (_hostCommands.TryDequeue(out var command))
         {
             command.Reply.TrySetException(new InvalidOperationException("the process supervisor has terminated"));
