@@ -27,6 +27,9 @@ internal sealed partial class Supervisor
         "terminate", "terminate.guard", "terminate.exec_args",
     ];
 
+    /// <summary>Names of the supervisor's own command table (tests keep <see cref="HostCommandNames"/> in step with it).</summary>
+    internal IEnumerable<string> CommandTableNames => Commands.Keys;
+
     private readonly ConcurrentQueue<HostCommand> _hostCommands = new();
     private readonly object _hostLock = new();
     private bool _hostClosed;
