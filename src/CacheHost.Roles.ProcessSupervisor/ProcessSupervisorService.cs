@@ -100,7 +100,17 @@ internal sealed class ProcessSupervisorService(
         settings.OnReady = () => ready.TrySetResult();
         if (events is not null)
         {
-            settings.OnBroadcast = line => events.Broadcast(line.TrimEnd('\n').Split('\t'));
+            settings.OnBroadcast = line =>
+            {
+                try
+                {
+                    events.Broadcast(line.TrimEnd('\n').Split('\t'));
+                }
+                catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+                {
+                    // The control server is already stopping; the supervisor loop must not fail for it.
+                }
+            };
         }
 
         _supervisor = supervisor;
