@@ -14,7 +14,7 @@ namespace CacheHost.Roles.ClientProxy;
 /// order. Malformed frames, a foreign protocol level (13.2) or an ADD shorter than 8 bytes close this connection
 /// only; such an ADD is not forwarded, because the server would drop the shared link for it.
 /// </summary>
-internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ILogger logger) : IConnectionHandler
+internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ProxyStats stats, ILogger logger) : IConnectionHandler
 {
     /// <inheritdoc />
     public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
@@ -36,6 +36,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                     var remaining = idleMs - (long)Stopwatch.GetElapsedTime(lastMark).TotalMilliseconds;
                     if (remaining <= 0)
                     {
+                        stats.IdleClose();
                         ClientProxyLog.IdleClose(logger, connection.Id, idleMs);
                         break;
                     }
@@ -53,6 +54,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 {
                     if (!stopping.IsCancellationRequested)
                     {
+                        stats.IdleClose();
                         ClientProxyLog.IdleClose(logger, connection.Id, idleMs);
                     }
 
@@ -80,10 +82,12 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 {
                     if (error == DistCacheProtocolError.ProtocolLevel)
                     {
+                        stats.ProtocolLevel();
                         ClientProxyLog.ProtocolIncompatible(logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, connection.Id);
                     }
                     else
                     {
+                        stats.MalformedRequest();
                         ClientProxyLog.MalformedRequest(logger, connection.Id, error);
                     }
 
@@ -95,11 +99,13 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 if (message.Operation == DistCacheOperation.Add && message.PayloadLength < DistCacheProtocol.AddPrefixSize)
                 {
                     // The server closes the connection for this (spec 5.1 check 0); here that would be the shared link.
+                    stats.AddTooShortRequest();
                     ClientProxyLog.AddTooShort(logger, connection.Id, message.PayloadLength);
                     input.AdvanceTo(buffer.Start, buffer.End);
                     break;
                 }
 
+                stats.Request(message.Operation, message.WireLength);
                 var localUid = message.Uid;
                 var operation = message.Operation;
                 var forwarded = false;
@@ -126,6 +132,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 if (!forwarded)
                 {
                     // No server link: an immediate empty reply (one frame, data_len 0, spec 10.4).
+                    stats.EmptyAnswer();
                     DistCacheMessageWriter.WriteEmptyResponse(output, localUid, operation);
                 }
                 else if (await answer.ConfigureAwait(false))

@@ -1,5 +1,9 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
 using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Core.Status;
+using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -11,7 +15,7 @@ namespace CacheHost.Roles.ClientProxy;
 /// The ClientProxy role (dc_client, spec 10): binds the local listener in StartAsync (before any server
 /// connect, as the reference's start-up order), then keeps the upstream link alive in RunAsync.
 /// </summary>
-public sealed class ClientProxyService : ListenerRoleService
+public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider
 {
     private const int SigUsr1 = 10;
     private const int SigUsr2 = 12;
@@ -33,8 +37,9 @@ public sealed class ClientProxyService : ListenerRoleService
     {
         _options = options.Value;
         _lifetime = lifetime;
-        _link = new UpstreamLink(_options, logger);
-        _handler = new ClientProxyConnectionHandler(_link, _options, logger);
+        var stats = new ProxyStats();
+        _link = new UpstreamLink(_options, stats, logger);
+        _handler = new ClientProxyConnectionHandler(_link, _options, stats, logger);
     }
 
     /// <summary>The upstream link (tests).</summary>
@@ -51,6 +56,59 @@ public sealed class ClientProxyService : ListenerRoleService
 
     /// <summary>In-flight requests answered 0x02 because the server link died.</summary>
     public long DisconnectedAnswers => _link.DisconnectedAnswers;
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> CommandNames { get; } = ["proxy.stats"];
+
+    /// <inheritdoc />
+    public string StatusSummary() =>
+        string.Create(CultureInfo.InvariantCulture, $"link={(_link.IsConnected ? "up" : "down")} inflight={_link.InFlight} clients={Servers.Sum(s => s.ActiveConnections)}");
+
+    /// <inheritdoc />
+    public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
+    {
+        WriteStats(reply);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void WriteStateDump(IControlReply reply) => WriteStats(reply);
+
+    /// <summary>
+    /// One <c>proxy.stats&lt;TAB&gt;name&lt;TAB&gt;value</c> line per counter, in a fixed order (docs/systemd.md).
+    /// Counters are cumulative since start except the gauges inflight, connections.open and link.up.
+    /// </summary>
+    private void WriteStats(IControlReply reply)
+    {
+        var stats = _link.Stats;
+        void Line(string name, long value) => reply.Line("proxy.stats", name, value.ToString(CultureInfo.InvariantCulture));
+
+        Line("requests.add", stats.Requests(DistCacheOperation.Add));
+        Line("requests.get", stats.Requests(DistCacheOperation.Get));
+        Line("requests.remove", stats.Requests(DistCacheOperation.Remove));
+        Line("requests.have", stats.Requests(DistCacheOperation.Have));
+        Line("forwarded", _link.Forwarded);
+        Line("replies", stats.Replies.Value);
+        Line("answers.disconnected", _link.DisconnectedAnswers);
+        Line("answers.empty", stats.EmptyAnswers);
+        Line("inflight", _link.InFlight);
+        Line("connections.open", Servers.Sum(s => s.ActiveConnections));
+        Line("connections.accepted", Servers.Sum(s => s.AcceptedConnections));
+        Line("connections.rejected", Servers.Sum(s => s.RejectedConnections));
+        Line("connections.idle_closed", stats.IdleClosed);
+        Line("link.up", _link.IsConnected ? 1 : 0);
+        Line("link.connects", _link.Connects);
+        Line("link.reconnects", Math.Max(0, _link.Connects - 1));
+        Line("link.losses", _link.Losses);
+        Line("errors.malformed_request", stats.MalformedRequests);
+        Line("errors.protocol_level", stats.ProtocolLevelErrors + _link.ProtocolLevelErrors);
+        Line("errors.add_too_short", stats.AddTooShort);
+        Line("errors.malformed_response", _link.MalformedResponses);
+        Line("errors.unknown_uid", _link.UnknownResponses);
+        Line("bytes.from_clients", stats.BytesFromClients.Value);
+        Line("bytes.to_server", stats.BytesToServer.Value);
+        Line("bytes.from_server", stats.BytesFromServer.Value);
+    }
 
     /// <inheritdoc />
     protected override IEnumerable<ListenerSpec> GetListeners() =>

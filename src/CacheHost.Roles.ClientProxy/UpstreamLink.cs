@@ -35,12 +35,17 @@ internal sealed class UpstreamLink
     private long _forwarded;
     private long _unknownResponses;
     private long _disconnectedAnswers;
+    private long _connects;
+    private long _losses;
+    private long _malformedResponses;
+    private long _protocolLevel;
 
-    public UpstreamLink(ClientProxyOptions options, ILogger logger)
+    public UpstreamLink(ClientProxyOptions options, ProxyStats stats, ILogger logger)
     {
         _options = options;
         _server = TransportAddress.Parse(options.Server!);
         _logger = logger;
+        Stats = stats;
         _slots = new SemaphoreSlim(options.EffectiveDepth, options.EffectiveDepth);
     }
 
@@ -63,6 +68,18 @@ internal sealed class UpstreamLink
             }
         }
     }
+
+    public ProxyStats Stats { get; }
+
+    /// <summary>Successful connects to the server (the first one included).</summary>
+    public long Connects => Interlocked.Read(ref _connects);
+
+    /// <summary>Times an established server link was lost.</summary>
+    public long Losses => Interlocked.Read(ref _losses);
+
+    public long MalformedResponses => Interlocked.Read(ref _malformedResponses);
+
+    public long ProtocolLevelErrors => Interlocked.Read(ref _protocolLevel);
 
     /// <summary>True while a server connection is up.</summary>
     public bool IsConnected => Volatile.Read(ref _connected);
@@ -129,6 +146,7 @@ internal sealed class UpstreamLink
 
             _staging.Advance(length);
             _forwarded++;
+            Stats.BytesToServer.Add(length);
             if (_writing)
             {
                 return new ValueTask<bool>(true);
@@ -231,6 +249,7 @@ internal sealed class UpstreamLink
             }
 
             warned = false;
+            Interlocked.Increment(ref _connects);
             ClientProxyLog.ServerConnected(_logger, _server.Text);
             var reason = await ServeAsync(connection, stopping).ConfigureAwait(false);
             lastAttempt = DateTime.UtcNow;
@@ -266,6 +285,11 @@ internal sealed class UpstreamLink
         }
 
         linkDone.Cancel();
+        if (!stopping.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _losses);
+        }
+
         connection.Abort(reason);
         Fail(reason);
         return reason;
@@ -324,10 +348,12 @@ internal sealed class UpstreamLink
                 {
                     if (error == DistCacheProtocolError.ProtocolLevel)
                     {
+                        Interlocked.Increment(ref _protocolLevel);
                         ClientProxyLog.ProtocolIncompatible(_logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, -1);
                     }
                     else
                     {
+                        Interlocked.Increment(ref _malformedResponses);
                         ClientProxyLog.MalformedResponse(_logger, error);
                     }
 
@@ -336,6 +362,7 @@ internal sealed class UpstreamLink
                 }
 
                 var wire = buffer.Slice(0, message.WireLength);
+                Stats.BytesFromServer.Add(message.WireLength);
                 PendingRequest? pending;
                 lock (_lock)
                 {
@@ -350,6 +377,7 @@ internal sealed class UpstreamLink
                 else
                 {
                     _slots.Release();
+                    Stats.Replies.Increment();
                     pending.Complete(message, wire);
                 }
 

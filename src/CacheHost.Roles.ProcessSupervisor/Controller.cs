@@ -106,7 +106,10 @@ internal sealed unsafe class Controller
 
     public Service? OwnerService { get; set; }
 
-    public bool HasOutput => OutFd >= 0;
+    /// <summary>Host control socket bridge (Supervisor.Host.cs): output is collected here, unlimited, instead of written to a descriptor.</summary>
+    public StringBuilder? Capture { get; init; }
+
+    public bool HasOutput => OutFd >= 0 || Capture is not null;
 
     public int Queued => _outLen;
 
@@ -236,6 +239,12 @@ internal sealed unsafe class Controller
     /// </summary>
     public void Send(string line, long nowNs)
     {
+        if (Capture is not null)
+        {
+            Capture.Append(line);
+            return;
+        }
+
         if (OutFd < 0 || Dead || Overflow)
         {
             return;
@@ -260,6 +269,12 @@ internal sealed unsafe class Controller
     /// </summary>
     public bool TrySendChunk(string chunk, long nowNs)
     {
+        if (Capture is not null)
+        {
+            Capture.Append(chunk);
+            return true;
+        }
+
         if (OutFd < 0 || Dead || Overflow)
         {
             return true; // discarded like any other output

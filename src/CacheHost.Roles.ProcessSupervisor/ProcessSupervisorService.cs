@@ -1,4 +1,6 @@
 using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Core.Status;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -8,16 +10,75 @@ namespace CacheHost.Roles.ProcessSupervisor;
 /// <summary>
 /// Runs the supervisor loop on its own thread inside the Generic Host. A <c>terminate</c> command stops the
 /// host; stopping the host terminates the supervisor (services are left running, as after <c>terminate</c>).
-/// Supervisor log lines go to the host's logger instead of fd 2.
+/// Supervisor log lines go to the host's logger instead of fd 2. The supervisor's commands are also offered
+/// on the daemon's control socket (<see cref="Supervisor.HostCommandNames"/>), run by the supervisor loop
+/// exactly as a socket controller's lines, and its broadcast events go to every control client.
 /// </summary>
 internal sealed class ProcessSupervisorService(
     IOptions<ProcessSupervisorOptions> options,
     IHostApplicationLifetime lifetime,
     RoleFailures failures,
-    ILogger<ProcessSupervisorService> logger) : IHostedService
+    ILogger<ProcessSupervisorService> logger,
+    IControlEvents? events = null) : IHostedService, IControlCommandProvider, IRoleStatusProvider
 {
-    private Supervisor? _supervisor;
+    private const string LogFilterAlias = "supervisor.log.filter";
+
+    /// <summary>How long a control command may wait for the supervisor loop (it never blocks in normal operation).</summary>
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(10);
+
+    private volatile Supervisor? _supervisor;
     private Thread? _thread;
+
+    public IReadOnlyCollection<string> CommandNames => Supervisor.HostCommandNames;
+
+    public string RoleName => "ProcessSupervisor";
+
+    public string StatusSummary() => _supervisor?.HostStatusSummary ?? "stopped";
+
+    public async ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
+    {
+        var line = command.Name == LogFilterAlias ? "log.filter" + command.RawLine[LogFilterAlias.Length..] : command.RawLine;
+        foreach (var replyLine in await RunAsync(line, cancellationToken).ConfigureAwait(false))
+        {
+            reply.Line(replyLine.Split('\t'));
+        }
+    }
+
+    public void WriteStateDump(IControlReply reply)
+    {
+        // The host's statedump is synchronous; the supervisor answers within one loop pass.
+        string[] lines;
+        try
+        {
+            lines = RunAsync("statedump", CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        }
+        catch (ControlCommandException)
+        {
+            return; // not running (start-up failed or terminated): nothing to dump; the role line says "stopped"
+        }
+
+        foreach (var line in lines)
+        {
+            reply.Line(line.Split('\t'));
+        }
+    }
+
+    private async ValueTask<string[]> RunAsync(string line, CancellationToken cancellationToken)
+    {
+        var supervisor = _supervisor ?? throw new ControlCommandException("the process supervisor is not running");
+        try
+        {
+            return await supervisor.SubmitHostCommand(line).WaitAsync(CommandTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new ControlCommandException($"the process supervisor did not answer within {CommandTimeout.TotalSeconds} s");
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ControlCommandException(ex.Message);
+        }
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -37,6 +98,21 @@ internal sealed class ProcessSupervisorService(
         supervisor.Log.Mirror = (level, message) => SupervisorLog.Forward(logger, Map(level), message);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         settings.OnReady = () => ready.TrySetResult();
+        if (events is not null)
+        {
+            settings.OnBroadcast = line =>
+            {
+                try
+                {
+                    events.Broadcast(line.TrimEnd('\n').Split('\t'));
+                }
+                catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+                {
+                    // The control server is already stopping; the supervisor loop must not fail for it.
+                }
+            };
+        }
+
         _supervisor = supervisor;
         _thread = new Thread(() =>
         {

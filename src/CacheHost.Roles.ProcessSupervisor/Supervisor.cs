@@ -102,6 +102,10 @@ internal sealed partial class Supervisor : IDisposable
         {
             return ex.Code;
         }
+        finally
+        {
+            CloseHostCommands();
+        }
     }
 
     /// <summary>Asks the loop to terminate (host shutdown); thread-safe.</summary>
@@ -362,7 +366,9 @@ internal sealed partial class Supervisor : IDisposable
             RunServices(now);
             AcceptPending(now);
             var busy = RunControllers(now);
+            RunHostCommands(now);
             FlushControllers(now);
+            UpdateHostStatus();
             if (_terminate)
             {
                 return FinishTerminate();
@@ -427,6 +433,7 @@ internal sealed partial class Supervisor : IDisposable
 
     private void Broadcast(string line, long now)
     {
+        _settings.OnBroadcast?.Invoke(line);
         foreach (var c in _slots)
         {
             c?.Send(line, now);

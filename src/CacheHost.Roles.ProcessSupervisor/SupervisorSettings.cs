@@ -39,6 +39,9 @@ internal sealed class SupervisorSettings
 
     /// <summary>Called once start-up is complete (daemonize readiness).</summary>
     public Action? OnReady { get; set; }
+
+    /// <summary>Also receives every broadcast event line (with its LF), e.g. for the host control socket.</summary>
+    public Action<string>? OnBroadcast { get; set; }
 }
 
 /// <summary>Ends the supervisor with an exit code through the fatal path (spec 2.3).</summary>

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging;
@@ -22,9 +23,31 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
     private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
     private readonly bool _stderr = options.FrameOutput == SnoopFrameOutput.Stderr;
     private long _connections = -1;
+    private long _open;
+    private long _connectFailures;
+    private long _decodeErrors;
 
     /// <summary>Pairs accepted so far.</summary>
     public long Accepted => Interlocked.Read(ref _connections) + 1;
+
+    /// <summary>Pairs with a live server connection now.</summary>
+    public long Open => Interlocked.Read(ref _open);
+
+    /// <summary>Clients dropped because the server could not be reached.</summary>
+    public long ConnectFailures => Interlocked.Read(ref _connectFailures);
+
+    /// <summary>Frames with an illegal data_len (each closes its pair).</summary>
+    public long DecodeErrors => Interlocked.Read(ref _decodeErrors);
+
+    /// <summary>Frames forwarded client->server and server->client.</summary>
+    public StripedCounter FramesToServer { get; } = new();
+
+    public StripedCounter FramesToClient { get; } = new();
+
+    /// <summary>Bytes of whole frames forwarded in each direction.</summary>
+    public StripedCounter BytesToServer { get; } = new();
+
+    public StripedCounter BytesToClient { get; } = new();
 
     /// <inheritdoc />
     public async Task HandleAsync(TransportConnection client, CancellationToken stopping)
@@ -39,12 +62,14 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !stopping.IsCancellationRequested)
         {
+            Interlocked.Increment(ref _connectFailures);
             SnoopLog.ServerConnectFailed(logger, number, _server.Text, ex.Message);
             await client.Transport.Output.CompleteAsync().ConfigureAwait(false);
             await client.Transport.Input.CompleteAsync().ConfigureAwait(false);
             return;
         }
 
+        Interlocked.Increment(ref _open);
         var pair = new PairState();
         using var pairDone = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         var upstream = PumpAsync(client.Transport.Input, server.Transport.Output, number, ClientToServer, pair, pairDone.Token);
@@ -75,6 +100,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
             await server.Transport.Output.CompleteAsync().ConfigureAwait(false);
             await server.Transport.Input.CompleteAsync().ConfigureAwait(false);
             await server.DisposeAsync().ConfigureAwait(false);
+            Interlocked.Decrement(ref _open);
         }
     }
 
@@ -126,6 +152,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
             var dataLength = BinaryPrimitives.ReadUInt16BigEndian(header[12..]);
             if (dataLength > DistCacheProtocol.MaxFrameData)
             {
+                Interlocked.Increment(ref _decodeErrors);
                 if (_stderr)
                 {
                     WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message has illegal 'data_len' ({dataLength})"));
@@ -170,6 +197,8 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
                 destination.Write(segment.Span);
             }
 
+            (requests ? FramesToServer : FramesToClient).Increment();
+            (requests ? BytesToServer : BytesToClient).Add(frameLength);
             forwarded++;
             buffer = buffer.Slice(frameLength);
         }

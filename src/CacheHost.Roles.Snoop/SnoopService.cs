@@ -1,4 +1,7 @@
+using System.Globalization;
 using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Core.Status;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -6,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace CacheHost.Roles.Snoop;
 
 /// <summary>The Snoop role (dc_snoop, spec 12): binds the listener in StartAsync; every accepted client gets its own server connection.</summary>
-public sealed class SnoopService : ListenerRoleService
+public sealed class SnoopService : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider
 {
     private readonly SnoopOptions _options;
     private readonly SnoopConnectionHandler _handler;
@@ -21,6 +24,38 @@ public sealed class SnoopService : ListenerRoleService
 
     /// <summary>Client connections accepted so far (the reference's connection numbers count from 0).</summary>
     public long Accepted => _handler.Accepted;
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> CommandNames { get; } = ["snoop.stats"];
+
+    /// <inheritdoc />
+    public string StatusSummary() =>
+        string.Create(CultureInfo.InvariantCulture, $"pairs={_handler.Open} total={_handler.Accepted} errors={_handler.DecodeErrors}");
+
+    /// <inheritdoc />
+    public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
+    {
+        WriteStats(reply);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void WriteStateDump(IControlReply reply) => WriteStats(reply);
+
+    /// <summary>One <c>snoop.stats&lt;TAB&gt;name&lt;TAB&gt;value</c> line per counter, in a fixed order (docs/systemd.md).</summary>
+    private void WriteStats(IControlReply reply)
+    {
+        void Line(string name, long value) => reply.Line("snoop.stats", name, value.ToString(CultureInfo.InvariantCulture));
+
+        Line("pairs.open", _handler.Open);
+        Line("pairs.total", _handler.Accepted);
+        Line("pairs.connect_failed", _handler.ConnectFailures);
+        Line("frames.client_to_server", _handler.FramesToServer.Value);
+        Line("frames.server_to_client", _handler.FramesToClient.Value);
+        Line("bytes.client_to_server", _handler.BytesToServer.Value);
+        Line("bytes.server_to_client", _handler.BytesToClient.Value);
+        Line("errors.decode", _handler.DecodeErrors);
+    }
 
     /// <inheritdoc />
     protected override IEnumerable<ListenerSpec> GetListeners() =>

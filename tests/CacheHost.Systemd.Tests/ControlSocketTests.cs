@@ -170,7 +170,7 @@ public sealed class ControlSocketTests
         }
     }
 
-    private static (int Code, string Stdout, string Stderr) RunCtl(params string[] args)
+    internal static (int Code, string Stdout, string Stderr) RunCtl(params string[] args)
     {
         var start = DaemonProcess.StartInfo(["ctl", .. args]);
         using var process = System.Diagnostics.Process.Start(start)!;
