@@ -143,48 +143,8 @@ internal sealed class LoadRun
         }
     }
 
-    private async Task ShowProgressAsync(Stopwatch clock)
-    {
-        long last = 0;
-        var lastTime = TimeSpan.Zero;
-        try
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                await Task.Delay(1000, _stop.Token).ConfigureAwait(false);
-                var now = clock.Elapsed;
-                var count = Interlocked.Read(ref _completed);
-                var rate = (count - last) / Math.Max((now - lastTime).TotalSeconds, 1e-9);
-                last = count;
-                lastTime = now;
-                var line = string.Create(CultureInfo.InvariantCulture, $"[{now.TotalSeconds,6:F1} s] {count,12:N0} ops  {rate,12:N0} ops/s");
-                lock (_outputLock)
-                {
-                    if (_plainProgress)
-                    {
-                        _stdout.WriteLine(line);
-                    }
-                    else
-                    {
-                        _stdout.Write("\r" + line);
-                    }
-
-                    _stdout.Flush();
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        if (!_plainProgress)
-        {
-            lock (_outputLock)
-            {
-                _stdout.WriteLine();
-            }
-        }
-    }
+    private Task ShowProgressAsync(Stopwatch clock) =>
+        ProgressPrinter.RunAsync(clock, () => Interlocked.Read(ref _completed), _stdout, _outputLock, _plainProgress, _stop.Token);
 
     private void Report(LatencyHistogram h, TimeSpan elapsed, bool failed)
     {

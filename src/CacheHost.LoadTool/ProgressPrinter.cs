@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace CacheHost.LoadTool;
+
+/// <summary>
+/// The once-a-second progress line shared by both runners: rewritten in place on a terminal, one plain line
+/// per second otherwise. Writes under the runner's output lock so it never interleaves with error lines.
+/// </summary>
+internal static class ProgressPrinter
+{
+    public static async Task RunAsync(Stopwatch clock, Func<long> completed, TextWriter stdout, object outputLock, bool plainProgress, CancellationToken stop)
+    {
+        long last = 0;
+        var lastTime = TimeSpan.Zero;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await Task.Delay(1000, stop).ConfigureAwait(false);
+                var now = clock.Elapsed;
+                var count = completed();
+                var rate = (count - last) / Math.Max((now - lastTime).TotalSeconds, 1e-9);
+                last = count;
+                lastTime = now;
+                var line = string.Create(CultureInfo.InvariantCulture, $"[{now.TotalSeconds,6:F1} s] {count,12:N0} ops  {rate,12:N0} ops/s");
+                lock (outputLock)
+                {
+                    if (plainProgress)
+                    {
+                        stdout.WriteLine(line);
+                    }
+                    else
+                    {
+                        stdout.Write("\r" + line);
+                    }
+
+                    stdout.Flush();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        if (!plainProgress)
+        {
+            lock (outputLock)
+            {
+                stdout.WriteLine();
+            }
+        }
+    }
+}
