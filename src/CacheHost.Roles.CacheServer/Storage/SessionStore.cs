@@ -103,16 +103,35 @@ public sealed class SessionStore
             }
 
             PurgeLocked(shard, now);
-            if (Interlocked.Increment(ref _count) <= Capacity)
+            if (TryReserveSlot())
             {
                 InsertLocked(shard, id, data, expiry);
                 return DistCacheResult.Ok;
             }
-
-            Interlocked.Decrement(ref _count);
         }
 
         return AddWhenFull(id, data, expiry, now);
+    }
+
+    /// <summary>
+    /// Counts one more session if that stays within capacity. A compare-and-swap, not increment-then-undo, so the
+    /// count (and Count seen by other threads) never passes capacity even for a moment.
+    /// </summary>
+    private bool TryReserveSlot()
+    {
+        var count = Interlocked.Read(ref _count);
+        while (count < Capacity)
+        {
+            var seen = Interlocked.CompareExchange(ref _count, count + 1, count);
+            if (seen == count)
+            {
+                return true;
+            }
+
+            count = seen;
+        }
+
+        return false;
     }
 
     /// <summary>Looks a session up; expired sessions are misses.</summary>
