@@ -216,7 +216,7 @@ internal sealed class ClacksService : BackgroundService
             }
             else
             {
-                connection = SocketConnection.Start(socket, listener.Options, _logger);
+                connection = SocketTransport.Start(socket, listener.Options, _logger);
             }
 
             await using (connection.ConfigureAwait(false))

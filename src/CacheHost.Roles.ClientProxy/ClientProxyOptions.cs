@@ -44,6 +44,13 @@ public sealed class ClientProxyOptions
     [Range(0, 65_536)]
     public int ServerPipelineDepth { get; set; }
 
+    /// <summary>
+    /// Requests read from local clients in one round of an epoll loop leave for the server in one write at the
+    /// end of that round (default true), as dc_client's select loop sends everything one select() produced. A
+    /// request never waits longer than the round it arrived in. False writes every request as it arrives.
+    /// </summary>
+    public bool CoalesceWrites { get; set; } = true;
+
     /// <summary>Time limit for one connect attempt to the server.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);

@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
+using CacheHost.Transport.Epoll;
 using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Roles.ClientProxy;
@@ -11,8 +12,9 @@ namespace CacheHost.Roles.ClientProxy;
 /// <summary>
 /// The proxy's one persistent connection to the server (spec 10.2-10.4). Local requests are copied into a
 /// staging buffer with their uid rewritten to the next value of a 32-bit counter (from 1, wrapping modulo 2^32
-/// and skipping uids still in flight: fix of 13.9); whichever caller finds the writer idle moves the staged bytes
-/// into the link and flushes once per batch (no writer thread, no hop). A single reader matches responses to the in-flight table by uid and hands each
+/// and skipping uids still in flight: fix of 13.9). On an epoll loop the staged requests leave at the end of the
+/// loop's round (<see cref="ClientProxyOptions.CoalesceWrites"/>); otherwise whichever caller finds the writer idle
+/// moves the staged bytes into the link and flushes once per batch (no writer thread, no hop). A single reader matches responses to the in-flight table by uid and hands each
 /// payload to its local connection; responses with unknown uids (departed clients, or never asked) are dropped
 /// quietly (fix of 13.3). When the link dies every in-flight request is answered 0x02 and reconnects are
 /// attempted every RetryMs.
@@ -27,7 +29,9 @@ internal sealed class UpstreamLink
     private readonly ILogger _logger;
     private ArrayBufferWriter<byte> _staging = new(64 * 1024);
     private ArrayBufferWriter<byte> _sending = new(64 * 1024);
+    private static readonly Action<object?> s_flushAtBatchEnd = static state => ((UpstreamLink)state!).FlushAtBatchEnd();
     private bool _writing;
+    private bool _batchFlushScheduled;
     private bool _connected;
     private PipeWriter? _output;
     private int _generation;
@@ -147,8 +151,17 @@ internal sealed class UpstreamLink
             _staging.Advance(length);
             _forwarded++;
             Stats.BytesToServer.Add(length);
+
             if (_writing)
             {
+                return new ValueTask<bool>(true); // leaves with the writer's next batch
+            }
+
+            // On an epoll loop: send after the loop has read every client that is ready in this round, so the
+            // requests of one round leave in one write (dc_client's select loop does the same).
+            if (_options.CoalesceWrites && (_batchFlushScheduled || EpollEngine.RunAtBatchEnd(s_flushAtBatchEnd, this)))
+            {
+                _batchFlushScheduled = true;
                 return new ValueTask<bool>(true);
             }
 
@@ -327,6 +340,47 @@ internal sealed class UpstreamLink
         {
             pending.CompleteDisconnected();
             _slots.Release();
+        }
+    }
+
+    /// <summary>
+    /// End of an epoll round (<see cref="ClientProxyOptions.CoalesceWrites"/>): sends what the round staged. Never
+    /// waits for the write itself: the loop must go on serving, and a full link drains on its own.
+    /// </summary>
+    private void FlushAtBatchEnd()
+    {
+        lock (_lock)
+        {
+            _batchFlushScheduled = false;
+        }
+
+        FlushStaged();
+    }
+
+    private void FlushStaged()
+    {
+        PipeWriter output;
+        int generation;
+        lock (_lock)
+        {
+            if (_writing || _staging.WrittenCount == 0 || !_connected)
+            {
+                return;
+            }
+
+            _writing = true;
+            output = _output!;
+            generation = _generation;
+        }
+
+        var drain = DrainAsync(output, generation);
+        if (drain.IsCompletedSuccessfully)
+        {
+            _ = drain.Result; // returns the pooled state machine
+        }
+        else
+        {
+            _ = drain.AsTask(); // the link is full; DrainAsync finishes on its own and never throws
         }
     }
 

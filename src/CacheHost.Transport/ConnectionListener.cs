@@ -90,7 +90,7 @@ public sealed class ConnectionListener : IAsyncDisposable
         }
 
         var socket = await AcceptSocketAsync(cancellationToken).ConfigureAwait(false);
-        return socket is null ? null : SocketConnection.Start(socket, _options, _logger);
+        return socket is null ? null : SocketTransport.Start(socket, _options, _logger);
     }
 
     /// <summary>

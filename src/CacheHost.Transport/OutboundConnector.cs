@@ -18,12 +18,15 @@ public static class OutboundConnector
             return OpenDescriptors(address, options, logger);
         }
 
-        var socket = await ConnectSocketAsync(address, cancellationToken).ConfigureAwait(false);
-        return SocketConnection.Start(socket, options, logger);
+        var socket = await ConnectSocketAsync(address, cancellationToken, forTransport: true).ConfigureAwait(false);
+        return SocketTransport.Start(socket, options, logger);
     }
 
     /// <summary>Connects and returns the raw socket (for clients that do their own framing or TLS).</summary>
-    public static async ValueTask<Socket> ConnectSocketAsync(TransportAddress address, CancellationToken cancellationToken = default)
+    public static ValueTask<Socket> ConnectSocketAsync(TransportAddress address, CancellationToken cancellationToken = default) =>
+        ConnectSocketAsync(address, cancellationToken, forTransport: false);
+
+    private static async ValueTask<Socket> ConnectSocketAsync(TransportAddress address, CancellationToken cancellationToken, bool forTransport)
     {
         EndPoint endPoint;
         Socket socket;
@@ -50,7 +53,15 @@ public static class OutboundConnector
 
         try
         {
-            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            if (forTransport)
+            {
+                await SocketTransport.ConnectAsync(socket, endPoint, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            }
+
             return socket;
         }
         catch

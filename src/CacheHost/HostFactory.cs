@@ -55,6 +55,7 @@ internal static class HostFactory
         // IListenerFactory), control socket.
         builder.AddSystemdIntegration();
         SocketEngineSettings.Apply(builder.Configuration.GetValue("CacheHost:Transport:InlineCompletions", true));
+        SocketEngineSettings.ApplyEngine(builder.Configuration["CacheHost:Transport:Engine"], builder.Configuration.GetValue("CacheHost:Transport:EngineThreads", 0));
         builder.Services.Configure<HostOptions>(o =>
         {
             // Above the transport's 5 s connection budget, below systemd's default TimeoutStopSec of 90 s.
