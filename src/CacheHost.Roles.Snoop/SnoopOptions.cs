@@ -39,12 +39,14 @@ public sealed class SnoopOptions
 
     /// <summary>
     /// Listener limits. Transport:MaxConnections is the number of simultaneous pairs; the reference allows 10,
-    /// CacheHost defaults to 10000 (set 10 to mimic the original).
+    /// CacheHost defaults to 10000 (set 10 to mimic the original). InlineScheduling is off by default here: the
+    /// snoop writes a log line per frame, and a slow log sink must stall the thread pool, not an epoll loop
+    /// that other connections share.
     /// </summary>
-    public TransportOptions Transport { get; set; } = new();
+    public TransportOptions Transport { get; set; } = new() { InlineScheduling = false };
 
-    /// <summary>Limits of the connections to the server.</summary>
-    public TransportOptions ServerTransport { get; set; } = new();
+    /// <summary>Limits of the connections to the server (InlineScheduling off, as for <see cref="Transport"/>).</summary>
+    public TransportOptions ServerTransport { get; set; } = new() { InlineScheduling = false };
 }
 
 /// <summary>Destination of the per-frame lines.</summary>
