@@ -86,8 +86,17 @@ public sealed class EpollSocketConnection : TransportConnection
         var connection = new EpollSocketConnection(socket, options, logger);
         var thread = EpollEngine.NextThread();
         connection._thread = thread;
+        try
+        {
+            thread.Register(connection, connection._fd, ReadInterest);
+        }
+        catch
+        {
+            socket.Dispose(); // the caller never got a connection to dispose
+            throw;
+        }
+
         connection._sendTask = connection.SendLoopAsync();
-        thread.Register(connection, connection._fd, ReadInterest);
 
         // Bytes that arrived before registration raised no edge; look once.
         connection.RequestReceive();
@@ -161,7 +170,10 @@ public sealed class EpollSocketConnection : TransportConnection
     /// <summary>Receives now unless another thread is receiving; then that one goes round once more.</summary>
     private void RequestReceive()
     {
-        Volatile.Write(ref _receiveRequested, 1);
+        // Full fences on both flags (Interlocked, not Volatile): a release store followed by a load may be
+        // reordered (store-load), and then a request made while the owner was leaving would be lost — the
+        // connection would sit on unread bytes with no edge to come (the Dekker pattern).
+        Interlocked.Exchange(ref _receiveRequested, 1);
         while (Interlocked.Exchange(ref _receiveBusy, 1) == 0)
         {
             try
@@ -178,7 +190,7 @@ public sealed class EpollSocketConnection : TransportConnection
             }
             finally
             {
-                Volatile.Write(ref _receiveBusy, 0);
+                Interlocked.Exchange(ref _receiveBusy, 0);
             }
 
             // A request that arrived after the inner loop's last check but before the release.
@@ -253,7 +265,7 @@ public sealed class EpollSocketConnection : TransportConnection
             return;
         }
 
-        Volatile.Write(ref _receiveRequested, 1);
+        Interlocked.Exchange(ref _receiveRequested, 1);
     }
 
     private async Task ResumeAfterFlushAsync(ValueTask<FlushResult> flush)
@@ -479,7 +491,7 @@ public sealed class EpollSocketConnection : TransportConnection
     private ValueTask<bool> WaitWritableAsync()
     {
         var wait = _writable.Arm();
-        Volatile.Write(ref _waitingWritable, 1);
+        Interlocked.Exchange(ref _waitingWritable, 1);
 
         // MOD re-arms the edge: if the socket became writable before this, the event comes at once.
         var errno = _thread!.Modify(_fd, ReadInterest | EpollNative.EPOLLOUT, Token);
