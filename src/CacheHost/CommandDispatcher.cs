@@ -51,7 +51,7 @@ internal static class CommandDispatcher
         }
         catch (Exception ex) when (ex is ConfigurationException or InvalidOperationException or FormatException)
         {
-            Console.Error.WriteLine($"cachehost: configuration error: {ex.Message}");
+            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: configuration error: {ex.Message}");
             return 1;
         }
 
@@ -71,18 +71,18 @@ internal static class CommandDispatcher
         }
         catch (OptionsValidationException ex)
         {
-            Console.Error.WriteLine($"cachehost: invalid configuration: {string.Join("; ", ex.Failures)}");
+            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: invalid configuration: {string.Join("; ", ex.Failures)}");
             return 1;
         }
         catch (InvalidOperationException ex) when (ex.Message.Contains("configuration", StringComparison.OrdinalIgnoreCase))
         {
             // Binder errors name the key, e.g. "Failed to convert configuration value at 'CacheHost:CacheServer:Capacity'".
-            Console.Error.WriteLine($"cachehost: invalid configuration: {ex.Message}");
+            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: invalid configuration: {ex.Message}");
             return 1;
         }
         catch (Exception ex)
         {
-            Console.Error.WriteLine($"cachehost: failed: {ex.Message}");
+            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: failed: {ex.Message}");
             return 1;
         }
         finally
@@ -94,7 +94,7 @@ internal static class CommandDispatcher
         {
             foreach (var (role, error) in failures.Snapshot())
             {
-                Console.Error.WriteLine($"cachehost: role {role} failed: {error.Message}");
+                CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: role {role} failed: {error.Message}");
             }
 
             return 1;

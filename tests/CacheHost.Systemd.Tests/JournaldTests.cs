@@ -11,15 +11,18 @@ public sealed partial class JournaldTests
     [GeneratedRegex("^<[0-7]>")]
     private static partial Regex Prefixed();
 
-    private static (string Stdout, string Stderr, int Exit) RunCrashingDaemon(bool matchingJournalStream)
+    private static (string Stdout, string Stderr, int Exit) RunCrashingDaemon(bool matchingJournalStream, bool stderrShared = false)
     {
         var dir = Wire.TempDir();
         var stdout = Path.Combine(dir, "stdout");
         var stderr = Path.Combine(dir, "stderr");
         File.WriteAllText(stdout, "");
+        File.WriteAllText(stderr, "");
         // Like systemd: stdout is a stream whose dev:inode is in JOURNAL_STREAM (here a file standing in for
         // journald's socket); the mismatch case uses a different inode, as a shell redirect would.
-        var script = matchingJournalStream
+        var script = stderrShared
+            ? "f=\"$1\"; e=\"$2\"; shift 2; export JOURNAL_STREAM=$(stat -L -c %d:%i \"$f\"); exec \"$@\" > \"$f\" 2>&1"
+            : matchingJournalStream
             ? "f=\"$1\"; e=\"$2\"; shift 2; export JOURNAL_STREAM=$(stat -L -c %d:%i \"$f\"); exec \"$@\" > \"$f\" 2> \"$e\""
             : "f=\"$1\"; e=\"$2\"; shift 2; export JOURNAL_STREAM=$(stat -L -c %d:%i \"$e\"); exec \"$@\" > \"$f\" 2> \"$e\"";
         var start = DaemonProcess.StartInfo(["-c", script, "sh", stdout, stderr, .. DaemonProcess.ProgramCommand(), .. NotifyTests.ProbeArgs(dir, "--CacheHost:Probe:FailAfter=00:00:00.2")], fileName: "/bin/sh");
@@ -46,6 +49,26 @@ public sealed partial class JournaldTests
         Assert.NotEmpty(frames);
         Assert.Contains(frames, f => f.Contains("ProbeRole.RunAsync"));
         Assert.StartsWith("<3>", lines[first - 1]); // the record's message line
+    }
+
+    [Fact]
+    public void The_exit_summary_written_to_stderr_carries_the_error_priority_when_stderr_is_the_journal_too()
+    {
+        // systemd's default: StandardError=inherit, so stderr is the same journal stream as stdout.
+        var (stdout, _, exit) = RunCrashingDaemon(matchingJournalStream: true, stderrShared: true);
+        Assert.NotEqual(0, exit);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(lines, line => Assert.Matches(Prefixed(), line));
+        Assert.Contains(lines, l => l.StartsWith("<3>cachehost: role ", StringComparison.Ordinal) && l.Contains("failed: probe role crashed on purpose"));
+    }
+
+    [Fact]
+    public void The_exit_summary_on_a_plain_stderr_has_no_prefix()
+    {
+        var (_, stderr, exit) = RunCrashingDaemon(matchingJournalStream: true);
+        Assert.NotEqual(0, exit);
+        Assert.Contains("cachehost: role ", stderr);
+        Assert.DoesNotContain(stderr.Split('\n'), l => Prefixed().IsMatch(l));
     }
 
     [Fact]
