@@ -21,6 +21,27 @@ public sealed class ProxyVectorTests
         try
         {
             await using var proxy = await RoleHost.StartProxyAsync(serverAddress, waitForLink: vectorCase.ServerStarted);
+            try
+            {
+                Replay(vectorCase, proxy, serverAddress, () => server, s => server = s);
+            }
+            catch (Exception ex)
+            {
+                // The proxy's own account of the link (connects, losses, answers) is what explains a failed step.
+                var log = string.Join("\n", proxy.Logs.Entries.Where(e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Information).Select(e => $"  [{e.Level}] {e.Message}"));
+                throw new Xunit.Sdk.XunitException($"{ex.Message}\nproxy log:\n{log}");
+            }
+        }
+        finally
+        {
+            server?.Dispose();
+        }
+    }
+
+    private static void Replay(VectorCase vectorCase, RoleHost proxy, string serverAddress, Func<ChildProcess?> getServer, Action<ChildProcess?> setServer)
+    {
+        {
+            var server = getServer();
             new DistCacheVectorReplayer(() => InProcessCacheServer.ConnectTo(proxy.Address))
             {
                 OnAction = action =>
@@ -36,6 +57,7 @@ public sealed class ProxyVectorTests
                         case "start_server":
                             server?.Dispose();
                             server = ChildProcess.StartServer(serverAddress);
+                            setServer(server);
                             break;
                         default:
                             Assert.Fail($"unknown action {action}");
@@ -43,10 +65,6 @@ public sealed class ProxyVectorTests
                     }
                 },
             }.Replay(vectorCase);
-        }
-        finally
-        {
-            server?.Dispose();
         }
     }
 }
