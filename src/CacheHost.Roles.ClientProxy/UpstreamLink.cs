@@ -37,6 +37,7 @@ internal sealed class UpstreamLink
     private int _generation;
     private uint _lastUid;
     private long _forwarded;
+    private long _writes;
     private long _unknownResponses;
     private long _disconnectedAnswers;
     private long _connects;
@@ -89,6 +90,9 @@ internal sealed class UpstreamLink
     public bool IsConnected => Volatile.Read(ref _connected);
 
     public long Forwarded => Interlocked.Read(ref _forwarded);
+
+    /// <summary>Writes to the server link; fewer than <see cref="Forwarded"/> when requests were coalesced.</summary>
+    public long Writes => Interlocked.Read(ref _writes);
 
     public long UnknownResponses => Interlocked.Read(ref _unknownResponses);
 
@@ -201,6 +205,7 @@ internal sealed class UpstreamLink
 
                 output.Write(batch.WrittenSpan);
                 batch.ResetWrittenCount();
+                Interlocked.Increment(ref _writes);
                 var flush = await output.FlushAsync().ConfigureAwait(false);
                 if (flush.IsCompleted || flush.IsCanceled)
                 {
