@@ -156,6 +156,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
                 if (_stderr)
                 {
                     WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message has illegal 'data_len' ({dataLength})"));
+                    // Not a placeholder: dc_snoop prints exactly this line (spec 12); kept for log compatibility.
                     WriteLine($"[TODO: change me] {direction} error");
                 }
                 else

@@ -11,6 +11,7 @@ internal static partial class SnoopLog
     [LoggerMessage(EventId = 6101, Level = LogLevel.Warning, Message = "SNOOP_DBG_MSG: connection {Connection}, {Direction}, message has illegal 'data_len' ({DataLength})")]
     public static partial void IllegalDataLength(ILogger logger, long connection, string direction, int dataLength);
 
+    // The text is dc_snoop's literal output (spec 12), kept so log watchers written for it still match.
     [LoggerMessage(EventId = 6102, Level = LogLevel.Warning, Message = "[TODO: change me] {Direction} error")]
     public static partial void DirectionError(ILogger logger, string direction);
 
