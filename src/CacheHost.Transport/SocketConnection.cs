@@ -11,38 +11,18 @@ namespace CacheHost.Transport;
 /// pipe holds MaxReadBufferSize unconsumed bytes; the application's flush waits when MaxWriteBufferSize
 /// bytes are unsent.
 /// </summary>
-public sealed class SocketConnection : TransportConnection
+public sealed class SocketConnection : PipeSocketConnection
 {
     private const int MinReceiveBufferSize = 4096;
 
-    private readonly Socket _socket;
-    private readonly Pipe _input;
-    private readonly Pipe _output;
-    private readonly DuplexPipe _application;
     private readonly SocketSender _sender = new();
-    private readonly CancellationTokenSource _closed = new();
-    private readonly ILogger _logger;
-    private readonly EndPoint? _localEndPoint;
-    private readonly EndPoint? _remoteEndPoint;
     private Task _receiveTask = Task.CompletedTask;
     private Task _sendTask = Task.CompletedTask;
-    private volatile string? _abortReason;
     private int _shutdown;
-    private int _closedSignalled;
 
     private SocketConnection(Socket socket, TransportOptions options, ILogger logger)
+        : base(socket, options, logger)
     {
-        _socket = socket;
-        _logger = logger;
-        _input = new Pipe(options.InputPipeOptions);
-        _output = new Pipe(options.OutputPipeOptions);
-        _application = new DuplexPipe(_input.Reader, _output.Writer);
-        _localEndPoint = SafeEndPoint(static s => s.LocalEndPoint, socket);
-        _remoteEndPoint = SafeEndPoint(static s => s.RemoteEndPoint, socket);
-        if (options.NoDelay && socket.ProtocolType == ProtocolType.Tcp)
-        {
-            socket.NoDelay = true;
-        }
     }
 
     /// <summary>Wraps a connected socket and starts its transport loops.</summary>
@@ -55,35 +35,19 @@ public sealed class SocketConnection : TransportConnection
     }
 
     /// <inheritdoc />
-    public override IDuplexPipe Transport => _application;
-
-    /// <inheritdoc />
-    public override EndPoint? LocalEndPoint => _localEndPoint;
-
-    /// <inheritdoc />
-    public override EndPoint? RemoteEndPoint => _remoteEndPoint;
-
-    /// <summary>Fires when the peer closes its side (FIN), resets, or the connection is aborted or shut down.</summary>
-    public override CancellationToken ConnectionClosed => _closed.Token;
-
-    /// <summary>The underlying socket (for peer credentials and similar options).</summary>
-    public Socket Socket => _socket;
-
-    /// <inheritdoc />
     public override void Abort(string reason)
     {
-        _abortReason ??= reason;
-        TransportLog.ConnectionAborted(_logger, Id, reason);
+        RecordAbort(reason);
         Shutdown();
         // Wake the send loop even if nothing is buffered.
-        _output.Reader.CancelPendingRead();
+        OutputPipe.Reader.CancelPendingRead();
     }
 
     /// <inheritdoc />
     public override async ValueTask DisposeAsync()
     {
-        _input.Reader.Complete();
-        _output.Writer.Complete();
+        InputPipe.Reader.Complete();
+        OutputPipe.Writer.Complete();
         try
         {
             await Task.WhenAll(_receiveTask, _sendTask).ConfigureAwait(false);
@@ -92,23 +56,23 @@ public sealed class SocketConnection : TransportConnection
         {
             Shutdown();
             _sender.Dispose();
-            _closed.Dispose();
+            DisposeClosedSignal();
         }
     }
 
     private async Task ReceiveLoopAsync()
     {
         Exception? error = null;
-        var writer = _input.Writer;
+        var writer = InputPipe.Writer;
         try
         {
             while (true)
             {
                 var memory = writer.GetMemory(MinReceiveBufferSize);
-                var received = await _socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                var received = await Socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
                 if (received == 0)
                 {
-                    TransportLog.ConnectionReadFin(_logger, Id);
+                    TransportLog.ConnectionReadFin(Logger, Id);
                     break;
                 }
 
@@ -123,17 +87,17 @@ public sealed class SocketConnection : TransportConnection
         }
         catch (SocketException ex) when (IsConnectionGone(ex.SocketErrorCode))
         {
-            error = _abortReason is null ? new ConnectionResetException(ex.Message, ex) : new ConnectionAbortedException(_abortReason);
-            TransportLog.ConnectionReset(_logger, Id, ex.SocketErrorCode);
+            error = AbortReason is null ? new ConnectionResetException(ex.Message, ex) : new ConnectionAbortedException(AbortReason);
+            TransportLog.ConnectionReset(Logger, Id, ex.SocketErrorCode);
         }
         catch (ObjectDisposedException)
         {
-            error = new ConnectionAbortedException(_abortReason ?? "connection disposed");
+            error = new ConnectionAbortedException(AbortReason ?? "connection disposed");
         }
         catch (Exception ex)
         {
             error = ex;
-            TransportLog.ConnectionError(_logger, Id, ex);
+            TransportLog.ConnectionError(Logger, Id, ex);
         }
         finally
         {
@@ -147,7 +111,7 @@ public sealed class SocketConnection : TransportConnection
     private async Task SendLoopAsync()
     {
         Exception? error = null;
-        var reader = _output.Reader;
+        var reader = OutputPipe.Reader;
         try
         {
             while (true)
@@ -161,7 +125,7 @@ public sealed class SocketConnection : TransportConnection
                 var buffer = result.Buffer;
                 if (!buffer.IsEmpty)
                 {
-                    await _sender.SendAsync(_socket, buffer).ConfigureAwait(false);
+                    await _sender.SendAsync(Socket, buffer).ConfigureAwait(false);
                 }
 
                 reader.AdvanceTo(buffer.End);
@@ -173,17 +137,17 @@ public sealed class SocketConnection : TransportConnection
         }
         catch (SocketException ex) when (IsConnectionGone(ex.SocketErrorCode))
         {
-            TransportLog.ConnectionReset(_logger, Id, ex.SocketErrorCode);
+            TransportLog.ConnectionReset(Logger, Id, ex.SocketErrorCode);
             error = new ConnectionResetException(ex.Message, ex);
         }
         catch (ObjectDisposedException)
         {
-            error = new ConnectionAbortedException(_abortReason ?? "connection disposed");
+            error = new ConnectionAbortedException(AbortReason ?? "connection disposed");
         }
         catch (Exception ex)
         {
             error = ex;
-            TransportLog.ConnectionError(_logger, Id, ex);
+            TransportLog.ConnectionError(Logger, Id, ex);
         }
         finally
         {
@@ -191,7 +155,7 @@ public sealed class SocketConnection : TransportConnection
             // Output finished: the connection is over in both directions (none of our protocols half-close).
             Shutdown();
             // Make a receive loop blocked on a full input pipe notice.
-            _input.Writer.CancelPendingFlush();
+            InputPipe.Writer.CancelPendingFlush();
         }
     }
 
@@ -204,52 +168,20 @@ public sealed class SocketConnection : TransportConnection
 
         try
         {
-            _socket.Shutdown(SocketShutdown.Both);
+            Socket.Shutdown(SocketShutdown.Both);
         }
         catch
         {
             // Already reset by the peer; closing below is all that is left.
         }
 
-        _socket.Dispose();
+        Socket.Dispose();
         SignalClosed();
-    }
-
-    private void SignalClosed()
-    {
-        if (Interlocked.Exchange(ref _closedSignalled, 1) != 0)
-        {
-            return;
-        }
-
-        // Callbacks registered on ConnectionClosed must not run inside the transport loops.
-        ThreadPool.UnsafeQueueUserWorkItem(static cts =>
-        {
-            try
-            {
-                cts.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }, _closed, preferLocal: false);
     }
 
     private static bool IsConnectionGone(SocketError error) => error is SocketError.ConnectionReset
         or SocketError.ConnectionAborted or SocketError.Shutdown or SocketError.OperationAborted
         or SocketError.Interrupted or SocketError.NotConnected;
-
-    private static EndPoint? SafeEndPoint(Func<Socket, EndPoint?> get, Socket socket)
-    {
-        try
-        {
-            return get(socket);
-        }
-        catch (SocketException)
-        {
-            return null;
-        }
-    }
 }
 
 /// <summary>An IDuplexPipe made of two independent halves.</summary>

@@ -24,29 +24,20 @@ namespace CacheHost.Transport.Epoll;
 /// under us. Receiving is serialised by <see cref="_receiveBusy"/>: events arrive on the loop, but a reader
 /// that resumes after backpressure, or Abort, may also ask to receive.
 /// </remarks>
-public sealed class EpollSocketConnection : TransportConnection
+public sealed class EpollSocketConnection : PipeSocketConnection
 {
     private const int MinReceiveBufferSize = 4096;
     private const int MaxReceivesPerEvent = 16;
     private const int MaxIoVecs = 16;
     private const uint ReadInterest = EpollNative.EPOLLIN | EpollNative.EPOLLRDHUP | EpollNative.EPOLLET;
 
-    private readonly Socket _socket;
     private readonly SafeSocketHandle _handle;
     private readonly int _fd;
-    private readonly Pipe _input;
-    private readonly Pipe _output;
-    private readonly DuplexPipe _application;
-    private readonly ILogger _logger;
-    private readonly EndPoint? _localEndPoint;
-    private readonly EndPoint? _remoteEndPoint;
-    private readonly CancellationTokenSource _closed = new();
     private readonly TaskCompletionSource _receiveDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly WritableSignal _writable = new();
     private readonly MemoryHandle[] _pins = new MemoryHandle[MaxIoVecs];
     private EpollThread? _thread;
     private Task _sendTask = Task.CompletedTask;
-    private volatile string? _abortReason;
     private int _receiveBusy;
     private int _receiveRequested;
     private int _readToEnd;
@@ -54,24 +45,13 @@ public sealed class EpollSocketConnection : TransportConnection
     private int _receiveFinished;
     private int _waitingWritable;
     private int _shutdown;
-    private int _closedSignalled;
     private int _unregistered;
 
     private EpollSocketConnection(Socket socket, TransportOptions options, ILogger logger)
+        : base(socket, options, logger)
     {
-        _socket = socket;
         _handle = socket.SafeHandle;
         _fd = (int)socket.Handle;
-        _logger = logger;
-        _input = new Pipe(options.InputPipeOptions);
-        _output = new Pipe(options.OutputPipeOptions);
-        _application = new DuplexPipe(_input.Reader, _output.Writer);
-        _localEndPoint = SafeEndPoint(static s => s.LocalEndPoint, socket);
-        _remoteEndPoint = SafeEndPoint(static s => s.RemoteEndPoint, socket);
-        if (options.NoDelay && socket.ProtocolType == ProtocolType.Tcp)
-        {
-            socket.NoDelay = true;
-        }
 
         // Sets O_NONBLOCK directly; the runtime's engine never sees this socket.
         socket.Blocking = false;
@@ -104,35 +84,19 @@ public sealed class EpollSocketConnection : TransportConnection
     }
 
     /// <inheritdoc />
-    public override IDuplexPipe Transport => _application;
-
-    /// <inheritdoc />
-    public override EndPoint? LocalEndPoint => _localEndPoint;
-
-    /// <inheritdoc />
-    public override EndPoint? RemoteEndPoint => _remoteEndPoint;
-
-    /// <inheritdoc />
-    public override CancellationToken ConnectionClosed => _closed.Token;
-
-    /// <summary>The underlying socket (for peer credentials and similar options).</summary>
-    public Socket Socket => _socket;
-
-    /// <inheritdoc />
     public override void Abort(string reason)
     {
-        _abortReason ??= reason;
-        TransportLog.ConnectionAborted(_logger, Id, reason);
+        RecordAbort(reason);
         Shutdown();
-        _output.Reader.CancelPendingRead();
+        OutputPipe.Reader.CancelPendingRead();
         WakeWriter(false);
     }
 
     /// <inheritdoc />
     public override async ValueTask DisposeAsync()
     {
-        _input.Reader.Complete();
-        _output.Writer.Complete();
+        InputPipe.Reader.Complete();
+        OutputPipe.Writer.Complete();
         try
         {
             await _sendTask.ConfigureAwait(false);
@@ -142,8 +106,8 @@ public sealed class EpollSocketConnection : TransportConnection
         {
             Shutdown();
             Unregister();
-            _socket.Dispose();
-            _closed.Dispose();
+            Socket.Dispose();
+            DisposeClosedSignal();
         }
     }
 
@@ -186,7 +150,7 @@ public sealed class EpollSocketConnection : TransportConnection
             catch (Exception ex)
             {
                 FinishReceive(ex);
-                TransportLog.ConnectionError(_logger, Id, ex);
+                TransportLog.ConnectionError(Logger, Id, ex);
             }
             finally
             {
@@ -208,7 +172,7 @@ public sealed class EpollSocketConnection : TransportConnection
             return;
         }
 
-        var writer = _input.Writer;
+        var writer = InputPipe.Writer;
         for (var round = 0; round < MaxReceivesPerEvent; round++)
         {
             var memory = writer.GetMemory(MinReceiveBufferSize);
@@ -242,7 +206,7 @@ public sealed class EpollSocketConnection : TransportConnection
 
             if (received == 0)
             {
-                TransportLog.ConnectionReadFin(_logger, Id);
+                TransportLog.ConnectionReadFin(Logger, Id);
                 FinishReceive(null);
                 return;
             }
@@ -294,10 +258,14 @@ public sealed class EpollSocketConnection : TransportConnection
 
     private unsafe int Receive(Span<byte> buffer, out int errno)
     {
-        var added = false;
+        if (!TryReferenceDescriptor())
+        {
+            errno = EpollNative.EBADF;
+            return -1;
+        }
+
         try
         {
-            _handle.DangerousAddRef(ref added);
             nint received;
             fixed (byte* p = buffer)
             {
@@ -307,18 +275,28 @@ public sealed class EpollSocketConnection : TransportConnection
             errno = received < 0 ? Marshal.GetLastPInvokeError() : 0;
             return (int)received;
         }
-        catch (ObjectDisposedException)
-        {
-            errno = EpollNative.EBADF;
-            return -1;
-        }
         finally
         {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
+            _handle.DangerousRelease();
         }
+    }
+
+    /// <summary>
+    /// Holds the descriptor open (released with DangerousRelease) so a concurrent close cannot free its number
+    /// while a syscall uses it; false once the socket is closed.
+    /// </summary>
+    private bool TryReferenceDescriptor()
+    {
+        var added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        return added;
     }
 
     private void FinishReceive(Exception? error)
@@ -328,12 +306,12 @@ public sealed class EpollSocketConnection : TransportConnection
             return;
         }
 
-        if (error is not null && _abortReason is not null)
+        if (error is not null && AbortReason is not null)
         {
-            error = new ConnectionAbortedException(_abortReason);
+            error = new ConnectionAbortedException(AbortReason);
         }
 
-        _input.Writer.Complete(error);
+        InputPipe.Writer.Complete(error);
 
         // FIN, reset or abort: the peer is gone (or going). Pending output is still sent by the send loop.
         SignalClosed();
@@ -344,7 +322,7 @@ public sealed class EpollSocketConnection : TransportConnection
     {
         // Runs inline from the application's FlushAsync (the output pipe's reader scheduler is inline).
         Exception? error = null;
-        var reader = _output.Reader;
+        var reader = OutputPipe.Reader;
         try
         {
             while (true)
@@ -377,7 +355,7 @@ public sealed class EpollSocketConnection : TransportConnection
 
                     if (!await WaitWritableAsync().ConfigureAwait(false))
                     {
-                        throw new ConnectionAbortedException(_abortReason ?? "connection aborted");
+                        throw new ConnectionAbortedException(AbortReason ?? "connection aborted");
                     }
                 }
 
@@ -390,7 +368,7 @@ public sealed class EpollSocketConnection : TransportConnection
         }
         catch (ConnectionResetException ex)
         {
-            TransportLog.ConnectionReset(_logger, Id, SocketError.ConnectionReset);
+            TransportLog.ConnectionReset(Logger, Id, SocketError.ConnectionReset);
             error = ex;
         }
         catch (ConnectionAbortedException ex)
@@ -400,7 +378,7 @@ public sealed class EpollSocketConnection : TransportConnection
         catch (Exception ex)
         {
             error = ex;
-            TransportLog.ConnectionError(_logger, Id, ex);
+            TransportLog.ConnectionError(Logger, Id, ex);
         }
         finally
         {
@@ -408,17 +386,21 @@ public sealed class EpollSocketConnection : TransportConnection
 
             // Output finished: the connection is over in both directions (none of our protocols half-close).
             Shutdown();
-            _input.Writer.CancelPendingFlush();
+            InputPipe.Writer.CancelPendingFlush();
         }
     }
 
     /// <summary>One send (single segment) or sendmsg (gathered segments); bytes sent, or -1 with errno.</summary>
     private unsafe int Send(in ReadOnlySequence<byte> buffer, out int errno)
     {
-        var added = false;
+        if (!TryReferenceDescriptor())
+        {
+            errno = EpollNative.EBADF;
+            return -1;
+        }
+
         try
         {
-            _handle.DangerousAddRef(ref added);
             nint sent;
             if (buffer.IsSingleSegment)
             {
@@ -435,17 +417,9 @@ public sealed class EpollSocketConnection : TransportConnection
             errno = sent < 0 ? Marshal.GetLastPInvokeError() : 0;
             return (int)Math.Min(sent, int.MaxValue);
         }
-        catch (ObjectDisposedException)
-        {
-            errno = EpollNative.EBADF;
-            return -1;
-        }
         finally
         {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
+            _handle.DangerousRelease();
         }
     }
 
@@ -495,7 +469,7 @@ public sealed class EpollSocketConnection : TransportConnection
 
         // MOD re-arms the edge: if the socket became writable before this, the event comes at once.
         var errno = _thread!.Modify(_fd, ReadInterest | EpollNative.EPOLLOUT, Token);
-        if (errno != 0 || _abortReason is not null)
+        if (errno != 0 || AbortReason is not null)
         {
             WakeWriter(false);
         }
@@ -527,23 +501,11 @@ public sealed class EpollSocketConnection : TransportConnection
             return;
         }
 
-        var added = false;
-        try
+        if (TryReferenceDescriptor())
         {
-            _handle.DangerousAddRef(ref added);
-
             // Wakes this loop with EPOLLIN|EPOLLHUP, so the receive side finishes too.
             _ = EpollNative.shutdown(_fd, EpollNative.SHUT_RDWR);
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-        finally
-        {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
+            _handle.DangerousRelease();
         }
 
         // The receive side may already be idle with no edge to come (shutdown of a socket whose peer is gone).
@@ -559,49 +521,18 @@ public sealed class EpollSocketConnection : TransportConnection
             return;
         }
 
-        var added = false;
-        try
+        if (TryReferenceDescriptor())
         {
-            _handle.DangerousAddRef(ref added);
             _thread.Unregister(this, _fd);
+            _handle.DangerousRelease();
         }
-        catch (ObjectDisposedException)
-        {
-        }
-        finally
-        {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
-        }
-    }
-
-    private void SignalClosed()
-    {
-        if (Interlocked.Exchange(ref _closedSignalled, 1) != 0)
-        {
-            return;
-        }
-
-        // Callbacks registered on ConnectionClosed must not run inside the transport.
-        ThreadPool.UnsafeQueueUserWorkItem(static cts =>
-        {
-            try
-            {
-                cts.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }, _closed, preferLocal: false);
     }
 
     private Exception ErrorFor(int errno)
     {
-        if (_abortReason is not null)
+        if (AbortReason is not null)
         {
-            return new ConnectionAbortedException(_abortReason);
+            return new ConnectionAbortedException(AbortReason);
         }
 
         var socketError = new SocketException((int)EpollNative.ToSocketError(errno), Marshal.GetPInvokeErrorMessage(errno));
@@ -609,18 +540,6 @@ public sealed class EpollSocketConnection : TransportConnection
             or EpollNative.ETIMEDOUT or EpollNative.ESHUTDOWN or EpollNative.EBADF or EpollNative.EHOSTUNREACH or EpollNative.ENETUNREACH
             ? new ConnectionResetException(socketError.Message, socketError)
             : socketError;
-    }
-
-    private static EndPoint? SafeEndPoint(Func<Socket, EndPoint?> get, Socket socket)
-    {
-        try
-        {
-            return get(socket);
-        }
-        catch (SocketException)
-        {
-            return null;
-        }
     }
 
     /// <summary>The send loop's reusable wait for EPOLLOUT (no allocation per wait).</summary>

@@ -1,0 +1,107 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace CacheHost.Transport;
+
+/// <summary>
+/// What both socket engines share (<see cref="SocketConnection"/>, <see cref="Epoll.EpollSocketConnection"/>): the
+/// socket, the input and output pipes built from <see cref="TransportOptions"/>, the endpoints, the first abort
+/// reason and the <see cref="ConnectionClosed"/> signal. The engines differ only in how bytes move.
+/// </summary>
+public abstract class PipeSocketConnection : TransportConnection
+{
+    private readonly DuplexPipe _application;
+    private readonly CancellationTokenSource _closed = new();
+    private readonly EndPoint? _localEndPoint;
+    private readonly EndPoint? _remoteEndPoint;
+    private volatile string? _abortReason;
+    private int _closedSignalled;
+
+    /// <summary>Builds the pipes and reads the endpoints once (they are gone after a reset).</summary>
+    protected PipeSocketConnection(Socket socket, TransportOptions options, ILogger logger)
+    {
+        Socket = socket;
+        Logger = logger;
+        InputPipe = new Pipe(options.InputPipeOptions);
+        OutputPipe = new Pipe(options.OutputPipeOptions);
+        _application = new DuplexPipe(InputPipe.Reader, OutputPipe.Writer);
+        _localEndPoint = SafeEndPoint(static s => s.LocalEndPoint, socket);
+        _remoteEndPoint = SafeEndPoint(static s => s.RemoteEndPoint, socket);
+        if (options.NoDelay && socket.ProtocolType == ProtocolType.Tcp)
+        {
+            socket.NoDelay = true;
+        }
+    }
+
+    /// <summary>The underlying socket (for peer credentials and similar options).</summary>
+    public Socket Socket { get; }
+
+    /// <inheritdoc />
+    public override IDuplexPipe Transport => _application;
+
+    /// <inheritdoc />
+    public override EndPoint? LocalEndPoint => _localEndPoint;
+
+    /// <inheritdoc />
+    public override EndPoint? RemoteEndPoint => _remoteEndPoint;
+
+    /// <summary>Fires when the peer closes its side (FIN), resets, or the connection is aborted or shut down.</summary>
+    public override CancellationToken ConnectionClosed => _closed.Token;
+
+    /// <summary>The transport's logger.</summary>
+    protected ILogger Logger { get; }
+
+    /// <summary>Received bytes: the transport writes, the application reads.</summary>
+    protected Pipe InputPipe { get; }
+
+    /// <summary>Bytes to send: the application writes, the transport reads.</summary>
+    protected Pipe OutputPipe { get; }
+
+    /// <summary>The first reason given to <see cref="TransportConnection.Abort"/>, or null.</summary>
+    protected string? AbortReason => _abortReason;
+
+    /// <summary>Keeps the first abort reason (the one reported) and logs the abort.</summary>
+    protected void RecordAbort(string reason)
+    {
+        _abortReason ??= reason;
+        TransportLog.ConnectionAborted(Logger, Id, reason);
+    }
+
+    /// <summary>Fires <see cref="ConnectionClosed"/> once, on the thread pool.</summary>
+    protected void SignalClosed()
+    {
+        if (Interlocked.Exchange(ref _closedSignalled, 1) != 0)
+        {
+            return;
+        }
+
+        // Callbacks registered on ConnectionClosed must not run inside the transport.
+        ThreadPool.UnsafeQueueUserWorkItem(static cts =>
+        {
+            try
+            {
+                cts.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }, _closed, preferLocal: false);
+    }
+
+    /// <summary>Releases the closed signal (last step of DisposeAsync).</summary>
+    protected void DisposeClosedSignal() => _closed.Dispose();
+
+    private static EndPoint? SafeEndPoint(Func<Socket, EndPoint?> get, Socket socket)
+    {
+        try
+        {
+            return get(socket);
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+    }
+}
