@@ -42,6 +42,22 @@ public static class SocketEngineSettings
     }
 
     /// <summary>
+    /// Sets the number of epoll loops if they have not started yet (a client tool's <c>-threads</c>); false when
+    /// it is too late and the running number stays.
+    /// </summary>
+    public static bool PreferEngineThreads(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        if (Epoll.EpollEngine.IsStarted)
+        {
+            return false;
+        }
+
+        EngineThreads = threads;
+        return true;
+    }
+
+    /// <summary>
     /// Chooses the engine (<c>epoll</c> or <c>sockets</c>; null keeps the default) and the number of epoll loops.
     /// The environment variable <see cref="EngineVariable"/> wins over configuration.
     /// </summary>

@@ -53,6 +53,14 @@ public sealed class TransportOptions
     /// </summary>
     public bool InlineScheduling { get; set; } = true;
 
+    /// <summary>
+    /// Connections whose options carry the same non-null name are all served by one epoll loop (the epoll engine
+    /// only; the runtime's engine ignores it). Null, the default, spreads connections over the loops round-robin.
+    /// For roles whose connections all feed one shared link (ClientProxy): the requests of one loop round then
+    /// leave in one write, and no connection's bytes cross to another thread.
+    /// </summary>
+    public string? LoopAffinity { get; set; }
+
     /// <summary>Owner (user name or numeric uid) applied to a unix listening socket. Null keeps the default.</summary>
     public string? SocketOwner { get; set; }
 

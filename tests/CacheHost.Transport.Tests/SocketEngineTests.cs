@@ -237,6 +237,48 @@ public sealed class SocketEngineTests
         Assert.Equal(readerThread, actionThread);
     }
 
+    [Fact]
+    public async Task ConnectionsNamingOneLoopAffinityAreServedByOneLoop()
+    {
+        if (SocketsForced)
+        {
+            return; // the runtime's engine has no loops of ours to choose from
+        }
+
+        // Without the affinity, the engine hands consecutive connections to consecutive loops (round-robin).
+        var options = new TransportOptions { LoopAffinity = $"affinity test {Guid.NewGuid()}" };
+        var pairs = Enumerable.Range(0, 8).Select(_ => Pair("epoll", tcp: false, options)).ToList();
+        try
+        {
+            var readers = pairs.Select(pair => Task.Run(async () =>
+            {
+                var result = await pair.Connection.Transport.Input.ReadAsync();
+
+                // Inline scheduling: this continuation runs on the loop that received the bytes.
+                var where = (Environment.CurrentManagedThreadId, EpollEngine.OnEngineThread);
+                pair.Connection.Transport.Input.AdvanceTo(result.Buffer.End);
+                return where;
+            })).ToList();
+            await Task.Delay(100);
+            foreach (var pair in pairs)
+            {
+                pair.Client.Send("x"u8.ToArray());
+            }
+
+            var seen = await Task.WhenAll(readers).WaitAsync(Timeout);
+            Assert.All(seen, where => Assert.True(where.OnEngineThread));
+            Assert.Single(seen.Select(where => where.CurrentManagedThreadId).Distinct());
+        }
+        finally
+        {
+            foreach (var (connection, client) in pairs)
+            {
+                client.Dispose();
+                await connection.DisposeAsync();
+            }
+        }
+    }
+
     private static (TransportConnection Connection, Socket Client) Pair(string engine, bool tcp, TransportOptions options)
     {
         using var listener = tcp

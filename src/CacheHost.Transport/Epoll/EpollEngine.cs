@@ -1,14 +1,17 @@
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 
 namespace CacheHost.Transport.Epoll;
 
 /// <summary>
 /// The process-wide set of epoll loops behind <see cref="EpollSocketConnection"/>. Connections are spread over
-/// the loops round-robin. Started on first use with <see cref="SocketEngineSettings.EngineThreads"/> loops.
+/// the loops round-robin, except that connections naming the same <see cref="TransportOptions.LoopAffinity"/>
+/// share one loop. Started on first use with <see cref="SocketEngineSettings.EngineThreads"/> loops.
 /// </summary>
 public static class EpollEngine
 {
     private static readonly Lock s_gate = new();
+    private static readonly ConcurrentDictionary<string, EpollThread> s_affinities = new(StringComparer.Ordinal);
     private static EpollThread[]? s_threads;
     private static int s_next;
 
@@ -21,6 +24,9 @@ public static class EpollEngine
     /// <see cref="RunAtBatchEnd"/> then runs after every other ready connection of this round has been served.
     /// </summary>
     public static bool OnEngineThread => EpollThread.Current is not null;
+
+    /// <summary>True once the loops exist (their number is fixed from then on).</summary>
+    internal static bool IsStarted => Volatile.Read(ref s_threads) is not null;
 
     /// <summary>
     /// Defers <paramref name="action"/> to the end of the current round of the caller's loop (see
@@ -37,6 +43,10 @@ public static class EpollEngine
         current.RunAtBatchEnd(action, state);
         return true;
     }
+
+    /// <summary>The loop for a new connection: the affinity's loop (chosen round-robin on first use), or the next one.</summary>
+    internal static EpollThread ThreadFor(string? affinity) =>
+        affinity is null ? NextThread() : s_affinities.GetOrAdd(affinity, static _ => NextThread());
 
     internal static EpollThread NextThread()
     {

@@ -64,7 +64,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
     public static EpollSocketConnection Start(Socket socket, TransportOptions options, ILogger logger)
     {
         var connection = new EpollSocketConnection(socket, options, logger);
-        var thread = EpollEngine.NextThread();
+        var thread = EpollEngine.ThreadFor(options.LoopAffinity);
         connection._thread = thread;
         try
         {
