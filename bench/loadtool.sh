@@ -51,6 +51,12 @@ for transport in unix tcp; do
       run "$path $transport, $clients client(s), per-op" "$addr" -clients $clients -ops "$PEROP_OPS"
     done
   done
+  # The same 4 persistent clients on one tool thread (memtier-style "1 thread, 4 connections"): the tool then
+  # takes at most one core, leaving the other to the server and the proxy.
+  for path in direct proxy; do
+    addr=$direct; [ $path = proxy ] && addr=$proxy
+    run "$path $transport, 4 client(s), persistent, -threads 1" "$addr" -clients 4 -ops "$OPS" -persistent -threads 1
+  done
 done
 # memcached-comparable: 50 clients, 1 KB values, 1:4 add:get, unix socket (memcached's figure: ~190k ops/s).
 run "mix get:4,add:1 1KB, 50 clients, unix direct" "UNIX:$DIR/server.sock" -mix get:4,add:1 -valuesize 1024 -keys 10000 -clients 50 -persistent -duration 5

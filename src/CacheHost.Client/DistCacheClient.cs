@@ -16,16 +16,18 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 {
     private readonly TransportAddress _address;
     private readonly DistCacheClientFlags _flags;
+    private readonly TransportOptions? _transport;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly CancellationTokenSource _timer = new();
     private DistCacheConnection? _connection;
     private int _pid;
     private bool _lastWasHit;
 
-    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags)
+    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport)
     {
         _address = address;
         _flags = flags;
+        _transport = transport;
         _pid = Environment.ProcessId;
     }
 
@@ -45,12 +47,19 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     /// DC_CTX_new: creates a context for <paramref name="address"/>. With <see cref="DistCacheClientFlags.Persistent"/>
     /// (and not <see cref="DistCacheClientFlags.Late"/>) it connects now and throws if that fails.
     /// </summary>
-    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CreateAsync(string, DistCacheClientFlags, CancellationToken)"/>, with the transport settings of
+    /// its connections (null: <see cref="DistCacheConnection.DefaultTransportOptions"/>).
+    /// </summary>
+    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, CancellationToken cancellationToken = default)
     {
-        var client = new DistCacheClient(TransportAddress.Parse(address), flags);
+        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport);
         if (client.IsPersistent && (flags & DistCacheClientFlags.Late) == 0)
         {
-            client._connection = await DistCacheConnection.ConnectAsync(client._address, cancellationToken).ConfigureAwait(false);
+            client._connection = await DistCacheConnection.ConnectAsync(client._address, transport, cancellationToken).ConfigureAwait(false);
         }
 
         return client;
@@ -242,7 +251,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                 var reused = _connection is not null;
                 try
                 {
-                    _connection ??= await DistCacheConnection.ConnectAsync(_address, token).ConfigureAwait(false);
+                    _connection ??= await DistCacheConnection.ConnectAsync(_address, _transport, token).ConfigureAwait(false);
                     var connection = _connection;
                     connection.ClearPending();
                     if (operation == DistCacheOperation.Add && !raw)

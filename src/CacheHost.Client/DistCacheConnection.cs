@@ -1,38 +1,61 @@
-using System.Runtime.CompilerServices;
 using System.Buffers;
-using System.Net.Sockets;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace CacheHost.Client;
 
 /// <summary>
-/// One client connection to a distcache peer (server or proxy) over a raw socket. Requests are appended to a
-/// reusable send buffer and leave in one write (spec 13.1: whole messages per write keep C peers safe);
-/// responses are read in order into a reusable receive buffer. Several requests may be outstanding
-/// (pipelining): append N, <see cref="SendAsync"/>, then <see cref="ReceiveAsync"/> N times. Not thread-safe;
-/// <see cref="DistCacheClient"/> adds the locking. No allocation per request once the buffers have grown.
+/// One client connection to a distcache peer (server or proxy) on the shared socket transport (the epoll engine
+/// on Linux, see docs/transport.md). Requests are appended to a reusable send buffer and leave in one write
+/// (spec 13.1: whole messages per write keep C peers safe); responses are parsed straight from the transport's
+/// input pipe. Several requests may be outstanding (pipelining): append N, <see cref="SendAsync"/>, then
+/// <see cref="ReceiveAsync"/> N times. Not thread-safe; <see cref="DistCacheClient"/> adds the locking. No
+/// allocation per request once the buffers have grown.
 /// </summary>
-public sealed class DistCacheConnection : IDisposable
+/// <remarks>
+/// Why the transport and not a bare <see cref="System.Net.Sockets.Socket"/>: the runtime's engine reads until
+/// EAGAIN and is woken on EPOLLOUT each time the peer drains what we sent, so a request/response costs the client
+/// two extra syscalls and a spurious wake-up. Through a proxy (where the answer takes longer) that doubled the
+/// load tool's CPU per request and hid the proxy's own cost.
+/// </remarks>
+public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
 {
-    private readonly Socket _socket;
+    private readonly TransportConnection _connection;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
     private readonly ArrayBufferWriter<byte> _send = new(DistCacheProtocol.MaxMessageWireSize);
     private readonly byte[] _payload = new byte[DistCacheProtocol.MaxPayload];
-    private byte[] _receive = new byte[2 * DistCacheProtocol.MaxMessageWireSize];
-    private int _receiveStart;
-    private int _receiveEnd;
     private int _payloadLength;
+    private int _disposed;
 
-    private DistCacheConnection(Socket socket)
+    private DistCacheConnection(TransportConnection connection)
     {
-        _socket = socket;
+        _connection = connection;
+        _input = connection.Transport.Input;
+        _output = connection.Transport.Output;
     }
 
+    /// <summary>
+    /// Transport settings used when none are given: continuations resume on the thread pool, so code awaiting a
+    /// response may block without stalling the socket loop that serves other connections.
+    /// </summary>
+    public static TransportOptions DefaultTransportOptions => new() { InlineScheduling = false };
+
     /// <summary>Connects to <paramref name="address"/> (<c>UNIX:/path</c>, <c>IP:host:port</c>, ...).</summary>
-    public static async ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, CancellationToken cancellationToken = default) =>
+        ConnectAsync(address, transport: null, cancellationToken);
+
+    /// <summary>
+    /// Connects with explicit transport settings. <see cref="TransportOptions.InlineScheduling"/> = true resumes
+    /// the awaiting code on the socket loop itself (cheapest; only for code that never blocks, like the load tool).
+    /// </summary>
+    public static async ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, CancellationToken cancellationToken = default)
     {
-        var socket = await OutboundConnector.ConnectSocketAsync(address, cancellationToken).ConfigureAwait(false);
-        return new DistCacheConnection(socket);
+        var connection = await OutboundConnector.ConnectAsync(address, transport ?? DefaultTransportOptions, NullLogger.Instance, cancellationToken).ConfigureAwait(false);
+        return new DistCacheConnection(connection);
     }
 
     /// <summary>Payload of the last response read by <see cref="ReceiveAsync"/>.</summary>
@@ -57,18 +80,26 @@ public sealed class DistCacheConnection : IDisposable
         AppendRequest(uid, DistCacheOperation.Add, _payload.AsSpan(0, length));
     }
 
-    /// <summary>Sends everything appended so far in one write.</summary>
+    /// <summary>
+    /// Sends everything appended so far in one write. Throws <see cref="IOException"/> when the connection is
+    /// gone (the peer closed or reset it).
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask SendAsync(CancellationToken cancellationToken = default)
     {
-        var memory = _send.WrittenMemory;
-        while (!memory.IsEmpty)
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _output.Write(_send.WrittenSpan);
+        _send.ResetWrittenCount();
+        var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (flush.IsCompleted)
         {
-            var sent = await _socket.SendAsync(memory, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-            memory = memory[sent..];
+            throw new IOException("the distcache peer closed the connection");
         }
 
-        _send.ResetWrittenCount();
+        if (flush.IsCanceled)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
     }
 
     /// <summary>Discards appended, unsent requests.</summary>
@@ -82,23 +113,22 @@ public sealed class DistCacheConnection : IDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<(uint Uid, DistCacheOperation Operation)> ReceiveAsync(CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         while (true)
         {
-            var buffer = new ReadOnlySequence<byte>(_receive, _receiveStart, _receiveEnd - _receiveStart);
+            var result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
             var status = DistCacheMessageReader.TryRead(buffer, expectResponse: true, out var message, out var error, out var header);
             if (status == OperationStatus.Done)
             {
-                message.CopyPayloadTo(buffer.Slice(0, message.WireLength), _payload);
+                var frames = buffer.Slice(0, message.WireLength);
+                message.CopyPayloadTo(frames, _payload);
                 _payloadLength = message.PayloadLength;
-                _receiveStart += message.WireLength;
-                if (_receiveStart == _receiveEnd)
-                {
-                    _receiveStart = _receiveEnd = 0;
-                }
-
+                _input.AdvanceTo(frames.End);
                 return (message.Uid, message.Operation);
             }
 
+            _input.AdvanceTo(buffer.Start, buffer.End);
             if (status == OperationStatus.InvalidData)
             {
                 throw new InvalidDataException(error == DistCacheProtocolError.ProtocolLevel
@@ -106,38 +136,46 @@ public sealed class DistCacheConnection : IDisposable
                     : $"malformed distcache response: {error}");
             }
 
-            if (_receiveEnd == _receive.Length)
+            if (result.IsCanceled)
             {
-                // Compact (a message never exceeds half the buffer, so there is room after moving).
-                Buffer.BlockCopy(_receive, _receiveStart, _receive, 0, _receiveEnd - _receiveStart);
-                _receiveEnd -= _receiveStart;
-                _receiveStart = 0;
+                throw new OperationCanceledException(cancellationToken);
             }
 
-            var received = await _socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-            if (received == 0)
+            if (result.IsCompleted)
             {
-                throw new IOException("the distcache peer closed the connection");
+                throw new IOException(buffer.IsEmpty
+                    ? "the distcache peer closed the connection"
+                    : "the distcache peer closed the connection in the middle of a response");
             }
-
-            _receiveEnd += received;
         }
     }
 
-    /// <summary>Closes the socket.</summary>
+    /// <summary>
+    /// Closes the connection without waiting: unsent requests are dropped and the socket is released once the
+    /// transport has stopped (never blocks, so it is safe on a socket loop).
+    /// </summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _ = CloseAsync();
+        }
+    }
+
+    /// <summary>Closes the connection and waits until the socket is released.</summary>
+    public ValueTask DisposeAsync() =>
+        Interlocked.Exchange(ref _disposed, 1) == 0 ? new ValueTask(CloseAsync()) : ValueTask.CompletedTask;
+
+    private async Task CloseAsync()
+    {
+        _connection.Abort("closed by the client");
         try
         {
-            _socket.Shutdown(SocketShutdown.Both);
+            await _connection.DisposeAsync().ConfigureAwait(false);
         }
-        catch (SocketException)
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
+            // Nothing left to tell anyone: the client has finished with this connection.
         }
-        catch (ObjectDisposedException)
-        {
-        }
-
-        _socket.Dispose();
     }
 }

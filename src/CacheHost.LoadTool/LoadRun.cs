@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using CacheHost.Client;
 using CacheHost.Protocols.DistCache;
+using CacheHost.Transport;
 
 namespace CacheHost.LoadTool;
 
@@ -40,9 +41,10 @@ internal sealed class LoadRun
         var s = _settings;
         var limitOps = s.Duration > 0 && s.Ops < 0 ? long.MaxValue : s.EffectiveOps;
         var workers = new Worker[s.Clients];
+        var transport = new LoadToolTransport(s.Threads);
         for (var i = 0; i < workers.Length; i++)
         {
-            workers[i] = new Worker(this, i, limitOps);
+            workers[i] = new Worker(this, i, limitOps, transport.For(i));
         }
 
         if (s.Mix is null)
@@ -163,6 +165,7 @@ internal sealed class LoadRun
                     ["mode"] = mode,
                     ["clients"] = s.Clients,
                     ["pipeline"] = s.Pipeline,
+                    ["threads"] = s.Threads,
                     ["persistent"] = s.Persistent,
                     ["ops"] = ops,
                     ["seconds"] = Math.Round(seconds, 4),
@@ -203,11 +206,13 @@ internal sealed class LoadRun
         private readonly Planned[] _plan;
         private readonly byte[] _scratch = new byte[DistCacheProtocol.MaxPayload];
         private readonly byte[] _expected;
+        private readonly TransportOptions _transport;
         private DistCacheClient? _client;
         private DistCacheConnection? _connection;
 
-        public Worker(LoadRun run, int index, long ops)
+        public Worker(LoadRun run, int index, long ops, TransportOptions transport)
         {
+            _transport = transport;
             _run = run;
             _s = run._settings;
             _ops = ops;
@@ -241,11 +246,11 @@ internal sealed class LoadRun
         {
             if (_s.Pipeline > 1)
             {
-                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!)).ConfigureAwait(false);
+                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!), _transport).ConfigureAwait(false);
             }
             else
             {
-                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None).ConfigureAwait(false);
+                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None, _transport).ConfigureAwait(false);
             }
         }
 

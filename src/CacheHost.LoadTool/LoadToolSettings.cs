@@ -4,7 +4,7 @@ namespace CacheHost.LoadTool;
 
 /// <summary>
 /// Command line of the load tool: dc_test's flags with its defaults, limits and messages (spec 11.1), plus the
-/// CacheHost extensions (-clients, -pipeline, -duration, -json, -mix, -valuesize, -keys, -quiet).
+/// CacheHost extensions (-clients, -threads, -pipeline, -duration, -json, -mix, -valuesize, -keys, -quiet).
 /// </summary>
 public sealed class LoadToolSettings
 {
@@ -37,6 +37,13 @@ public sealed class LoadToolSettings
 
     /// <summary>Concurrent clients, each with its own sessions and model (as that many dc_test processes).</summary>
     public int Clients { get; private set; } = 1;
+
+    /// <summary>
+    /// Socket threads (epoll loops) the clients' connections are spread over; 0 = one per core (default). Like
+    /// memtier's <c>--threads</c>: a benchmark states it, because on a small host it decides how much CPU the
+    /// tool takes from the server (and from a proxy in between).
+    /// </summary>
+    public int Threads { get; private set; }
 
     /// <summary>Requests outstanding per connection (implies a persistent connection when > 1).</summary>
     public int Pipeline { get; private set; } = 1;
@@ -76,6 +83,7 @@ public sealed class LoadToolSettings
           -persistent       one connection for the whole run (default: one per operation)
         CacheHost extensions:
           -clients <n>      concurrent clients (each like one dc_test process; default 1)
+          -threads <n>      socket threads the clients share (default: one per core)
           -pipeline <n>     requests outstanding per connection (implies -persistent; default 1)
           -duration <s>     run for s seconds instead of -ops
           -mix op:w,...     unverified memcached-style mix of get/add/remove/have (e.g. get:4,add:1)
@@ -131,6 +139,7 @@ public sealed class LoadToolSettings
                         Next("withcert");
                         throw new UsageException("Error, no OpenSSL support compiled in, -with-cert not available.");
                     case "-clients": s.Clients = (int)Number("clients", 10_000, 1); break;
+                    case "-threads": s.Threads = (int)Number("threads", 256, 1); break;
                     case "-pipeline": s.Pipeline = (int)Number("pipeline", 4096, 1); break;
                     case "-duration":
                         if (!double.TryParse(Next("duration"), NumberStyles.Float, CultureInfo.InvariantCulture, out var d) || d <= 0)

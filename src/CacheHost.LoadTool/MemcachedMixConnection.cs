@@ -1,5 +1,7 @@
-using System.Net.Sockets;
+using System.Buffers;
+using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using CacheHost.Transport;
 
 namespace CacheHost.LoadTool;
 
@@ -7,12 +9,16 @@ namespace CacheHost.LoadTool;
 /// memcached text protocol client for the -mix mode (memcached's protocol.txt): add = <c>set &lt;key&gt; 0
 /// &lt;exptime&gt; &lt;bytes&gt;</c> + data -> <c>STORED</c>; get = <c>get &lt;key&gt;</c> -> <c>VALUE &lt;key&gt;
 /// &lt;flags&gt; &lt;bytes&gt;</c> + data + <c>END</c>, or <c>END</c>; remove = <c>delete &lt;key&gt;</c> ->
-/// <c>DELETED</c>/<c>NOT_FOUND</c>. Replies are parsed in place in a reusable receive buffer.
+/// <c>DELETED</c>/<c>NOT_FOUND</c>. Replies are parsed in place in a reusable receive buffer, filled from the
+/// shared transport's input pipe: the same socket engine as the distcache connections, so a comparison of the two
+/// servers measures the servers.
 /// </summary>
 internal sealed class MemcachedMixConnection : MixConnection
 {
     private const int MaxLine = 1024;
-    private readonly Socket _socket;
+    private readonly TransportConnection _connection;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
     private readonly byte[] _receive;
     private byte[] _send;
     private int _sendLength;
@@ -23,9 +29,11 @@ internal sealed class MemcachedMixConnection : MixConnection
     private int _keyStart;
     private int _keyLength;
 
-    public MemcachedMixConnection(Socket socket, int valueSize, int pipeline)
+    public MemcachedMixConnection(TransportConnection connection, int valueSize, int pipeline)
     {
-        _socket = socket;
+        _connection = connection;
+        _input = connection.Transport.Input;
+        _output = connection.Transport.Output;
         _receive = new byte[Math.Max(64 * 1024, 2 * (valueSize + MaxLine + 16))];
         _send = new byte[Math.Max(4096, Math.Min(pipeline, 64) * (valueSize + 128))];
     }
@@ -79,13 +87,13 @@ internal sealed class MemcachedMixConnection : MixConnection
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask SendAsync()
     {
-        var sent = 0;
-        while (sent < _sendLength)
-        {
-            sent += await _socket.SendAsync(_send.AsMemory(sent, _sendLength - sent), SocketFlags.None).ConfigureAwait(false);
-        }
-
+        _output.Write(_send.AsSpan(0, _sendLength));
         _sendLength = 0;
+        var flush = await _output.FlushAsync().ConfigureAwait(false);
+        if (flush.IsCompleted)
+        {
+            throw new IOException("memcached closed the connection");
+        }
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -115,7 +123,7 @@ internal sealed class MemcachedMixConnection : MixConnection
                 _start = 0;
             }
 
-            var received = await _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None).ConfigureAwait(false);
+            var received = await ReadSomeAsync(_receive.AsMemory(_end)).ConfigureAwait(false);
             if (received == 0)
             {
                 throw new IOException("memcached peer closed the connection");
@@ -215,19 +223,21 @@ internal sealed class MemcachedMixConnection : MixConnection
         return source.Length;
     }
 
+    /// <summary>Copies what the pipe holds (up to the room given) into <paramref name="destination"/>; 0 at the end.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> ReadSomeAsync(Memory<byte> destination)
+    {
+        var result = await _input.ReadAsync().ConfigureAwait(false);
+        var buffer = result.Buffer;
+        var count = (int)Math.Min(buffer.Length, destination.Length);
+        buffer.Slice(0, count).CopyTo(destination.Span);
+        _input.AdvanceTo(buffer.GetPosition(count));
+        return count;
+    }
+
     public override void Dispose()
     {
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (SocketException)
-        {
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
-        _socket.Dispose();
+        _connection.Abort("closed by the load tool");
+        _ = _connection.DisposeAsync().AsTask().ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
     }
 }

@@ -45,12 +45,12 @@ internal abstract class MixConnection : IDisposable
 
     public abstract void Dispose();
 
-    public static async ValueTask<MixConnection> ConnectAsync(MixProtocol protocol, string address, int valueSize, int pipeline)
+    public static async ValueTask<MixConnection> ConnectAsync(MixProtocol protocol, string address, int valueSize, int pipeline, TransportOptions transport)
     {
         var transportAddress = TransportAddress.Parse(address);
         return protocol == MixProtocol.Memcached
-            ? new MemcachedMixConnection(await OutboundConnector.ConnectSocketAsync(transportAddress).ConfigureAwait(false), valueSize, pipeline)
-            : new DistCacheMixConnection(await DistCacheConnection.ConnectAsync(transportAddress).ConfigureAwait(false));
+            ? new MemcachedMixConnection(await OutboundConnector.ConnectAsync(transportAddress, transport, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance).ConfigureAwait(false), valueSize, pipeline)
+            : new DistCacheMixConnection(await DistCacheConnection.ConnectAsync(transportAddress, transport).ConfigureAwait(false));
     }
 }
 

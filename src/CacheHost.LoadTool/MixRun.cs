@@ -57,11 +57,12 @@ internal sealed class MixRun
         var s = _settings;
         var limitOps = s.Duration > 0 && s.Ops < 0 ? long.MaxValue : s.EffectiveOps;
         _workers = new Worker[s.Clients];
+        var transport = new LoadToolTransport(s.Threads);
         try
         {
             for (var i = 0; i < _workers.Length; i++)
             {
-                _workers[i] = new Worker(this, limitOps, await MixConnection.ConnectAsync(_protocol, s.Connect!, s.ValueSize, s.Pipeline).ConfigureAwait(false));
+                _workers[i] = new Worker(this, limitOps, await MixConnection.ConnectAsync(_protocol, s.Connect!, s.ValueSize, s.Pipeline, transport.For(i)).ConfigureAwait(false));
             }
         }
         catch (Exception)
@@ -199,6 +200,7 @@ internal sealed class MixRun
                     ["protocol"] = _protocol == MixProtocol.Memcached ? "memcached" : "distcache",
                     ["clients"] = s.Clients,
                     ["pipeline"] = s.Pipeline,
+                    ["threads"] = s.Threads,
                     ["persistent"] = true,
                     ["ops"] = ops,
                     ["seconds"] = Math.Round(seconds, 4),

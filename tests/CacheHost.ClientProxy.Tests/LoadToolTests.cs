@@ -20,6 +20,8 @@ public sealed class LoadToolTests
     [InlineData("-persistent")]
     [InlineData("-clients", "3")]
     [InlineData("-persistent", "-clients", "4", "-pipeline", "16")]
+    [InlineData("-persistent", "-clients", "4", "-threads", "1")]
+    [InlineData("-clients", "3", "-threads", "2")]
     public async Task BarragePassesAgainstTheRealServer(params string[] extra)
     {
         await using var server = await InProcessCacheServer.StartAsync();
@@ -61,9 +63,10 @@ public sealed class LoadToolTests
     public async Task MixModeReportsJson()
     {
         await using var server = await InProcessCacheServer.StartAsync(capacity: 20000);
-        var (exit, output, errors) = Run("-connect", server.Address, "-mix", "get:4,add:1", "-valuesize", "1024", "-keys", "500", "-clients", "4", "-pipeline", "4", "-ops", "2000", "-json");
+        var (exit, output, errors) = Run("-connect", server.Address, "-mix", "get:4,add:1", "-valuesize", "1024", "-keys", "500", "-clients", "4", "-pipeline", "4", "-ops", "2000", "-threads", "2", "-json");
         Assert.True(exit == 0, errors + output);
         using var json = JsonDocument.Parse(output.Trim());
+        Assert.Equal(2, json.RootElement.GetProperty("threads").GetInt32());
         Assert.Equal(8000, json.RootElement.GetProperty("ops").GetInt64());
         Assert.True(json.RootElement.GetProperty("opsPerSecond").GetDouble() > 0);
         Assert.True(json.RootElement.GetProperty("latencyMicroseconds").GetProperty("p99").GetInt64() >= 0);
@@ -98,6 +101,7 @@ public sealed class LoadToolTests
         Assert.Equal((1, "Error, must provide -connect"), Short(Run()));
         Assert.Equal((1, "Error, --sessions given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-sessions", "0")));
         Assert.Equal((1, "Error, --ops requires an argument"), Short(Run("-connect", "UNIX:/x", "-ops")));
+        Assert.Equal((1, "Error, --threads given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-threads", "0")));
         Assert.Equal((1, "Error, --timevar given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-timeout", "5", "-timevar", "5")));
         Assert.Equal((1, "Error, \"-bogus\" not recognised"), Short(Run("-connect", "UNIX:/x", "-bogus")));
         Assert.Equal((1, "Error, no OpenSSL support compiled in, -with-cert not available."), Short(Run("-connect", "UNIX:/x", "-withcert", "1")));
