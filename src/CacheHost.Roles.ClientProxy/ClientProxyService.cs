@@ -36,11 +36,22 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         : base(ClientProxyRole.Name, listenerFactory, failures, logger)
     {
         _options = options.Value;
+        if (_options.SingleLoop)
+        {
+            // One name for both sides: the local connections land on the server link's loop.
+            var affinity = $"{ClientProxyRole.Name} {_options.Listen}";
+            _options.Transport.LoopAffinity ??= affinity;
+            _options.ServerTransport.LoopAffinity ??= affinity;
+        }
+
         _lifetime = lifetime;
         var stats = new ProxyStats();
         _link = new UpstreamLink(_options, stats, logger);
         _handler = new ClientProxyConnectionHandler(_link, _options, stats, logger);
     }
+
+    /// <summary>The effective settings (tests).</summary>
+    internal ClientProxyOptions Options => _options;
 
     /// <summary>The upstream link (tests).</summary>
     internal UpstreamLink Link => _link;

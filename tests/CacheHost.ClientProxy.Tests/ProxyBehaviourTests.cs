@@ -194,6 +194,55 @@ public sealed class ProxyBehaviourTests
         }
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData(false)]
+    public async Task LocalConnectionsJoinTheServerLinksLoopUnlessSingleLoopIsOff(bool? singleLoop)
+    {
+        // Same affinity name on both sides = same epoll loop (the engine's side is SocketEngineTests'
+        // ConnectionsNamingOneLoopAffinityAreServedByOneLoop). Traffic must flow either way.
+        await using var server = await InProcessCacheServer.StartAsync();
+        var settings = new Dictionary<string, string?>();
+        if (singleLoop is { } value)
+        {
+            settings["CacheHost:ClientProxy:SingleLoop"] = value ? "true" : "false";
+        }
+
+        await using var proxy = await RoleHost.StartProxyAsync(server.Address, settings);
+        var options = proxy.Proxy.Options;
+        if (singleLoop ?? true)
+        {
+            Assert.NotNull(options.Transport.LoopAffinity);
+            Assert.Equal(options.Transport.LoopAffinity, options.ServerTransport.LoopAffinity);
+        }
+        else
+        {
+            Assert.Null(options.Transport.LoopAffinity);
+            Assert.Null(options.ServerTransport.LoopAffinity);
+        }
+
+        var clients = Enumerable.Range(0, 4).Select(_ => InProcessCacheServer.ConnectTo(proxy.Address)).ToArray();
+        try
+        {
+            foreach (var client in clients)
+            {
+                client.Send(HaveRequest);
+            }
+
+            foreach (var client in clients)
+            {
+                Assert.Equal(Hex.Of(HaveAbsentReply), Hex.Of(DistCacheVectorReplayer.ReadExactly(client, HaveAbsentReply.Length, TimeSpan.FromSeconds(5), "have")));
+            }
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+    }
+
     [Fact]
     public async Task ResponsesWithUnknownUidsAreDiscardedQuietly()
     {
