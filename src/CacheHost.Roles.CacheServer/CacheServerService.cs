@@ -120,8 +120,11 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     public IReadOnlyCollection<string> CommandNames { get; } = [StatsCommand];
 
     /// <inheritdoc />
-    public string StatusSummary() =>
-        string.Create(CultureInfo.InvariantCulture, $"sessions={_store.Count}/{_store.Capacity} ops={_statistics.TotalOperations}");
+    public string StatusSummary()
+    {
+        _store.PurgeExpired(_store.Now); // count live sessions only, not those waiting for the next purge
+        return string.Create(CultureInfo.InvariantCulture, $"sessions={_store.Count}/{_store.Capacity} ops={_statistics.TotalOperations}");
+    }
 
     /// <inheritdoc />
     public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
@@ -145,6 +148,9 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     /// </summary>
     public IEnumerable<(string Name, long Value)> Snapshot()
     {
+        // Sessions that expired since the last background purge (StatsInterval) are not sessions any more: a GET
+        // would miss them. Purging costs only what expired.
+        _store.PurgeExpired(_store.Now);
         yield return ("ops.add", _statistics.Operations(DistCacheOperation.Add));
         yield return ("ops.get", _statistics.Operations(DistCacheOperation.Get));
         yield return ("ops.remove", _statistics.Operations(DistCacheOperation.Remove));

@@ -67,6 +67,44 @@ public sealed class CacheStatsControlTests
         Assert.Equal(0, process.WaitForExit(Start));
     }
 
+    [Fact]
+    public void CacheStatsCountsOnlySessionsThatHaveNotExpired()
+    {
+        // The background purge runs once an hour here, so only cache.stats itself can notice the expiry.
+        var dir = TestPaths.Directory("stats-expiry");
+        var socket = Path.Combine(dir, "dc.sock");
+        var control = Path.Combine(dir, "control.sock");
+        using var process = CacheHostProcess.Start(
+        [
+            "--CacheHost:Roles:0=CacheServer",
+            $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}",
+            "--CacheHost:CacheServer:StatsInterval=01:00:00",
+            $"--CacheHost:Control:Socket={control}",
+        ]);
+        process.WaitForLine($"Listening on UNIX:{socket}", Start);
+
+        using (var client = InProcessCacheServer.ConnectTo("UNIX:" + socket))
+        {
+            var shortLived = new byte[8 + 5 + 1];
+            AddRequest.Write(shortLived, 300, "short"u8, "x"u8);
+            Exchange(client, 1, DistCacheOperation.Add, shortLived, 15);
+            var longLived = new byte[8 + 4 + 1];
+            AddRequest.Write(longLived, 600_000, "long"u8, "y"u8);
+            Exchange(client, 2, DistCacheOperation.Add, longLived, 15);
+        }
+
+        Thread.Sleep(1000);
+        var stats = ControlExchange(control, "cache.stats", "echo\tdone")
+            .TakeWhile(l => l.StartsWith("cache.stats\t", StringComparison.Ordinal))
+            .Select(l => l.Split('\t'))
+            .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(1, stats["sessions"]);
+        Assert.Equal(1, stats["expirations"]);
+        Assert.Equal(1, stats["bytes.stored"]);
+        process.Signal(15);
+        Assert.Equal(0, process.WaitForExit(Start));
+    }
+
     private static void Exchange(Socket client, uint uid, DistCacheOperation op, byte[] payload, int replyLength)
     {
         var writer = new System.Buffers.ArrayBufferWriter<byte>();
