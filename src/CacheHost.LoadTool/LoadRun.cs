@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text.Json;
 using CacheHost.Client;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
@@ -151,46 +150,10 @@ internal sealed class LoadRun
     private void Report(LatencyHistogram h, TimeSpan elapsed, bool failed)
     {
         var s = _settings;
-        var ops = Interlocked.Read(ref _completed);
-        var seconds = Math.Max(elapsed.TotalSeconds, 1e-9);
-        var rate = ops / seconds;
         var mode = s.Mix is null ? "dc_test barrage (verified)" : "mix " + string.Join(',', s.Mix.Select(m => $"{m.Operation.ToString().ToLowerInvariant()}:{m.Weight}"));
         lock (_outputLock)
         {
-            if (s.Json)
-            {
-                var report = new Dictionary<string, object>
-                {
-                    ["connect"] = s.Connect!,
-                    ["mode"] = mode,
-                    ["clients"] = s.Clients,
-                    ["pipeline"] = s.Pipeline,
-                    ["threads"] = s.Threads,
-                    ["persistent"] = s.Persistent,
-                    ["ops"] = ops,
-                    ["seconds"] = Math.Round(seconds, 4),
-                    ["opsPerSecond"] = Math.Round(rate, 1),
-                    ["latencyMicroseconds"] = new Dictionary<string, long>
-                    {
-                        ["p50"] = h.Percentile(50),
-                        ["p90"] = h.Percentile(90),
-                        ["p99"] = h.Percentile(99),
-                        ["p99.9"] = h.Percentile(99.9),
-                        ["max"] = h.Max,
-                    },
-                    ["failed"] = failed,
-                };
-                _stdout.WriteLine(JsonSerializer.Serialize(report));
-            }
-            else
-            {
-                _stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{mode}: {ops:N0} ops in {seconds:F3} s = {rate:N0} ops/s ({s.Clients} client(s), pipeline {s.Pipeline}, {(s.Persistent ? "persistent" : "connection per op")})"));
-                _stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"latency (us): p50 {h.Percentile(50)}  p90 {h.Percentile(90)}  p99 {h.Percentile(99)}  p99.9 {h.Percentile(99.9)}  max {h.Max}"));
-            }
-
-            _stdout.Flush();
+            LoadReport.Write(_stdout, s, new LoadReport.Result(mode, Interlocked.Read(ref _completed), elapsed, h, s.Persistent, failed));
         }
     }
 

@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Text.Json;
 
 namespace CacheHost.LoadTool;
 
@@ -180,9 +179,6 @@ internal sealed class MixRun
     private void Report(LatencyHistogram h, TimeSpan elapsed, bool failed)
     {
         var s = _settings;
-        var ops = Completed();
-        var seconds = Math.Max(elapsed.TotalSeconds, 1e-9);
-        var rate = ops / seconds;
         var mode = "mix " + string.Join(',', s.Mix!.Select(m => $"{m.Operation.ToString().ToLowerInvariant()}:{m.Weight}"));
         if (_protocol == MixProtocol.Memcached)
         {
@@ -191,43 +187,11 @@ internal sealed class MixRun
 
         lock (_outputLock)
         {
-            if (s.Json)
+            LoadReport.Write(_stdout, s, new LoadReport.Result(mode, Completed(), elapsed, h, Persistent: true, failed)
             {
-                var report = new Dictionary<string, object>
-                {
-                    ["connect"] = s.Connect!,
-                    ["mode"] = mode,
-                    ["protocol"] = _protocol == MixProtocol.Memcached ? "memcached" : "distcache",
-                    ["clients"] = s.Clients,
-                    ["pipeline"] = s.Pipeline,
-                    ["threads"] = s.Threads,
-                    ["persistent"] = true,
-                    ["ops"] = ops,
-                    ["seconds"] = Math.Round(seconds, 4),
-                    ["opsPerSecond"] = Math.Round(rate, 1),
-                    ["latencyMicroseconds"] = new Dictionary<string, long>
-                    {
-                        ["p50"] = h.Percentile(50),
-                        ["p90"] = h.Percentile(90),
-                        ["p99"] = h.Percentile(99),
-                        ["p99.9"] = h.Percentile(99.9),
-                        ["max"] = h.Max,
-                    },
-                    // CPU the tool itself used while measuring: near 1 s per second means the tool, not the server, is the limit.
-                    ["toolCpuSeconds"] = Math.Round(_toolCpu.TotalSeconds, 4),
-                    ["failed"] = failed,
-                };
-                _stdout.WriteLine(JsonSerializer.Serialize(report));
-            }
-            else
-            {
-                _stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{mode}: {ops:N0} ops in {seconds:F3} s = {rate:N0} ops/s ({s.Clients} client(s), pipeline {s.Pipeline}, persistent)"));
-                _stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"latency (us): p50 {h.Percentile(50)}  p90 {h.Percentile(90)}  p99 {h.Percentile(99)}  p99.9 {h.Percentile(99.9)}  max {h.Max}"));
-            }
-
-            _stdout.Flush();
+                Protocol = _protocol == MixProtocol.Memcached ? "memcached" : "distcache",
+                ToolCpu = _toolCpu,
+            });
         }
     }
 
