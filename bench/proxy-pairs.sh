@@ -3,6 +3,8 @@
 # drifts does not favour either side; prints medians. 4 persistent clients, verified barrage, -sessions 100.
 # Usage: bash bench/proxy-pairs.sh [pairs] [tool-args ...]      (env: TCP=1 for 127.0.0.1, NOBUILD=1)
 # Each extra argument is one tool configuration, e.g.  bash bench/proxy-pairs.sh 5 "" "-threads 1"
+# The configuration "processes" runs the 4 clients as 4 tool processes of one client each (like 4 dc_test
+# processes); their ops/s are added and the highest p99 is reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${1:-5}; shift || true
@@ -23,8 +25,17 @@ for _ in $(seq 1 "$PAIRS"); do
   for cfg in "$@"; do
     for path in direct proxy; do
       addr=$DIRECT; [ $path = proxy ] && addr=$PROXY
-      # shellcheck disable=SC2086 # cfg holds several tool arguments
-      json=$($BIN test -connect "$addr" -sessions 100 -clients 4 -ops 40000 -persistent -json $cfg 2>/dev/null)
+      if [ "$cfg" = processes ]; then
+        for k in 1 2 3 4; do $BIN test -connect "$addr" -sessions 100 -clients 1 -ops 40000 -persistent -json >"$DIR/p$k.json" 2>/dev/null & done
+        wait "${!}"; sleep 0.2; while [ "$(jobs -rp | wc -l)" -gt 2 ]; do sleep 0.1; done # the server and the proxy stay
+        json=$(python3 -c 'import json, sys
+js = [json.load(open(f)) for f in sys.argv[1:]]
+print(json.dumps({"failed": any(j["failed"] for j in js), "opsPerSecond": sum(j["opsPerSecond"] for j in js),
+  "latencyMicroseconds": {"p99": max(j["latencyMicroseconds"]["p99"] for j in js)}}))' "$DIR"/p[1-4].json)
+      else
+        # shellcheck disable=SC2086 # cfg holds several tool arguments
+        json=$($BIN test -connect "$addr" -sessions 100 -clients 4 -ops 40000 -persistent -json $cfg 2>/dev/null)
+      fi
       echo "$cfg|$path|$json" >> "$DIR/results"
     done
   done
