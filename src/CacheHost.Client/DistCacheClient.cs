@@ -292,6 +292,14 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
                     break;
                 }
+                catch (ConnectionAbortedException)
+                {
+                    // The transport's "this side closed it" (the context was disposed meanwhile): a network error,
+                    // not the caller's cancellation.
+                    CloseConnection();
+                    status = DistCacheTransactionStatus.NetworkError;
+                    break;
+                }
                 catch (OperationCanceledException) when (_timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
                     CloseConnection();

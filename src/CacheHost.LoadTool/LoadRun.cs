@@ -270,7 +270,7 @@ internal sealed class LoadRun
                     }
                 }
             }
-            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidDataException)
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidDataException or ObjectDisposedException or ConnectionAbortedException)
             {
                 _run.Fail("Error, transaction failure");
                 return false;

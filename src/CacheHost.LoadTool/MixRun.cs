@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using CacheHost.Transport;
 
 namespace CacheHost.LoadTool;
 
@@ -249,7 +250,7 @@ internal sealed class MixRun
                     done += batch;
                 }
             }
-            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidDataException or ObjectDisposedException)
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or InvalidDataException or ObjectDisposedException or ConnectionAbortedException)
             {
                 _run.Fail("Error, transaction failure");
             }
