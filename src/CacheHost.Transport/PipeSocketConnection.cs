@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -8,7 +10,7 @@ namespace CacheHost.Transport;
 /// <summary>
 /// What both socket engines share (<see cref="SocketConnection"/>, <see cref="Epoll.EpollSocketConnection"/>): the
 /// socket, the input and output pipes built from <see cref="TransportOptions"/>, the endpoints, the first abort
-/// reason and the <see cref="ConnectionClosed"/> signal. The engines differ only in how bytes move.
+/// reason, the <see cref="ConnectionClosed"/> signal and the send loop. The engines differ only in how bytes move.
 /// </summary>
 public abstract class PipeSocketConnection : TransportConnection
 {
@@ -89,6 +91,61 @@ public abstract class PipeSocketConnection : TransportConnection
             }
         }, _closed, preferLocal: false);
     }
+
+    /// <summary>
+    /// Drains the output pipe into the socket until the application completes it or the connection is aborted,
+    /// then shuts the connection down in both directions (none of our protocols half-close). With the output
+    /// pipe's inline reader scheduler this runs straight from the application's FlushAsync.
+    /// </summary>
+    protected async Task SendLoopAsync()
+    {
+        Exception? error = null;
+        var reader = OutputPipe.Reader;
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync().ConfigureAwait(false);
+                if (result.IsCanceled)
+                {
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                if (!buffer.IsEmpty)
+                {
+                    await SendAsync(buffer).ConfigureAwait(false);
+                }
+
+                reader.AdvanceTo(buffer.End);
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            error = SendFailed(ex);
+        }
+        finally
+        {
+            await reader.CompleteAsync(error).ConfigureAwait(false);
+            Shutdown();
+
+            // A receive side waiting on a full input pipe must notice.
+            InputPipe.Writer.CancelPendingFlush();
+        }
+    }
+
+    /// <summary>Sends all of <paramref name="buffer"/>, or throws.</summary>
+    protected abstract ValueTask SendAsync(ReadOnlySequence<byte> buffer);
+
+    /// <summary>Logs a send failure and returns the exception the output pipe completes with.</summary>
+    protected abstract Exception SendFailed(Exception error);
+
+    /// <summary>Shuts the socket down in both directions, once; later calls do nothing.</summary>
+    protected abstract void Shutdown();
 
     /// <summary>Releases the closed signal (last step of DisposeAsync).</summary>
     protected void DisposeClosedSignal() => _closed.Dispose();

@@ -1,6 +1,8 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Transport;
@@ -108,58 +110,29 @@ public sealed class SocketConnection : PipeSocketConnection
         }
     }
 
-    private async Task SendLoopAsync()
+    /// <inheritdoc />
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    protected override async ValueTask SendAsync(ReadOnlySequence<byte> buffer) =>
+        await _sender.SendAsync(Socket, buffer).ConfigureAwait(false);
+
+    /// <inheritdoc />
+    protected override Exception SendFailed(Exception error)
     {
-        Exception? error = null;
-        var reader = OutputPipe.Reader;
-        try
+        switch (error)
         {
-            while (true)
-            {
-                var result = await reader.ReadAsync().ConfigureAwait(false);
-                if (result.IsCanceled)
-                {
-                    break;
-                }
-
-                var buffer = result.Buffer;
-                if (!buffer.IsEmpty)
-                {
-                    await _sender.SendAsync(Socket, buffer).ConfigureAwait(false);
-                }
-
-                reader.AdvanceTo(buffer.End);
-                if (result.IsCompleted)
-                {
-                    break;
-                }
-            }
-        }
-        catch (SocketException ex) when (IsConnectionGone(ex.SocketErrorCode))
-        {
-            TransportLog.ConnectionReset(Logger, Id, ex.SocketErrorCode);
-            error = new ConnectionResetException(ex.Message, ex);
-        }
-        catch (ObjectDisposedException)
-        {
-            error = new ConnectionAbortedException(AbortReason ?? "connection disposed");
-        }
-        catch (Exception ex)
-        {
-            error = ex;
-            TransportLog.ConnectionError(Logger, Id, ex);
-        }
-        finally
-        {
-            await reader.CompleteAsync(error).ConfigureAwait(false);
-            // Output finished: the connection is over in both directions (none of our protocols half-close).
-            Shutdown();
-            // Make a receive loop blocked on a full input pipe notice.
-            InputPipe.Writer.CancelPendingFlush();
+            case SocketException ex when IsConnectionGone(ex.SocketErrorCode):
+                TransportLog.ConnectionReset(Logger, Id, ex.SocketErrorCode);
+                return new ConnectionResetException(ex.Message, ex);
+            case ObjectDisposedException:
+                return new ConnectionAbortedException(AbortReason ?? "connection disposed");
+            default:
+                TransportLog.ConnectionError(Logger, Id, error);
+                return error;
         }
     }
 
-    private void Shutdown()
+    /// <inheritdoc />
+    protected override void Shutdown()
     {
         if (Interlocked.Exchange(ref _shutdown, 1) != 0)
         {

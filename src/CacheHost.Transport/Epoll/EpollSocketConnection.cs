@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
 using Microsoft.Extensions.Logging;
@@ -318,76 +319,60 @@ public sealed class EpollSocketConnection : PipeSocketConnection
         _receiveDone.TrySetResult();
     }
 
-    private async Task SendLoopAsync()
+    /// <inheritdoc />
+    /// <remarks>Synchronous unless the kernel's buffer fills; then waits for EPOLLOUT and goes on.</remarks>
+    protected override ValueTask SendAsync(ReadOnlySequence<byte> buffer)
     {
-        // Runs inline from the application's FlushAsync (the output pipe's reader scheduler is inline).
-        Exception? error = null;
-        var reader = OutputPipe.Reader;
-        try
+        while (!buffer.IsEmpty)
         {
-            while (true)
+            var sent = Send(buffer, out var errno);
+            if (sent > 0)
             {
-                var result = await reader.ReadAsync().ConfigureAwait(false);
-                if (result.IsCanceled)
-                {
-                    break;
-                }
+                buffer = buffer.Slice(sent);
+                continue;
+            }
 
-                var buffer = result.Buffer;
-                while (!buffer.IsEmpty)
-                {
-                    var sent = Send(buffer, out var errno);
-                    if (sent > 0)
-                    {
-                        buffer = buffer.Slice(sent);
-                        continue;
-                    }
-
-                    if (errno == EpollNative.EINTR)
-                    {
-                        continue;
-                    }
-
-                    if (errno != EpollNative.EAGAIN)
-                    {
-                        throw ErrorFor(errno);
-                    }
-
-                    if (!await WaitWritableAsync().ConfigureAwait(false))
-                    {
-                        throw new ConnectionAbortedException(AbortReason ?? "connection aborted");
-                    }
-                }
-
-                reader.AdvanceTo(result.Buffer.End);
-                if (result.IsCompleted)
-                {
-                    break;
-                }
+            switch (errno)
+            {
+                case EpollNative.EINTR:
+                    continue;
+                case EpollNative.EAGAIN:
+                    return SendWhenWritableAsync(buffer);
+                default:
+                    return ValueTask.FromException(ErrorFor(errno));
             }
         }
-        catch (ConnectionResetException ex)
-        {
-            TransportLog.ConnectionReset(Logger, Id, SocketError.ConnectionReset);
-            error = ex;
-        }
-        catch (ConnectionAbortedException ex)
-        {
-            error = ex;
-        }
-        catch (Exception ex)
-        {
-            error = ex;
-            TransportLog.ConnectionError(Logger, Id, ex);
-        }
-        finally
-        {
-            await reader.CompleteAsync(error).ConfigureAwait(false);
 
-            // Output finished: the connection is over in both directions (none of our protocols half-close).
-            Shutdown();
-            InputPipe.Writer.CancelPendingFlush();
+        return ValueTask.CompletedTask;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendWhenWritableAsync(ReadOnlySequence<byte> buffer)
+    {
+        if (!await WaitWritableAsync().ConfigureAwait(false))
+        {
+            throw new ConnectionAbortedException(AbortReason ?? "connection aborted");
         }
+
+        await SendAsync(buffer).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    protected override Exception SendFailed(Exception error)
+    {
+        switch (error)
+        {
+            case ConnectionResetException:
+                TransportLog.ConnectionReset(Logger, Id, SocketError.ConnectionReset);
+                break;
+            case ConnectionAbortedException:
+                break;
+            default:
+                TransportLog.ConnectionError(Logger, Id, error);
+                break;
+        }
+
+        return error;
     }
 
     /// <summary>One send (single segment) or sendmsg (gathered segments); bytes sent, or -1 with errno.</summary>
@@ -494,7 +479,8 @@ public sealed class EpollSocketConnection : PipeSocketConnection
         }
     }
 
-    private void Shutdown()
+    /// <inheritdoc />
+    protected override void Shutdown()
     {
         if (Interlocked.Exchange(ref _shutdown, 1) != 0)
         {
