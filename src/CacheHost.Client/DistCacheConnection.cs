@@ -158,24 +158,11 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _ = CloseAsync();
+            _ = _connection.AbortAndReleaseAsync("closed by the client");
         }
     }
 
     /// <summary>Closes the connection and waits until the socket is released.</summary>
     public ValueTask DisposeAsync() =>
-        Interlocked.Exchange(ref _disposed, 1) == 0 ? new ValueTask(CloseAsync()) : ValueTask.CompletedTask;
-
-    private async Task CloseAsync()
-    {
-        _connection.Abort("closed by the client");
-        try
-        {
-            await _connection.DisposeAsync().ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
-        {
-            // Nothing left to tell anyone: the client has finished with this connection.
-        }
-    }
+        Interlocked.Exchange(ref _disposed, 1) == 0 ? new ValueTask(_connection.AbortAndReleaseAsync("closed by the client")) : ValueTask.CompletedTask;
 }

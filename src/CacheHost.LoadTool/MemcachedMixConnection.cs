@@ -237,7 +237,6 @@ internal sealed class MemcachedMixConnection : MixConnection
 
     public override void Dispose()
     {
-        _connection.Abort("closed by the load tool");
-        _ = _connection.DisposeAsync().AsTask().ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+        _ = _connection.AbortAndReleaseAsync("closed by the load tool");
     }
 }

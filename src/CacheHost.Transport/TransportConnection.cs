@@ -39,6 +39,23 @@ public abstract class TransportConnection : IAsyncDisposable
     /// <summary>Waits for the transport loops to finish and releases the socket.</summary>
     public abstract ValueTask DisposeAsync();
 
+    /// <summary>
+    /// For clients that are done with the connection: aborts it and releases the socket without waiting (never
+    /// blocks, so it is safe on a socket loop). The returned task completes once released and never faults.
+    /// </summary>
+    public async Task AbortAndReleaseAsync(string reason)
+    {
+        Abort(reason);
+        try
+        {
+            await DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Nothing left to report: the owner has finished with this connection.
+        }
+    }
+
     /// <summary>Short text for logs: id and remote endpoint.</summary>
     public override string ToString() => $"#{Id} {RemoteEndPoint?.ToString() ?? "local"}";
 }
