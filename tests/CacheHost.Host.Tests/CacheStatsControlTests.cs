@@ -14,17 +14,7 @@ public sealed class CacheStatsControlTests
     [Fact]
     public void CacheStatsReportsCountersThatMoveWithTraffic()
     {
-        var dir = TestPaths.Directory("stats");
-        var socket = Path.Combine(dir, "dc.sock");
-        var control = Path.Combine(dir, "control.sock");
-        using var process = CacheHostProcess.Start(
-        [
-            "--CacheHost:Roles:0=CacheServer",
-            $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}",
-            "--CacheHost:CacheServer:Capacity=64",
-            $"--CacheHost:Control:Socket={control}",
-        ]);
-        process.WaitForLine($"Listening on UNIX:{socket}", Start);
+        using var process = StartServer("stats", "--CacheHost:CacheServer:Capacity=64", out var socket, out var control);
 
         using (var client = InProcessCacheServer.ConnectTo("UNIX:" + socket))
         {
@@ -43,9 +33,7 @@ public sealed class CacheStatsControlTests
         }
 
         var lines = ControlExchange(control, "cache.stats", "cache.stats\textra", "echo\tdone");
-        var stats = lines.TakeWhile(l => l.StartsWith("cache.stats\t", StringComparison.Ordinal))
-            .Select(l => l.Split('\t'))
-            .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
+        var stats = StatsOf(lines);
         Assert.Equal(1, stats["ops.add"]);
         Assert.Equal(2, stats["ops.get"]);
         Assert.Equal(3, stats["ops.total"]);
@@ -71,17 +59,7 @@ public sealed class CacheStatsControlTests
     public void CacheStatsCountsOnlySessionsThatHaveNotExpired()
     {
         // The background purge runs once an hour here, so only cache.stats itself can notice the expiry.
-        var dir = TestPaths.Directory("stats-expiry");
-        var socket = Path.Combine(dir, "dc.sock");
-        var control = Path.Combine(dir, "control.sock");
-        using var process = CacheHostProcess.Start(
-        [
-            "--CacheHost:Roles:0=CacheServer",
-            $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}",
-            "--CacheHost:CacheServer:StatsInterval=01:00:00",
-            $"--CacheHost:Control:Socket={control}",
-        ]);
-        process.WaitForLine($"Listening on UNIX:{socket}", Start);
+        using var process = StartServer("stats-expiry", "--CacheHost:CacheServer:StatsInterval=01:00:00", out var socket, out var control);
 
         using (var client = InProcessCacheServer.ConnectTo("UNIX:" + socket))
         {
@@ -94,16 +72,44 @@ public sealed class CacheStatsControlTests
         }
 
         Thread.Sleep(1000);
-        var stats = ControlExchange(control, "cache.stats", "echo\tdone")
-            .TakeWhile(l => l.StartsWith("cache.stats\t", StringComparison.Ordinal))
-            .Select(l => l.Split('\t'))
-            .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
+        var stats = StatsOf(ControlExchange(control, "cache.stats", "echo\tdone"));
         Assert.Equal(1, stats["sessions"]);
         Assert.Equal(1, stats["expirations"]);
         Assert.Equal(1, stats["bytes.stored"]);
         process.Signal(15);
         Assert.Equal(0, process.WaitForExit(Start));
     }
+
+    /// <summary>The real program with one CacheServer on a unix socket and a control socket, both in a fresh directory.</summary>
+    private static CacheHostProcess StartServer(string name, string setting, out string socket, out string control)
+    {
+        var dir = TestPaths.Directory(name);
+        socket = Path.Combine(dir, "dc.sock");
+        control = Path.Combine(dir, "control.sock");
+        var process = CacheHostProcess.Start(
+        [
+            "--CacheHost:Roles:0=CacheServer",
+            $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}",
+            setting,
+            $"--CacheHost:Control:Socket={control}",
+        ]);
+        try
+        {
+            process.WaitForLine($"Listening on UNIX:{socket}", Start);
+            return process;
+        }
+        catch
+        {
+            process.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The leading <c>cache.stats</c> lines of a control reply as name → value.</summary>
+    private static Dictionary<string, long> StatsOf(IEnumerable<string> lines) =>
+        lines.TakeWhile(l => l.StartsWith("cache.stats\t", StringComparison.Ordinal))
+            .Select(l => l.Split('\t'))
+            .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
 
     private static void Exchange(Socket client, uint uid, DistCacheOperation op, byte[] payload, int replyLength)
     {
