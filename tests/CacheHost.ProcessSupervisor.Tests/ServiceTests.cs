@@ -52,7 +52,8 @@ public sealed class ServiceTests
         dp.Send("service.start\tghost");
         dp.WaitFor(l => l.StartsWith("service.state\tghost\tup\t", StringComparison.Ordinal));
         dp.Expect("service.state\tghost\tdown\t{n}\t{n}\tsignal\tSIGABRT\t0\t0");
-        Assert.Contains("error: file descriptor \"nope\" does not exist", dp.Stderr);
+        // stderr is read by another thread: the line may land a moment after the stdout line that followed it.
+        Assert.True(dp.WaitForStderr(l => l == "error: file descriptor \"nope\" does not exist", TimeSpan.FromSeconds(5)), string.Join("\n", dp.Stderr));
 
         dp.Send("service.args\tnoexec\t/nonexistent/program");
         dp.Send("service.start\tnoexec");

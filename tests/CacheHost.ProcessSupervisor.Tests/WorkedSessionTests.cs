@@ -56,7 +56,8 @@ public sealed class WorkedSessionTests
         dp.Send("# " + new string('c', 3000));
         dp.Send("echo\tafter");
         dp.Expect("after");
-        Assert.Contains("error: controller[0] sent unknown command typo", dp.Stderr);
+        // stderr is read by another thread: the line may land a moment after the stdout line that followed it.
+        Assert.True(dp.WaitForStderr(l => l == "error: controller[0] sent unknown command typo", TimeSpan.FromSeconds(5)), string.Join("\n", dp.Stderr));
         Assert.True(dp.WaitForStderr(l => l == "error: controller[0] command exceeds buffer size", TimeSpan.FromSeconds(5)));
     }
 
