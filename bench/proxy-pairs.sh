@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ClientProxy against direct as interleaved pairs (direct, proxy, direct, proxy, ...) so that a host whose speed
 # drifts does not favour either side; prints medians. 4 persistent clients, verified barrage, -sessions 100.
-# Usage: bash bench/proxy-pairs.sh [pairs] [tool-args ...]      (env: TCP=1 for 127.0.0.1, NOBUILD=1)
+# Usage: bash bench/proxy-pairs.sh [pairs] [tool-args ...]      (env: TCP=1 for 127.0.0.1, NOBUILD=1, PIN=1)
+# PIN=1 applies the memcached comparison's rule (docs/benchmarks.md): the cache service gets core 0 (the server,
+# and in the proxied runs the proxy with it), the load tool core 1.
 # Each extra argument is one tool configuration, e.g.  bash bench/proxy-pairs.sh 5 "" "-threads 1"
 # The configuration "processes" runs the 4 clients as 4 tool processes of one client each (like 4 dc_test
 # processes); their ops/s are added and the highest p99 is reported.
@@ -13,20 +15,22 @@ PAIRS=${1:-5}; shift || true
 BIN=$PWD/src/CacheHost/bin/Release/net10.0/cachehost
 DIR=$(mktemp -d /tmp/chpairs.XXXXXX)
 PIDS=()
+SERVICE=(); TOOL=()
+if [ "${PIN:-0}" = 1 ]; then SERVICE=(taskset -c 0); TOOL=(taskset -c 1); fi
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
 if [ "${TCP:-0}" = 1 ]; then DIRECT=IP:127.0.0.1:19201; PROXY=IP:127.0.0.1:19202; else DIRECT=UNIX:$DIR/server.sock; PROXY=UNIX:$DIR/proxy.sock; fi
-$BIN server -listen "$DIRECT" -sessions 200000 >"$DIR/server.log" 2>&1 & PIDS+=($!)
+"${SERVICE[@]}" $BIN server -listen "$DIRECT" -sessions 200000 >"$DIR/server.log" 2>&1 & PIDS+=($!)
 sleep 1.5
-$BIN client -listen "$PROXY" -server "$DIRECT" >"$DIR/proxy.log" 2>&1 & PIDS+=($!)
+"${SERVICE[@]}" $BIN client -listen "$PROXY" -server "$DIRECT" >"$DIR/proxy.log" 2>&1 & PIDS+=($!)
 sleep 1.5
-$BIN test -connect "$PROXY" -sessions 100 -clients 4 -ops 20000 -persistent -quiet >/dev/null 2>&1 # warm-up (JIT tiering)
+"${TOOL[@]}" $BIN test -connect "$PROXY" -sessions 100 -clients 4 -ops 20000 -persistent -quiet >/dev/null 2>&1 # warm-up (JIT tiering)
 for _ in $(seq 1 "$PAIRS"); do
   for cfg in "$@"; do
     for path in direct proxy; do
       addr=$DIRECT; [ $path = proxy ] && addr=$PROXY
       if [ "$cfg" = processes ]; then
-        for k in 1 2 3 4; do $BIN test -connect "$addr" -sessions 100 -clients 1 -ops 40000 -persistent -json >"$DIR/p$k.json" 2>/dev/null & done
+        for k in 1 2 3 4; do "${TOOL[@]}" $BIN test -connect "$addr" -sessions 100 -clients 1 -ops 40000 -persistent -json >"$DIR/p$k.json" 2>/dev/null & done
         wait "${!}"; sleep 0.2; while [ "$(jobs -rp | wc -l)" -gt 2 ]; do sleep 0.1; done # the server and the proxy stay
         json=$(python3 -c 'import json, sys
 js = [json.load(open(f)) for f in sys.argv[1:]]
@@ -34,7 +38,7 @@ print(json.dumps({"failed": any(j["failed"] for j in js), "opsPerSecond": sum(j[
   "latencyMicroseconds": {"p99": max(j["latencyMicroseconds"]["p99"] for j in js)}}))' "$DIR"/p[1-4].json)
       else
         # shellcheck disable=SC2086 # cfg holds several tool arguments
-        json=$($BIN test -connect "$addr" -sessions 100 -clients 4 -ops 40000 -persistent -json $cfg 2>/dev/null)
+        json=$("${TOOL[@]}" $BIN test -connect "$addr" -sessions 100 -clients 4 -ops 40000 -persistent -json $cfg 2>/dev/null)
       fi
       echo "$cfg|$path|$json" >> "$DIR/results"
     done
