@@ -31,31 +31,48 @@ public sealed class ProxyFaultTests
             var clock = Stopwatch.StartNew();
             var workers = Enumerable.Range(0, Clients).Select(n => Task.Run(() => RunClientAsync(n, proxy.Address, tally, clock, stop.Token))).ToArray();
 
-            for (var round = 0; round < 2; round++)
+            try
             {
-                await Task.Delay(800);
-                Assert.True(tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)), $"round {round}: no traffic before the kill");
-
-                server.Pause();                 // requests pile up in flight
-                await Task.Delay(300);
-                server.Kill();                  // ... and are answered 0x02 when the link drops
-                await Task.Delay(700);          // no server: empty replies
-                server.Dispose();
-                server = ChildProcess.StartServer(serverAddress);
-                var ready = clock.Elapsed;
-                var deadline = ready + TimeSpan.FromMilliseconds(RetryMs + 1000);
-                while (!tally.OkSince(ready) && clock.Elapsed < deadline + TimeSpan.FromSeconds(5))
+                for (var round = 0; round < 2; round++)
                 {
-                    await Task.Delay(20);
+                    // Steady traffic first (up to 10 s: the clients and the proxy's link start while other test classes
+                    // start too, on two cores).
+                    var steady = clock.Elapsed + TimeSpan.FromSeconds(10);
+                    await Task.Delay(800);
+                    while (!tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)) && clock.Elapsed < steady)
+                    {
+                        await Task.Delay(100);
+                    }
+
+                    Assert.True(tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)), $"round {round}: no traffic before the kill");
+
+                    server.Pause();                 // requests pile up in flight
+                    await Task.Delay(300);
+                    server.Kill();                  // ... and are answered 0x02 when the link drops
+                    await Task.Delay(700);          // no server: empty replies
+                    server.Dispose();
+                    server = ChildProcess.StartServer(serverAddress);
+                    var ready = clock.Elapsed;
+                    var deadline = ready + TimeSpan.FromMilliseconds(RetryMs + 1000);
+                    while (!tally.OkSince(ready) && clock.Elapsed < deadline + TimeSpan.FromSeconds(5))
+                    {
+                        await Task.Delay(20);
+                    }
+
+                    var resumed = tally.FirstOkAfter(ready);
+                    Assert.True(resumed is not null && resumed <= deadline,
+                        $"round {round}: traffic resumed at {resumed?.TotalMilliseconds} ms, server ready at {ready.TotalMilliseconds} ms (retry {RetryMs} ms)");
                 }
 
-                var resumed = tally.FirstOkAfter(ready);
-                Assert.True(resumed is not null && resumed <= deadline,
-                    $"round {round}: traffic resumed at {resumed?.TotalMilliseconds} ms, server ready at {ready.TotalMilliseconds} ms (retry {RetryMs} ms)");
+                await Task.Delay(500);
+            }
+            finally
+            {
+                // Also when an assertion failed: clients left running would hammer the disposed proxy for the rest
+                // of the test run (one CI run lost three more tests and the allocation check to that load).
+                stop.Cancel();
             }
 
-            await Task.Delay(500);
-            stop.Cancel();
             await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
 
             Assert.Empty(tally.Violations);
