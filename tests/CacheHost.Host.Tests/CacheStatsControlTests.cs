@@ -18,9 +18,7 @@ public sealed class CacheStatsControlTests
 
         using (var client = InProcessCacheServer.ConnectTo("UNIX:" + socket))
         {
-            var payload = new byte[8 + 2 + 3];
-            AddRequest.Write(payload, 60_000, "id"u8, "abc"u8);
-            Exchange(client, 1, DistCacheOperation.Add, payload, 15);
+            Add(client, 1, 60_000, "id"u8, "abc"u8);
             Exchange(client, 2, DistCacheOperation.Get, "id"u8.ToArray(), 17);
             Exchange(client, 3, DistCacheOperation.Get, "nope"u8.ToArray(), 15);
             client.Send("GET / HTTP/1.0\r\n\r\n"u8.ToArray()); // a protocol error on another connection below
@@ -63,12 +61,8 @@ public sealed class CacheStatsControlTests
 
         using (var client = InProcessCacheServer.ConnectTo("UNIX:" + socket))
         {
-            var shortLived = new byte[8 + 5 + 1];
-            AddRequest.Write(shortLived, 300, "short"u8, "x"u8);
-            Exchange(client, 1, DistCacheOperation.Add, shortLived, 15);
-            var longLived = new byte[8 + 4 + 1];
-            AddRequest.Write(longLived, 600_000, "long"u8, "y"u8);
-            Exchange(client, 2, DistCacheOperation.Add, longLived, 15);
+            Add(client, 1, 300, "short"u8, "x"u8);
+            Add(client, 2, 600_000, "long"u8, "y"u8);
         }
 
         Thread.Sleep(1000);
@@ -110,6 +104,14 @@ public sealed class CacheStatsControlTests
         lines.TakeWhile(l => l.StartsWith("cache.stats\t", StringComparison.Ordinal))
             .Select(l => l.Split('\t'))
             .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>One ADD exchange (spec 5.1 payload: 8-byte prefix, id, data); the reply is the 15-byte result.</summary>
+    private static void Add(Socket client, uint uid, uint timeoutMs, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data)
+    {
+        var payload = new byte[8 + id.Length + data.Length];
+        AddRequest.Write(payload, timeoutMs, id, data);
+        Exchange(client, uid, DistCacheOperation.Add, payload, 15);
+    }
 
     private static void Exchange(Socket client, uint uid, DistCacheOperation op, byte[] payload, int replyLength)
     {
