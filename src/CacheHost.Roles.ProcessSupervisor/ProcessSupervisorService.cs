@@ -12,7 +12,8 @@ namespace CacheHost.Roles.ProcessSupervisor;
 /// host; stopping the host terminates the supervisor (services are left running, as after <c>terminate</c>).
 /// Supervisor log lines go to the host's logger instead of fd 2. The supervisor's commands are also offered
 /// on the daemon's control socket (<see cref="Supervisor.HostCommandNames"/>), run by the supervisor loop
-/// exactly as a socket controller's lines, and its broadcast events go to every control client.
+/// exactly as a socket controller's lines, and its broadcast events go to every control client. Lines are byte
+/// strings (one char per byte) both ways, as on the supervisor's own socket, so argv bytes stay exact.
 /// </summary>
 internal sealed class ProcessSupervisorService(
     IOptions<ProcessSupervisorOptions> options,
@@ -40,7 +41,7 @@ internal sealed class ProcessSupervisorService(
         var line = command.Name == LogFilterAlias ? "log.filter" + command.RawLine[LogFilterAlias.Length..] : command.RawLine;
         foreach (var replyLine in await RunAsync(line, cancellationToken).ConfigureAwait(false))
         {
-            reply.Line(replyLine.Split('\t'));
+            reply.ByteLine(replyLine.Split('\t'));
         }
     }
 
@@ -59,7 +60,7 @@ internal sealed class ProcessSupervisorService(
 
         foreach (var line in lines)
         {
-            reply.Line(line.Split('\t'));
+            reply.ByteLine(line.Split('\t'));
         }
     }
 
@@ -104,7 +105,7 @@ internal sealed class ProcessSupervisorService(
             {
                 try
                 {
-                    events.Broadcast(line.TrimEnd('\n').Split('\t'));
+                    events.BroadcastBytes(line.TrimEnd('\n').Split('\t'));
                 }
                 catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
                 {

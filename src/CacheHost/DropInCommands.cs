@@ -14,7 +14,7 @@ internal static class DropInCommands
     private static readonly Entry[] Commands =
     [
         new("server", ["dc_server"], RunServer, "-listen ADDR [-sessions N] …   dc_server: the distcache session cache"),
-        new("ctl", [], a => CacheHost.Systemd.Control.ControlClient.Run(a, Console.In, Console.Out, Console.Error), "send a command to the running daemon's control socket and print the replies"),
+        new("ctl", [], a => CacheHost.Systemd.Control.ControlClient.Run(a, Console.OpenStandardInput(), Console.OpenStandardOutput(), Console.Error), "send a command to the running daemon's control socket and print the replies"),
         new("client", ["dc_client"], DistCacheToolCommands.Client, "distcache client proxy (dc_client): -server ADDR [-listen ADDR] [-retry MS] [-idle MS] ..."),
         new("snoop", ["dc_snoop"], DistCacheToolCommands.Snoop, "distcache frame logger (dc_snoop): -listen ADDR -server ADDR"),
         new("test", ["dc_test"], DistCacheToolCommands.Test, "distcache test and load tool (dc_test): -connect ADDR [-sessions N] [-ops N] [-clients N] [-pipeline N] ..."),

@@ -17,13 +17,7 @@ public sealed class SupervisorControlTests
     {
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(
-        [
-            "--CacheHost:Roles:0=ProcessSupervisor",
-            $"--CacheHost:ProcessSupervisor:SocketPath={dir}/dp.sock",
-            $"--CacheHost:Control:Socket={dir}/control.sock",
-        ], new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
-        notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
+        using var daemon = StartSupervisor(dir, notify);
         using var control = Wire.ConnectUnix($"{dir}/control.sock");
         using var events = Wire.ConnectUnix($"{dir}/control.sock");
         Assert.Equal([], Wire.Exchange(events)); // registered for broadcasts
@@ -77,16 +71,23 @@ public sealed class SupervisorControlTests
     {
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(
+        using var daemon = StartSupervisor(dir, notify);
+        using var control = Wire.ConnectUnix($"{dir}/control.sock");
+        Wire.Send(control, "terminate\t0\n");
+        Assert.Equal(0, daemon.WaitForExit(Timeout));
+    }
+
+    /// <summary>Starts the daemon with the ProcessSupervisor role and its control socket in <paramref name="dir"/>; waits for READY=1.</summary>
+    internal static DaemonProcess StartSupervisor(string dir, FakeNotifySocket notify)
+    {
+        var daemon = DaemonProcess.Start(
         [
             "--CacheHost:Roles:0=ProcessSupervisor",
             $"--CacheHost:ProcessSupervisor:SocketPath={dir}/dp.sock",
             $"--CacheHost:Control:Socket={dir}/control.sock",
         ], new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
         notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
-        using var control = Wire.ConnectUnix($"{dir}/control.sock");
-        Wire.Send(control, "terminate\t0\n");
-        Assert.Equal(0, daemon.WaitForExit(Timeout));
+        return daemon;
     }
 
     private static string WaitForLine(Socket socket, Func<string, bool> match)

@@ -30,7 +30,11 @@ public interface IControlCommandProvider
     }
 }
 
-/// <summary>One parsed control line: the command name, its arguments (the fields after the name) and the raw line.</summary>
+/// <summary>
+/// One parsed control line: the command name, its arguments (the fields after the name, decoded as UTF-8 text)
+/// and the raw line exactly as received, one char per byte (Latin-1, the daemonproxy supervisor's own byte
+/// convention), so a command that passes bytes on (e.g. <c>service.args</c> into a child's argv) keeps them exact.
+/// </summary>
 public sealed record ControlCommand(string Name, IReadOnlyList<string> Arguments, string RawLine)
 {
     /// <summary>Argument <paramref name="index"/>, or a <see cref="ControlCommandException"/> naming what is missing.</summary>
@@ -41,8 +45,14 @@ public sealed record ControlCommand(string Name, IReadOnlyList<string> Arguments
 /// <summary>Collects reply lines for the sender of a command.</summary>
 public interface IControlReply
 {
-    /// <summary>Adds one line: the fields joined by TAB. Fields must not contain LF (it is replaced by a space).</summary>
+    /// <summary>Adds one line: the fields joined by TAB, sent as UTF-8. Fields must not contain LF (it is replaced by a space).</summary>
     void Line(params ReadOnlySpan<string> fields);
+
+    /// <summary>
+    /// Adds one line of byte strings (one char per byte, Latin-1, as <see cref="ControlCommand.RawLine"/>): each
+    /// char is sent as the byte of its value, unchanged. For replies that echo bytes a client sent.
+    /// </summary>
+    void ByteLine(params ReadOnlySpan<string> fields);
 }
 
 /// <summary>
@@ -52,8 +62,11 @@ public interface IControlReply
 /// </summary>
 public interface IControlEvents
 {
-    /// <summary>Sends the fields as one TAB-separated line to all control connections.</summary>
+    /// <summary>Sends the fields as one TAB-separated line (UTF-8) to all control connections.</summary>
     void Broadcast(params ReadOnlySpan<string> fields);
+
+    /// <summary>As <see cref="Broadcast"/>, for byte strings (one char per byte, see <see cref="IControlReply.ByteLine"/>).</summary>
+    void BroadcastBytes(params ReadOnlySpan<string> fields);
 }
 
 /// <summary>A command failure whose message goes to the client as <c>error&lt;TAB&gt;message, for command "…"</c>.</summary>

@@ -10,11 +10,13 @@ namespace CacheHost.Systemd.Control;
 /// running daemon's control socket, then <c>echo</c> with a unique marker (the daemonproxy sync
 /// convention), prints every reply line until the marker, and exits 0, or 1 when a reply line is an
 /// <c>error</c>, 2 when the daemon cannot be reached. With COMMAND <c>-</c>, command lines are read from stdin.
+/// Bytes pass unchanged both ways (the socket's lines are byte strings): the command's words are taken from the
+/// raw argv, and reply lines are written to stdout as received.
 /// </summary>
 public static class ControlClient
 {
     /// <summary>Runs the subcommand.</summary>
-    public static int Run(string[] args, TextReader input, TextWriter output, TextWriter error)
+    public static int Run(string[] args, Stream input, Stream output, TextWriter error)
     {
         string? socket = null;
         var timeout = TimeSpan.FromSeconds(10);
@@ -31,9 +33,10 @@ public static class ControlClient
             }
             else if (args[i] is "-h" or "--help")
             {
-                output.WriteLine("usage: cachehost ctl [--socket PATH] [--timeout SECONDS] COMMAND [ARG...]   ('-' reads command lines from stdin)");
-                output.WriteLine("  prints the reply lines; exit 0, 1 if a reply is an error, 2 if the daemon cannot be reached");
-                output.WriteLine("  try: cachehost ctl help; cachehost ctl statedump; cachehost ctl log.filter Microsoft warning");
+                output.Write(Encoding.ASCII.GetBytes(
+                    "usage: cachehost ctl [--socket PATH] [--timeout SECONDS] COMMAND [ARG...]   ('-' reads command lines from stdin)\n" +
+                    "  prints the reply lines; exit 0, 1 if a reply is an error, 2 if the daemon cannot be reached\n" +
+                    "  try: cachehost ctl help; cachehost ctl statedump; cachehost ctl log.filter Microsoft warning\n"));
                 return 0;
             }
             else
@@ -48,7 +51,7 @@ public static class ControlClient
             return 2;
         }
 
-        var commands = args[i] == "-" ? ReadAll(input) : [string.Join('\t', args[i..])];
+        var commands = args[i] == "-" ? ReadAll(input) : [string.Join('\t', RawArguments(args)[i..])];
         socket ??= DefaultSocket();
         try
         {
@@ -61,7 +64,7 @@ public static class ControlClient
         }
     }
 
-    private static int Exchange(string path, IReadOnlyList<string> commands, TimeSpan timeout, TextWriter output)
+    private static int Exchange(string path, IReadOnlyList<string> commands, TimeSpan timeout, Stream output)
     {
         using var cts = new CancellationTokenSource(timeout);
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -74,33 +77,82 @@ public static class ControlClient
         }
 
         request.Append("echo\t").Append(marker).Append('\n');
-        socket.Send(Encoding.UTF8.GetBytes(request.ToString()));
+        socket.Send(Encoding.Latin1.GetBytes(request.ToString()));
         using var stream = new NetworkStream(socket, ownsSocket: false);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var buffer = new byte[16 * 1024];
+        using var line = new MemoryStream();
         var failed = false;
         while (true)
         {
-            var line = reader.ReadLineAsync(cts.Token).AsTask().GetAwaiter().GetResult()
-                ?? throw new IOException("the daemon closed the connection before answering");
-            if (line == marker)
+            var n = stream.ReadAsync(buffer, cts.Token).AsTask().GetAwaiter().GetResult();
+            if (n == 0)
             {
-                return failed ? 1 : 0;
+                throw new IOException("the daemon closed the connection before answering");
             }
 
-            failed |= line.StartsWith("error\t", StringComparison.Ordinal);
-            output.WriteLine(line);
+            for (var k = 0; k < n; k++)
+            {
+                if (buffer[k] != (byte)'\n')
+                {
+                    line.WriteByte(buffer[k]);
+                    continue;
+                }
+
+                var bytes = line.GetBuffer().AsSpan(0, (int)line.Length);
+                if (bytes.SequenceEqual(Encoding.ASCII.GetBytes(marker)))
+                {
+                    output.Flush();
+                    return failed ? 1 : 0;
+                }
+
+                failed |= bytes.StartsWith("error\t"u8);
+                output.Write(bytes);
+                output.WriteByte((byte)'\n');
+                line.SetLength(0);
+            }
         }
     }
 
-    private static List<string> ReadAll(TextReader input)
+    // Command lines from stdin, one per LF, bytes unchanged (a CR before the LF is dropped, as before).
+    private static List<string> ReadAll(Stream input)
     {
-        var lines = new List<string>();
-        while (input.ReadLine() is { } line)
+        using var all = new MemoryStream();
+        input.CopyTo(all);
+        var lines = Encoding.Latin1.GetString(all.GetBuffer(), 0, (int)all.Length).Split('\n').ToList();
+        if (lines[^1].Length == 0)
         {
-            lines.Add(line);
+            lines.RemoveAt(lines.Count - 1);
         }
 
-        return lines;
+        return lines.ConvertAll(l => l.EndsWith('\r') ? l[..^1] : l);
+    }
+
+    /// <summary>
+    /// The arguments as byte strings (one char per byte). .NET hands Main UTF-8-decoded strings, in which bytes
+    /// that are not UTF-8 are already lost, so the words are taken from the end of /proc/self/cmdline (Main's
+    /// arguments are argv's last entries) when they decode to the same strings; otherwise their UTF-8 bytes.
+    /// </summary>
+    private static string[] RawArguments(string[] args)
+    {
+        string[] raw;
+        try
+        {
+            raw = Encoding.Latin1.GetString(File.ReadAllBytes("/proc/self/cmdline")).Split('\0')[..^1]; // each entry ends with NUL
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            raw = [];
+        }
+
+        var result = new string[args.Length];
+        var offset = raw.Length - args.Length;
+        for (var k = 0; k < args.Length; k++)
+        {
+            var candidate = offset >= 0 ? raw[offset + k] : null;
+            result[k] = candidate is not null && ControlReply.BytesToText(candidate) == args[k] ? candidate : ControlReply.TextToBytes(args[k]);
+        }
+
+        return result;
     }
 
     // Same resolution as the daemon: CacheHost:Control:Socket from appsettings.json (exe folder),

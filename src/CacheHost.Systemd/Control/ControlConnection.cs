@@ -12,7 +12,10 @@ namespace CacheHost.Systemd.Control;
 /// One control client. Commands run one at a time in arrival order; their replies go to this client only.
 /// Broadcast events share the output queue but are dropped (and counted into one <c>overflow</c> line)
 /// when the client does not read, so a stuck client never stalls the daemon (daemonproxy spec 4.4).
-/// Line classification follows daemonproxy spec 3.2.
+/// Line classification follows daemonproxy spec 3.2. Lines are handled as byte strings (one char per byte,
+/// Latin-1) from the socket to the socket, as the daemonproxy supervisor's own socket does, so <c>echo</c> and
+/// commands that pass bytes on (<c>service.args</c>) keep every byte; only arguments for host commands and log
+/// lines are read as UTF-8 text.
 /// </summary>
 internal sealed class ControlConnection
 {
@@ -101,7 +104,7 @@ internal sealed class ControlConnection
                     continue;
                 }
 
-                keepGoing = await ExecuteAsync(Encoding.UTF8.GetString(line), cancellationToken).ConfigureAwait(false);
+                keepGoing = await ExecuteAsync(Encoding.Latin1.GetString(line), cancellationToken).ConfigureAwait(false);
             }
 
             input.AdvanceTo(buffer.Start, buffer.End);
@@ -112,12 +115,12 @@ internal sealed class ControlConnection
         }
     }
 
-    /// <summary>Runs one line; false when the client asked to exit.</summary>
+    /// <summary>Runs one line (a byte string); false when the client asked to exit.</summary>
     private async Task<bool> ExecuteAsync(string line, CancellationToken cancellationToken)
     {
         var tab = line.IndexOf('\t');
         var name = tab < 0 ? line : line[..tab];
-        SystemdLog.ControlCommand(_logger, _connection.Id, line);
+        SystemdLog.ControlCommand(_logger, _connection.Id, ControlReply.BytesToText(line));
         switch (name)
         {
             case "echo":
@@ -140,12 +143,12 @@ internal sealed class ControlConnection
                 return true;
             }
 
-            SystemdLog.ControlUnknownCommand(_logger, _connection.Id, name);
+            SystemdLog.ControlUnknownCommand(_logger, _connection.Id, ControlReply.BytesToText(name));
             await SendAsync(["error\tUnknown command: " + name], cancellationToken).ConfigureAwait(false);
             return true;
         }
 
-        var arguments = tab < 0 ? [] : line[(tab + 1)..].Split('\t');
+        var arguments = tab < 0 ? [] : ControlReply.BytesToText(line[(tab + 1)..]).Split('\t');
         var reply = new ControlReply();
         try
         {
@@ -170,25 +173,12 @@ internal sealed class ControlConnection
         return true;
     }
 
-    // error<TAB><message>, for command "<first 30 bytes>..." (daemonproxy spec 3.2 rule 4).
+    // error<TAB><message>, for command "<first 30 bytes>..." (daemonproxy spec 3.2 rule 4); a byte string.
     private static string ErrorLine(string message, string line) =>
-        $"error\t{message.ReplaceLineEndings(" ")}, for command \"{(Encoding.UTF8.GetByteCount(line) >= ErrorPrefixBytes ? Truncate(line, ErrorPrefixBytes) + "..." : line)}\"";
+        $"error\t{ControlReply.TextToBytes(message.ReplaceLineEndings(" "))}, for command \"{(line.Length >= ErrorPrefixBytes ? line[..ErrorPrefixBytes] + "..." : line)}\"";
 
-    private static string Truncate(string text, int bytes)
-    {
-        if (Encoding.UTF8.GetByteCount(text) <= bytes)
-        {
-            return text;
-        }
-
-        var length = Math.Min(text.Length, bytes);
-        while (length > 0 && Encoding.UTF8.GetByteCount(text.AsSpan(0, length)) > bytes)
-        {
-            length--;
-        }
-
-        return text[..length];
-    }
+    // The first bytes of a line, as text for the log.
+    private static string Truncate(string line, int bytes) => ControlReply.BytesToText(line.Length <= bytes ? line : line[..bytes]);
 
     private async ValueTask SendAsync(IReadOnlyList<string> lines, CancellationToken cancellationToken)
     {
@@ -215,9 +205,9 @@ internal sealed class ControlConnection
                         TsvWriter.WriteLine(output, "overflow", dropped.ToString(System.Globalization.CultureInfo.InvariantCulture));
                     }
 
-                    var bytes = Encoding.UTF8.GetByteCount(line) + 1;
-                    var span = output.GetSpan(bytes);
-                    var written = Encoding.UTF8.GetBytes(line, span);
+                    // Every queued line is a byte string: one char, one byte.
+                    var span = output.GetSpan(line.Length + 1);
+                    var written = Encoding.Latin1.GetBytes(line, span);
                     span[written] = (byte)'\n';
                     output.Advance(written + 1);
                 }

@@ -89,12 +89,23 @@ public sealed class ControlServer(
     /// <inheritdoc />
     public void Broadcast(params ReadOnlySpan<string> fields)
     {
-        if (_connections.IsEmpty)
+        if (!_connections.IsEmpty)
         {
-            return;
+            Enqueue(ControlReply.TextToBytes(ControlReply.Format(fields)));
         }
+    }
 
-        var line = ControlReply.Format(fields);
+    /// <inheritdoc />
+    public void BroadcastBytes(params ReadOnlySpan<string> fields)
+    {
+        if (!_connections.IsEmpty)
+        {
+            Enqueue(ControlReply.Format(fields));
+        }
+    }
+
+    private void Enqueue(string line)
+    {
         foreach (var connection in _connections.Values)
         {
             connection.Enqueue(line);
