@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using CacheHost.Core;
 using CacheHost.Transport;
 
 namespace CacheHost.Roles.CacheServer;
@@ -36,6 +37,12 @@ public sealed class CacheServerOptions
     /// <summary>How often the stats line may be logged and expired sessions are purged in the background.</summary>
     [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")]
     public TimeSpan StatsInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Where the stats line goes: <c>Log</c> (default; the host's logging, EventId 2004, e.g. journald) or <c>Stderr</c>
+    /// (bare lines on standard error, dc_server's stream and text, distcache §9.3; what the drop-in command line uses).
+    /// </summary>
+    public LineOutput StatsOutput { get; set; } = LineOutput.Log;
 
     /// <summary>Exit cleanly on SIGUSR1/SIGUSR2 (dc_server's <c>-killable</c>); otherwise they are ignored.</summary>
     public bool Killable { get; set; }

@@ -105,7 +105,16 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
 
                 if (sessions != lastSessions || progressCrossed)
                 {
-                    CacheServerLog.Stats(Logger, FormatStatsLine(operations, operations - lastOperations, sessions, sessions - lastSessions));
+                    var line = FormatStatsLine(operations, operations - lastOperations, sessions, sessions - lastSessions);
+                    if (_options.StatsOutput == LineOutput.Stderr)
+                    {
+                        Console.Error.WriteLine(line); // synchronised, flushed per line, like the reference's fprintf(stderr)
+                    }
+                    else
+                    {
+                        CacheServerLog.Stats(Logger, line);
+                    }
+
                     lastOperations = operations;
                     lastSessions = sessions;
                 }

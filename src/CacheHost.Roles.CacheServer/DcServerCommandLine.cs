@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using CacheHost.Core;
 
 namespace CacheHost.Roles.CacheServer;
 
@@ -43,6 +44,7 @@ public static class DcServerCommandLine
         {
             ["CacheHost:Roles"] = null,
             ["CacheHost:Roles:0"] = CacheServerRole.Name,
+            [$"{CacheServerOptions.SectionName}:StatsOutput"] = nameof(LineOutput.Stderr), // bare lines on stderr, distcache §9.3
         };
         const string S = CacheServerOptions.SectionName;
         string? listen = null;

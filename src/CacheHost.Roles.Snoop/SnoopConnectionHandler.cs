@@ -21,7 +21,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
     private const string ServerToClient = "server->client";
 
     private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
-    private readonly bool _stderr = options.FrameOutput == SnoopFrameOutput.Stderr;
+    private readonly bool _stderr = options.FrameOutput == LineOutput.Stderr;
     private long _connections = -1;
     private long _open;
     private long _connectFailures;

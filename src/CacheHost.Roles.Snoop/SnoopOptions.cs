@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using CacheHost.Core;
 using CacheHost.Transport;
 
 namespace CacheHost.Roles.Snoop;
@@ -24,7 +25,7 @@ public sealed class SnoopOptions
     /// Where frame lines go: <c>Log</c> (default; the host's logging, EventId 6100-6102) or <c>Stderr</c> (bare lines
     /// on standard error, byte-for-byte dc_snoop's output; what <c>cachehost snoop</c> uses).
     /// </summary>
-    public SnoopFrameOutput FrameOutput { get; set; } = SnoopFrameOutput.Log;
+    public LineOutput FrameOutput { get; set; } = LineOutput.Log;
 
     /// <summary>Time limit for connecting to the server for a new client.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
@@ -47,13 +48,4 @@ public sealed class SnoopOptions
 
     /// <summary>Limits of the connections to the server (InlineScheduling off, as for <see cref="Transport"/>).</summary>
     public TransportOptions ServerTransport { get; set; } = new() { InlineScheduling = false };
-}
-
-/// <summary>Destination of the per-frame lines.</summary>
-public enum SnoopFrameOutput
-{
-    /// <summary>Through ILogger (journald, files, ...).</summary>
-    Log,
-    /// <summary>Bare lines on standard error, like dc_snoop.</summary>
-    Stderr,
 }

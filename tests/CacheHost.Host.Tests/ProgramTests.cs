@@ -93,16 +93,51 @@ public sealed class ProgramTests
 
         using (var client = Connect(socket))
         {
-            var payload = new byte[8 + 3 + 4];
-            AddRequest.Write(payload, 60_000, "abc"u8, "data"u8);
-            client.Send(Frame(1, DistCacheOperation.Add, payload));
-            Assert.Equal(Hex.Bytes("00110000 01 00000001 00 00 01 0001 00"), DistCacheVectorReplayer.ReadExactly(client, 15, Start, "add"));
+            AddSession(client, "abc"u8, "data"u8);
             client.Send(Frame(2, DistCacheOperation.Get, "abc"u8.ToArray()));
             Assert.Equal(Hex.Bytes("00110000 01 00000002 00 01 01 0004 64617461"), DistCacheVectorReplayer.ReadExactly(client, 18, Start, "get"));
         }
 
         // -killable: SIGUSR1 is a clean stop.
         process.Signal(10);
+        Assert.Equal(0, process.WaitForExit(Start));
+    }
+
+    [Fact]
+    public void DcServerWritesTheBareStatsLineToStderrLikeTheReference()
+    {
+        // distcache §9.3: dc_server prints the stats line on stderr, bare, once the session count changed.
+        var socket = TestPaths.Socket("stats");
+        using var process = StartAndAddOneSession(["server", "-listen", $"UNIX:{socket}"], socket);
+        process.WaitForLine("^err: " + System.Text.RegularExpressions.Regex.Escape(OneSessionStatsLine) + "$", Start);
+        AssertStatsLineNotOn("out: ", process);
+    }
+
+    [Fact]
+    public void TheConfiguredHostLogsTheStatsLineThroughTheLogger()
+    {
+        // The appsettings-driven host (journald under systemd) keeps the line in its log, with the logger's prefix.
+        var socket = TestPaths.Socket("statslog");
+        using var process = StartAndAddOneSession(["--CacheHost:Roles:0=CacheServer", $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}"], socket);
+        process.WaitForLine(@"^out: \[\d\d:\d\d:\d\d INF\] CacheHost\.Roles\.CacheServer\.CacheServerService: " + System.Text.RegularExpressions.Regex.Escape(OneSessionStatsLine) + "$", Start);
+        AssertStatsLineNotOn("err: ", process);
+    }
+
+    private const string OneSessionStatsLine = "Info, total operations =       1  (+     1), total sessions =     1  (+  1)";
+
+    private static CacheHostProcess StartAndAddOneSession(string[] args, string socket)
+    {
+        var process = CacheHostProcess.Start(args);
+        process.WaitForLine($"Listening on UNIX:{socket}", Start);
+        using var client = Connect(socket);
+        AddSession(client, "abc"u8, "data"u8);
+        return process;
+    }
+
+    private static void AssertStatsLineNotOn(string stream, CacheHostProcess process)
+    {
+        Assert.DoesNotContain(process.Lines, l => l.StartsWith(stream, StringComparison.Ordinal) && l.Contains("total operations", StringComparison.Ordinal));
+        process.Signal(15);
         Assert.Equal(0, process.WaitForExit(Start));
     }
 
@@ -176,6 +211,14 @@ public sealed class ProgramTests
             Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
             Thread.Sleep(20);
         }
+    }
+
+    private static void AddSession(Socket client, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data)
+    {
+        var payload = new byte[8 + id.Length + data.Length];
+        AddRequest.Write(payload, 60_000, id, data);
+        client.Send(Frame(1, DistCacheOperation.Add, payload));
+        Assert.Equal(Hex.Bytes("00110000 01 00000001 00 00 01 0001 00"), DistCacheVectorReplayer.ReadExactly(client, 15, Start, "add"));
     }
 
     private static Socket Connect(string path) => InProcessCacheServer.ConnectTo("UNIX:" + path);
