@@ -15,10 +15,12 @@ public abstract class ListenerRoleService : BackgroundService
     private readonly List<ConnectionServer> _servers = [];
     private readonly IListenerFactory _listenerFactory;
     private readonly RoleFailures _failures;
+    private readonly TimeProvider? _timeProvider;
 
-    /// <summary>Creates the role base.</summary>
-    protected ListenerRoleService(string roleName, IListenerFactory listenerFactory, RoleFailures failures, ILogger logger)
+    /// <summary>Creates the role base; <paramref name="timeProvider"/> drives the listeners' warning rate limits.</summary>
+    protected ListenerRoleService(string roleName, IListenerFactory listenerFactory, RoleFailures failures, ILogger logger, TimeProvider? timeProvider = null)
     {
+        _timeProvider = timeProvider;
         RoleName = roleName;
         _listenerFactory = listenerFactory;
         _failures = failures;
@@ -51,7 +53,7 @@ public abstract class ListenerRoleService : BackgroundService
             foreach (var spec in GetListeners())
             {
                 var listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options);
-                var server = new ConnectionServer(listener, spec.Handler, Logger);
+                var server = new ConnectionServer(listener, spec.Handler, Logger, _timeProvider);
                 _servers.Add(server);
                 server.Start();
             }

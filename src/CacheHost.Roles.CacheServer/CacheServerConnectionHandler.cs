@@ -100,7 +100,11 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
             if (!Execute(wire, message, output, session))
             {
                 // ADD shorter than its 8-byte prefix: the reference closes silently (spec 5.1 check 0).
-                CacheServerLog.AddTooShort(logger, connection.Id, message.PayloadLength);
+                if (connection.Warnings.Allow(nameof(CacheServerLog.AddTooShort)))
+                {
+                    CacheServerLog.AddTooShort(logger, connection.Id, message.PayloadLength);
+                }
+
                 statistics.CountProtocolError(DistCacheProtocolError.None);
                 close = true;
                 return replies;
@@ -184,9 +188,12 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
         if (error == DistCacheProtocolError.ProtocolLevel)
         {
             // The reference prints this line and aborts the whole process (13.2); we close this connection only.
-            CacheServerLog.ProtocolIncompatible(logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, connection.Id);
+            if (connection.Warnings.Allow(nameof(CacheServerLog.ProtocolIncompatible)))
+            {
+                CacheServerLog.ProtocolIncompatible(logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, connection.Id);
+            }
         }
-        else
+        else if (connection.Warnings.Allow(nameof(CacheServerLog.MalformedFrame)))
         {
             CacheServerLog.MalformedFrame(logger, connection.Id, error);
         }

@@ -39,8 +39,9 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         IListenerFactory listenerFactory,
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
-        ILogger<CacheServerService> logger)
-        : base(CacheServerRole.Name, listenerFactory, failures, logger)
+        ILogger<CacheServerService> logger,
+        TimeProvider timeProvider)
+        : base(CacheServerRole.Name, listenerFactory, failures, logger, timeProvider)
     {
         _options = options.Value;
         _store = store;

@@ -20,10 +20,11 @@ internal sealed class ClacksServer
     private TaskCompletionSource _unlocked = CompletedSource();
     private long _serial;
 
-    public ClacksServer(ClacksOptions options, ILogger logger)
+    public ClacksServer(ClacksOptions options, ILogger logger, TimeProvider? timeProvider = null)
     {
         _options = options;
         _logger = logger;
+        Warnings = new LogRateLimiter(logger, options.Transport.Warnings, timeProvider);
         _mainToken = LoginToken.Create(options.Username, options.Password);
         foreach (var user in options.Users)
         {
@@ -32,6 +33,9 @@ internal sealed class ClacksServer
     }
 
     public ClacksCache Cache { get; } = new();
+
+    /// <summary>Rate limit for the warnings clients can trigger (bad input, failed logins, TLS failures; Transport:Warnings).</summary>
+    public LogRateLimiter Warnings { get; }
 
     /// <summary>Raised (outside the gate is not guaranteed) when a client asks for shutdown (OVERHEAD S).</summary>
     public Action<double>? ShutdownRequested { get; set; }
@@ -174,7 +178,11 @@ internal sealed class ClacksServer
     {
         lock (_gate)
         {
-            ClacksLog.BadInput(_logger, session.Cid, $"line longer than {_options.MaxLineBytes} bytes");
+            if (Warnings.Allow(nameof(ClacksLog.BadInput)))
+            {
+                ClacksLog.BadInput(_logger, session.Cid, $"line longer than {_options.MaxLineBytes} bytes");
+            }
+
             session.Send("OVERHEAD E line_too_long", Now);
             session.CloseAfterFlush();
         }
@@ -209,7 +217,11 @@ internal sealed class ClacksServer
         {
             if (!isOverhead && ++session.UnauthenticatedLines > _options.MaxUnauthenticatedLines)
             {
-                ClacksLog.BadInput(_logger, session.Cid, "too many lines before authentication");
+                if (Warnings.Allow(nameof(ClacksLog.BadInput)))
+                {
+                    ClacksLog.BadInput(_logger, session.Cid, "too many lines before authentication");
+                }
+
                 session.Send("OVERHEAD E too_many_unauthenticated_lines", now);
                 session.CloseAfterFlush();
             }
@@ -315,7 +327,10 @@ internal sealed class ClacksServer
 
         if (overhead.Has(OverheadFlags.Error))
         {
-            ClacksLog.ClientError(_logger, session.Cid, overhead.Value);
+            if (Warnings.Allow(nameof(ClacksLog.ClientError)))
+            {
+                ClacksLog.ClientError(_logger, session.Cid, overhead.Value);
+            }
         }
 
         if (overhead.Has(OverheadFlags.Interclacks))
@@ -375,7 +390,11 @@ internal sealed class ClacksServer
         }
         else
         {
-            ClacksLog.LoginFailed(_logger, session.Cid);
+            if (Warnings.Allow(nameof(ClacksLog.LoginFailed)))
+            {
+                ClacksLog.LoginFailed(_logger, session.Cid);
+            }
+
             session.Authenticated = false;
             session.Send("OVERHEAD F Login failed!", now);
             session.CloseAfterFlush();
@@ -762,7 +781,11 @@ internal sealed class ClacksServer
                 var stalledLimit = session.IsLink ? _options.InterclacksStalledWriteTimeout : _options.StalledWriteTimeout;
                 if (session.FlushBlockedSeconds > stalledLimit || session.PendingBytes > _options.MaxOutputBytes)
                 {
-                    ClacksLog.BadInput(_logger, session.Cid, "peer does not read its output; dropped");
+                    if (Warnings.Allow(nameof(ClacksLog.BadInput)))
+                    {
+                        ClacksLog.BadInput(_logger, session.Cid, "peer does not read its output; dropped");
+                    }
+
                     Remove(session, "stalled write");
                     continue;
                 }

@@ -210,7 +210,11 @@ internal sealed class ClacksService : BackgroundService
                 }
                 catch (Exception ex)
                 {
-                    ClacksLog.TlsFailed(_logger, remote, ex.Message);
+                    if (_server.Warnings.Allow(nameof(ClacksLog.TlsFailed)))
+                    {
+                        ClacksLog.TlsFailed(_logger, remote, ex.Message);
+                    }
+
                     return;
                 }
             }

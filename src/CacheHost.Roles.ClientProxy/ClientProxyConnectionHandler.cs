@@ -83,12 +83,18 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                     if (error == DistCacheProtocolError.ProtocolLevel)
                     {
                         stats.ProtocolLevel();
-                        ClientProxyLog.ProtocolIncompatible(logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, connection.Id);
+                        if (connection.Warnings.Allow(nameof(ClientProxyLog.ProtocolIncompatible)))
+                        {
+                            ClientProxyLog.ProtocolIncompatible(logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, connection.Id);
+                        }
                     }
                     else
                     {
                         stats.MalformedRequest();
-                        ClientProxyLog.MalformedRequest(logger, connection.Id, error);
+                        if (connection.Warnings.Allow(nameof(ClientProxyLog.MalformedRequest)))
+                        {
+                            ClientProxyLog.MalformedRequest(logger, connection.Id, error);
+                        }
                     }
 
                     input.AdvanceTo(buffer.Start, buffer.End);
@@ -100,7 +106,10 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 {
                     // The server closes the connection for this (spec 5.1 check 0); here that would be the shared link.
                     stats.AddTooShortRequest();
-                    ClientProxyLog.AddTooShort(logger, connection.Id, message.PayloadLength);
+                    if (connection.Warnings.Allow(nameof(ClientProxyLog.AddTooShort)))
+                    {
+                        ClientProxyLog.AddTooShort(logger, connection.Id, message.PayloadLength);
+                    }
                     input.AdvanceTo(buffer.Start, buffer.End);
                     break;
                 }

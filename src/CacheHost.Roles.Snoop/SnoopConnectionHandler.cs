@@ -63,14 +63,18 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
         catch (Exception ex) when (ex is not OperationCanceledException || !stopping.IsCancellationRequested)
         {
             Interlocked.Increment(ref _connectFailures);
-            SnoopLog.ServerConnectFailed(logger, number, _server.Text, ex.Message);
+            if (client.Warnings.Allow(nameof(SnoopLog.ServerConnectFailed)))
+            {
+                SnoopLog.ServerConnectFailed(logger, number, _server.Text, ex.Message);
+            }
+
             await client.Transport.Output.CompleteAsync().ConfigureAwait(false);
             await client.Transport.Input.CompleteAsync().ConfigureAwait(false);
             return;
         }
 
         Interlocked.Increment(ref _open);
-        var pair = new PairState();
+        var pair = new PairState(client.Warnings);
         using var pairDone = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         var upstream = PumpAsync(client.Transport.Input, server.Transport.Output, number, ClientToServer, pair, pairDone.Token);
         var downstream = PumpAsync(server.Transport.Input, client.Transport.Output, number, ServerToClient, pair, pairDone.Token);
@@ -159,7 +163,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
                     // Not a placeholder: dc_snoop prints exactly this line (spec 12); kept for log compatibility.
                     WriteLine($"[TODO: change me] {direction} error");
                 }
-                else
+                else if (pair.Warnings.Allow(nameof(SnoopLog.IllegalDataLength)))
                 {
                     SnoopLog.IllegalDataLength(logger, number, direction, dataLength);
                     SnoopLog.DirectionError(logger, direction);
@@ -214,8 +218,11 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
     }
 
     /// <summary>Requests and responses seen complete on one pair, to know whether replies are still due.</summary>
-    private sealed class PairState
+    private sealed class PairState(LogRateLimiter warnings)
     {
+        /// <summary>The client listener's warning rate limit (the decode warnings of both directions count there).</summary>
+        public LogRateLimiter Warnings => warnings;
+
         private long _requests;
         private long _responses;
 

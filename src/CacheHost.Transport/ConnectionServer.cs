@@ -13,6 +13,7 @@ public sealed class ConnectionServer : IAsyncDisposable
     private readonly ConnectionListener _listener;
     private readonly IConnectionHandler _handler;
     private readonly ILogger _logger;
+    private readonly LogRateLimiter _warnings;
     private readonly ConcurrentDictionary<long, (TransportConnection Connection, Task Task)> _connections = new();
     private readonly CancellationTokenSource _stopping = new();
     private Task _acceptLoop = Task.CompletedTask;
@@ -20,12 +21,16 @@ public sealed class ConnectionServer : IAsyncDisposable
     private long _accepted;
     private long _rejected;
 
-    /// <summary>Creates a server for an already-bound listener.</summary>
-    public ConnectionServer(ConnectionListener listener, IConnectionHandler handler, ILogger logger)
+    /// <summary>
+    /// Creates a server for an already-bound listener. Warnings its peers trigger are rate-limited by the
+    /// listener's <c>Warnings</c> options on <paramref name="timeProvider"/> (default: the system clock).
+    /// </summary>
+    public ConnectionServer(ConnectionListener listener, IConnectionHandler handler, ILogger logger, TimeProvider? timeProvider = null)
     {
         _listener = listener;
         _handler = handler;
         _logger = logger;
+        _warnings = new LogRateLimiter(logger, listener.Options.Warnings, timeProvider);
     }
 
     /// <summary>The listener this server accepts on.</summary>
@@ -67,13 +72,18 @@ public sealed class ConnectionServer : IAsyncDisposable
             {
                 Interlocked.Decrement(ref _active);
                 Interlocked.Increment(ref _rejected);
-                TransportLog.ConnectionRejected(_logger, _listener.Address.Text, max);
+                if (_warnings.Allow(nameof(TransportLog.ConnectionRejected)))
+                {
+                    TransportLog.ConnectionRejected(_logger, _listener.Address.Text, max);
+                }
+
                 connection.Abort("connection limit reached");
                 _ = connection.DisposeAsync().AsTask();
                 continue;
             }
 
             TransportLog.ConnectionAccepted(_logger, connection.Id, connection.RemoteEndPoint?.ToString() ?? _listener.Address.Text);
+            connection.Warnings = _warnings;
             var task = RunConnectionAsync(connection);
             _connections[connection.Id] = (connection, task);
             if (task.IsCompleted)
@@ -155,5 +165,6 @@ public sealed class ConnectionServer : IAsyncDisposable
         await StopAsync().ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();
+        _warnings.Dispose(); // reports what is still counted
     }
 }

@@ -21,6 +21,13 @@ public abstract class TransportConnection : IAsyncDisposable
     /// <summary>Process-unique connection number, for logs.</summary>
     public long Id { get; }
 
+    /// <summary>
+    /// The rate limit for warnings this peer can trigger (bad frames, bad commands): shared by every connection of
+    /// one listener (its <c>Transport:Warnings</c>), so a flood of bad connections writes a bounded number of lines.
+    /// Connections not accepted by a <see cref="ConnectionServer"/> allow everything.
+    /// </summary>
+    public LogRateLimiter Warnings { get; internal set; } = LogRateLimiter.Unlimited;
+
     /// <summary>The application's view of the byte streams.</summary>
     public abstract IDuplexPipe Transport { get; }
 

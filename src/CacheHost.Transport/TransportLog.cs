@@ -50,4 +50,7 @@ internal static partial class TransportLog
 
     [LoggerMessage(1014, LogLevel.Information, "Adopted inherited listening socket fd {Fd} for {Address}", EventName = "AdoptedListener")]
     public static partial void AdoptedListener(ILogger logger, int fd, string address);
+
+    [LoggerMessage(1015, LogLevel.Warning, "{Count} more {Kind} warnings not logged (at most {Burst} in full per {IntervalSeconds} s; Transport:Warnings)", EventName = "WarningsSuppressed")]
+    public static partial void WarningsSuppressed(ILogger logger, long count, string kind, int burst, double intervalSeconds);
 }

@@ -71,6 +71,12 @@ public sealed class TransportOptions
     [RegularExpression("^[0-7]{1,4}$", ErrorMessage = "must be octal permission bits such as 660")]
     public string? SocketMode { get; set; }
 
+    /// <summary>
+    /// Rate limit for the warnings a peer can trigger once per connection or request (bad frames, refused
+    /// connections): per kind the first Burst (10) are logged, then one line per Interval (1 min) with the count.
+    /// </summary>
+    public LogRateLimitOptions Warnings { get; set; } = new();
+
     /// <summary>Pipe options derived from these limits.</summary>
     internal System.IO.Pipelines.PipeOptions InputPipeOptions => new(
         pauseWriterThreshold: MaxReadBufferSize,

@@ -123,6 +123,35 @@ public sealed class ProgramTests
         AssertStatsLineNotOn("err: ", process);
     }
 
+    [Fact]
+    public void AFloodOfBadConnectionsWritesABoundedNumberOfLogLines()
+    {
+        // Issue 21 item 4: one warning per bad connection made 580,000 port scans write 56 MB of log. Now the
+        // first Burst are logged, the rest counted into one summary line (written at the latest on stop).
+        var socket = TestPaths.Socket("flood");
+        using var process = CacheHostProcess.Start(
+        [
+            "--CacheHost:Roles:0=CacheServer",
+            $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}",
+            "--CacheHost:CacheServer:Transport:Warnings:Burst=5",
+            "--CacheHost:CacheServer:Transport:Warnings:Interval=01:00:00",
+        ]);
+        process.WaitForLine($"Listening on UNIX:{socket}", Start);
+        const int Flood = 300;
+        for (var i = 0; i < Flood; i++)
+        {
+            using var client = Connect(socket);
+            client.Send("GET / HTTP/1.0\r\n\r\n"u8);
+            client.ReceiveTimeout = 10_000;
+            Assert.Equal(0, client.Receive(new byte[16])); // closed by the server, after its warning
+        }
+
+        process.Signal(15);
+        Assert.Equal(0, process.WaitForExit(Start));
+        Assert.Equal(5, process.Lines.Count(l => l.Contains("protocol incompatibility", StringComparison.Ordinal)));
+        Assert.Single(process.Lines, l => l.Contains($"{Flood - 5} more ProtocolIncompatible warnings not logged", StringComparison.Ordinal));
+    }
+
     private const string OneSessionStatsLine = "Info, total operations =       1  (+     1), total sessions =     1  (+  1)";
 
     private static CacheHostProcess StartAndAddOneSession(string[] args, string socket)

@@ -97,7 +97,10 @@ internal sealed class ControlConnection
                 {
                     if (!comment)
                     {
-                        SystemdLog.ControlLineTooLong(_logger, _connection.Id);
+                        if (_connection.Warnings.Allow(nameof(SystemdLog.ControlLineTooLong)))
+                        {
+                            SystemdLog.ControlLineTooLong(_logger, _connection.Id);
+                        }
                         await SendAsync(["error\tline too long"], cancellationToken).ConfigureAwait(false);
                     }
 
@@ -143,7 +146,10 @@ internal sealed class ControlConnection
                 return true;
             }
 
-            SystemdLog.ControlUnknownCommand(_logger, _connection.Id, ControlReply.BytesToText(name));
+            if (_connection.Warnings.Allow(nameof(SystemdLog.ControlUnknownCommand)))
+            {
+                SystemdLog.ControlUnknownCommand(_logger, _connection.Id, ControlReply.BytesToText(name));
+            }
             await SendAsync(["error\tUnknown command: " + name], cancellationToken).ConfigureAwait(false);
             return true;
         }
@@ -160,7 +166,10 @@ internal sealed class ControlConnection
         }
         catch (ControlCommandException ex)
         {
-            SystemdLog.ControlCommandFailed(_logger, _connection.Id, Truncate(line, 90), ex.Message);
+            if (_connection.Warnings.Allow(nameof(SystemdLog.ControlCommandFailed)))
+            {
+                SystemdLog.ControlCommandFailed(_logger, _connection.Id, Truncate(line, 90), ex.Message);
+            }
             reply.Raw(ErrorLine(ex.Message, line));
         }
         catch (Exception ex)
