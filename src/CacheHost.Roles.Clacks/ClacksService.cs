@@ -165,6 +165,8 @@ internal sealed class ClacksService : BackgroundService
         {
             await listener.DisposeAsync().ConfigureAwait(false);
         }
+
+        _server.Warnings.Dispose(); // reports warnings still counted
     }
 
     private async Task AcceptLoopAsync(ConnectionListener listener, bool tls)

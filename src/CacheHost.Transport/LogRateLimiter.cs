@@ -155,7 +155,14 @@ public sealed class LogRateLimiter : IDisposable
         {
             if (count > 0)
             {
-                TransportLog.WarningsSuppressed(owner._logger, count, name, owner._burst, owner._interval.TotalSeconds);
+                try
+                {
+                    TransportLog.WarningsSuppressed(owner._logger, count, name, owner._burst, owner._interval.TotalSeconds);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // A timer tick after the host's logging shut down: nobody is left to tell.
+                }
             }
         }
     }
