@@ -110,6 +110,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                     {
                         ClientProxyLog.AddTooShort(logger, connection.Id, message.PayloadLength);
                     }
+
                     input.AdvanceTo(buffer.Start, buffer.End);
                     break;
                 }

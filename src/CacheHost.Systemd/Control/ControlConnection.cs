@@ -101,6 +101,7 @@ internal sealed class ControlConnection
                         {
                             SystemdLog.ControlLineTooLong(_logger, _connection.Id);
                         }
+
                         await SendAsync(["error\tline too long"], cancellationToken).ConfigureAwait(false);
                     }
 
@@ -150,6 +151,7 @@ internal sealed class ControlConnection
             {
                 SystemdLog.ControlUnknownCommand(_logger, _connection.Id, ControlReply.BytesToText(name));
             }
+
             await SendAsync(["error\tUnknown command: " + name], cancellationToken).ConfigureAwait(false);
             return true;
         }
@@ -170,6 +172,7 @@ internal sealed class ControlConnection
             {
                 SystemdLog.ControlCommandFailed(_logger, _connection.Id, Truncate(line, 90), ex.Message);
             }
+
             reply.Raw(ErrorLine(ex.Message, line));
         }
         catch (Exception ex)
