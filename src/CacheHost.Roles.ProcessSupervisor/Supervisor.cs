@@ -21,12 +21,18 @@ internal sealed partial class Supervisor : IDisposable
     private static readonly int[] CountedSignals = [1, 2, 3, 15, 10, 12]; // HUP INT QUIT TERM USR1 USR2 (spec 8)
     private static readonly int[] WakeSignals = [17, 14]; // CHLD ALRM: only wake the loop
 
+    // ILL ABRT BUS FPE SEGV: fatal (spec 8). Sent with kill(2) they reach the runtime's signal thread and are
+    // caught here; SIGTRAP is not registered because the runtime aborts on it before any handler runs, and a
+    // real fault is the runtime's (a crash), not a catchable event (docs/daemonproxy.md).
+    private static readonly int[] FatalSignals = [4, 6, 7, 8, 11];
+
     private readonly SupervisorSettings _settings;
     private readonly SortedList<string, NamedHandle> _handles = new(StringComparer.Ordinal);
     private readonly SortedList<string, Service> _services = new(StringComparer.Ordinal);
     private readonly Controller?[] _slots;
     private readonly List<SignalRecord> _signals = [];
     private readonly ConcurrentQueue<int> _caught = new();
+    private volatile int _fatalSignal;
     private readonly ConcurrentQueue<Socket> _accepted = new();
     private readonly List<PosixSignalRegistration> _registrations = [];
     private readonly int _wakeRead;
@@ -105,6 +111,7 @@ internal sealed partial class Supervisor : IDisposable
         finally
         {
             CloseHostCommands();
+            Log.Drain(); // the last lines (fatal, running services) before the process ends
         }
     }
 
@@ -130,7 +137,7 @@ internal sealed partial class Supervisor : IDisposable
         RegisterInherited();
         if (_settings.HandlePool is { } pool && PooledHandleCount > pool)
         {
-            Fatal(2, $"fd pool of {pool} is too small for the {PooledHandleCount} inherited handles");
+            Fatal(2, "Not enough FD objects to register all open FDs"); // the original's text (exit 2, spec 2.3)
         }
 
         InstallSignals();
@@ -148,7 +155,7 @@ internal sealed partial class Supervisor : IDisposable
         {
             Libc.SetNonBlocking(0);
             Libc.SetNonBlocking(1);
-            var c = new Controller(FreeSlot(), ControllerKind.Interactive, 0, 1, ownsFds: false) { CanReceiveFds = IsSocket(0) };
+            var c = new Controller(Log, FreeSlot(), ControllerKind.Interactive, 0, 1, ownsFds: false) { CanReceiveFds = IsSocket(0) };
             _slots[c.Slot] = c;
             SendBanner(c);
             RepointToNull("stdin", Libc.O_RDONLY);
@@ -176,7 +183,7 @@ internal sealed partial class Supervisor : IDisposable
             else
             {
                 var slot = FreeSlot();
-                _slots[slot] = new Controller(slot, ControllerKind.ConfigFile, fd, -1, ownsFds: true);
+                _slots[slot] = new Controller(Log, slot, ControllerKind.ConfigFile, fd, -1, ownsFds: true);
             }
         }
 
@@ -289,8 +296,9 @@ internal sealed partial class Supervisor : IDisposable
 
     private void AddHandle(NamedHandle handle) => _handles[handle.Name] = handle;
 
-    /// <summary>Handles that occupy pool objects (the four constants are static).</summary>
-    private int PooledHandleCount => _handles.Values.Count(h => !h.IsConstant);
+    /// <summary>Handles that occupy pool objects: all of them, the four constants included, as in the original
+    /// (so `--fd-pool 1`, raised to the minimum 7, is full with the constants and stdin/stdout/stderr).</summary>
+    private int PooledHandleCount => _handles.Count;
 
     private void InstallSignals()
     {
@@ -302,6 +310,17 @@ internal sealed partial class Supervisor : IDisposable
                 // Counted and reported, never fatal (spec 8): the registration must cancel the default action.
                 ctx.Cancel = true;
                 _caught.Enqueue(number);
+                Wake();
+            }));
+        }
+
+        foreach (var signo in FatalSignals)
+        {
+            var number = signo;
+            _registrations.Add(PosixSignalRegistration.Create((PosixSignal)number, ctx =>
+            {
+                ctx.Cancel = true;
+                _fatalSignal = number;
                 Wake();
             }));
         }
@@ -392,6 +411,16 @@ internal sealed partial class Supervisor : IDisposable
 
     private void PickUpSignals(long now)
     {
+        if (_fatalSignal is var fatal and not 0)
+        {
+            // Spec 8/12: the fatal path (exec-on-exit, else `fatal: Received signal …`); like the original the
+            // program ends with 4 even when a guard makes the fatal path "attempt to continue".
+            _fatalSignal = 0;
+            var message = $"Received signal {SignalNames.Name(fatal)} ({fatal})";
+            Fatal(4, message);
+            throw new SupervisorExitException(4, message);
+        }
+
         while (_caught.TryDequeue(out var signo))
         {
             var record = _signals.Find(r => r.Signo == signo);
@@ -434,6 +463,11 @@ internal sealed partial class Supervisor : IDisposable
     private void Broadcast(string line, long now)
     {
         _settings.OnBroadcast?.Invoke(line);
+        if (Log.Enabled(DaemonLogLevel.Trace))
+        {
+            Log.Trace($"write msg to {_slots.Count(c => c is { HasOutput: true, Overflow: false, Dead: false })} controllers");
+        }
+
         foreach (var c in _slots)
         {
             c?.Send(line, now);
@@ -460,6 +494,14 @@ internal sealed partial class Supervisor : IDisposable
         try
         {
             var full = path.StartsWith('/') ? path : Path.GetFullPath(path);
+            if (ConnectionListener.IsLiveSocket(full))
+            {
+                // Issue 21: the original unlinks and rebinds, leaving the process already listening there
+                // unreachable; like every other role, refuse while a live process answers on the path.
+                Log.Error($"Failed to create control socket '{path}': another process is listening on {full}");
+                return "Failed to create control socket";
+            }
+
             RemoveStaleSocket(full);
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             socket.Bind(new UnixDomainSocketEndPoint(full));
@@ -525,9 +567,8 @@ internal sealed partial class Supervisor : IDisposable
             _accepted.TryDequeue(out _);
             var fd = (int)socket.Handle;
             Libc.SetNonBlocking(fd);
-            var c = new Controller(slot, ControllerKind.Socket, fd, fd, ownsFds: true, socket) { CanReceiveFds = true };
+            var c = new Controller(Log, slot, ControllerKind.Socket, fd, fd, ownsFds: true, socket) { CanReceiveFds = true };
             _slots[slot] = c;
-            Log.Debug($"controller[{slot}] connected on control socket");
         }
 
         // Accept only while a slot is free; otherwise clients wait in the backlog (spec 4.1).
@@ -631,6 +672,7 @@ internal sealed partial class Supervisor : IDisposable
                     Execute(c, line, now);
                     break;
                 case Protocols.Tsv.TsvLineStatus.Overlong:
+                    Log.Debug($"controller[{c.Slot}] command length exceeds {Controller.InputCapacity} bytes, discarding");
                     if (!comment)
                     {
                         c.Send("error\tline too long\n", now);
@@ -704,8 +746,6 @@ internal sealed partial class Supervisor : IDisposable
         {
             _slots[c.Slot] = null;
         }
-
-        Log.Debug($"controller[{c.Slot}] closed");
     }
 
     private void FlushControllers(long now)
@@ -719,11 +759,7 @@ internal sealed partial class Supervisor : IDisposable
 
             if (!c.Dead)
             {
-                var error = c.Flush(now);
-                if (error is not null)
-                {
-                    Log.Error($"write(client[{c.Slot}]): {error}");
-                }
+                c.Flush(now);
             }
 
             if (!c.Dead && c.BlockedSinceNs != 0)
@@ -884,7 +920,8 @@ internal sealed partial class Supervisor : IDisposable
     {
         if (_execArgs is not null)
         {
-            Log.Fatal(message);
+            // The original logs nothing but the exec warning before the exec; the message travels in
+            // DAEMONPROXY_ERROR and is logged below only when the exec failed.
             ExecOnExit(code, message);
         }
 
@@ -952,6 +989,7 @@ internal sealed partial class Supervisor : IDisposable
             }
         }
 
+        Log.Drain();
         ExecArgv(argv);
         Log.Error($"exec({argv[0]}) failed: {Libc.StrError(Libc.Errno)}");
     }
@@ -1006,6 +1044,7 @@ internal sealed partial class Supervisor : IDisposable
 
         _registrations.Clear();
         DeleteControlSocket();
+        Log.Dispose();
         Libc.close(_wakeRead);
         Libc.close(_wakeWrite);
     }
