@@ -12,8 +12,11 @@ namespace CacheHost.ProcessSupervisor.Tests;
 public sealed class SupervisionUnderFailureTests
 {
     /// <summary>Runs the supervisor through /bin/sh so its descriptors can be arranged first (SCRIPT then `exec "$@"`).</summary>
-    private static DaemonProxyProcess StartThroughShell(string script, string[] args, string shell = "/bin/sh") =>
-        Start(["-c", script + "; exec \"$@\"", "sh", "dotnet", ProgramDll, "daemonproxy", .. args], programName: shell);
+    /// <summary>Shell text that closes every descriptor above 2 (bash: dash cannot close descriptors above 9).</summary>
+    internal const string CloseInheritedFds = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 2 ]; then eval \"exec $n>&-\"; fi; done";
+
+    internal static DaemonProxyProcess StartThroughShell(string script, string[] args, string shell = "/bin/sh", bool skipBanner = true) =>
+        Start(["-c", script + "; exec \"$@\"", "sh", "dotnet", ProgramDll, "daemonproxy", .. args], skipBanner, programName: shell);
 
     [Fact]
     public void FullBlockingStderrPipeNeverStallsCommandsAndLostLinesAreReported()
@@ -162,9 +165,7 @@ public sealed class SupervisionUnderFailureTests
     public void FdPoolOfOneIsFullWithTheConstantAndStandardHandles()
     {
         // Only fds 0-2 may reach the supervisor here: an inherited fd_N would not fit the minimum pool (exit 2).
-        // (bash: dash cannot close descriptors above 9.)
-        const string closeOthers = "for f in /proc/$$/fd/*; do n=${f##*/}; if [ \"$n\" -gt 2 ]; then eval \"exec $n>&-\"; fi; done";
-        using var dp = StartThroughShell(closeOthers, ["-i", "--fd-pool", "1"], shell: "/bin/bash");
+        using var dp = StartThroughShell(CloseInheritedFds, ["-i", "--fd-pool", "1"], shell: "/bin/bash");
         dp.Send("fd.open\tx\twrite\t/dev/null");
         dp.Expect("error\tUnable to allocate new file descriptor object, for command \"fd.open\tx\twrite\t/dev/null\"");
         dp.Send("fd.delete\tstdout");
