@@ -47,16 +47,25 @@ internal sealed unsafe class Controller
     private readonly Queue<int> _received = new();
     private int _inLen;
     private int _outLen;
+    private bool _closed;
 
-    public Controller(int slot, ControllerKind kind, int inFd, int outFd, bool ownsFds, Socket? socket = null)
+    public Controller(DaemonLog log, int slot, ControllerKind kind, int inFd, int outFd, bool ownsFds, Socket? socket = null)
     {
+        Log = log;
         Slot = slot;
         Kind = kind;
         InFd = inFd;
         OutFd = outFd;
         OwnsFds = ownsFds;
         Socket = socket;
+        if (slot >= 0)
+        {
+            Log.Debug($"creating client {slot} with handles {inFd},{outFd}"); // daemonproxy §11 debug texts
+        }
     }
+
+    /// <summary>The supervisor log, for the original's per-controller debug and trace lines (daemonproxy §11).</summary>
+    public DaemonLog Log { get; }
 
     public int Slot { get; }
 
@@ -141,7 +150,18 @@ internal sealed unsafe class Controller
         if (n > 0)
         {
             _inLen += (int)n;
+            if (Log.Enabled(DaemonLogLevel.Trace))
+            {
+                Log.Trace($"controller[{Slot}] read {n} bytes ({_inLen} in recv buf)");
+            }
+
             return null;
+        }
+
+        var errno = n == 0 ? 0 : Libc.Errno;
+        if (Log.Enabled(DaemonLogLevel.Trace))
+        {
+            Log.Trace($"controller[{Slot}] input read failed: {n} {Libc.StrError(errno)}");
         }
 
         if (n == 0)
@@ -150,7 +170,6 @@ internal sealed unsafe class Controller
             return null;
         }
 
-        var errno = Libc.Errno;
         if (errno is Libc.EAGAIN or Libc.EINTR)
         {
             return null;
@@ -253,14 +272,25 @@ internal sealed unsafe class Controller
         if (_outLen + line.Length > OutputCapacity)
         {
             Flush(nowNs);
+            if (OutFd < 0)
+            {
+                return; // the flush found the peer gone
+            }
+
             if (_outLen + line.Length > OutputCapacity)
             {
+                Log.Debug($"client[{Slot}]: can't write msg, {line.Length} > buffer free {OutputCapacity - _outLen}");
                 Overflow = true;
                 return;
             }
         }
 
         Append(line);
+        if (Log.Enabled(DaemonLogLevel.Debug))
+        {
+            // The original quotes the event with its LF, which splits the log line; here it stays one line.
+            Log.Debug($"client[{Slot}] event: \"{line.AsSpan().TrimEnd('\n')}\"");
+        }
     }
 
     /// <summary>
@@ -304,12 +334,17 @@ internal sealed unsafe class Controller
         _outLen += line.Length;
     }
 
-    /// <summary>Writes queued output. Returns an error text when the peer is gone.</summary>
-    public string? Flush(long nowNs)
+    /// <summary>
+    /// Writes queued output. A write error (the peer is gone, EPIPE) ends only the output side, as in the
+    /// original: input already received, and any still arriving, is read and executed until EOF (issue 14: a
+    /// controller's last command must not be lost because its events could not be delivered; the
+    /// interactive controller still ends the program at EOF on stdin).
+    /// </summary>
+    public void Flush(long nowNs)
     {
         if (OutFd < 0 || Dead)
         {
-            return null;
+            return;
         }
 
         while (_outLen > 0)
@@ -326,6 +361,11 @@ internal sealed unsafe class Controller
                 _outLen -= (int)n;
                 BlockedSinceNs = 0;
                 LastBlockWarnSec = -1;
+                if (Log.Enabled(DaemonLogLevel.Trace))
+                {
+                    Log.Trace($"controller[{Slot}] flushed {n} bytes");
+                }
+
                 continue;
             }
 
@@ -342,11 +382,12 @@ internal sealed unsafe class Controller
                     BlockedSinceNs = nowNs;
                 }
 
-                return null;
+                return;
             }
 
-            Dead = true;
-            return Libc.StrError(errno);
+            Log.Debug($"controller[{Slot}] outbuf write failed: {Libc.StrError(errno)}");
+            CloseOutput();
+            return;
         }
 
         BlockedSinceNs = 0;
@@ -360,10 +401,27 @@ internal sealed unsafe class Controller
             // The buffer drained after events were dropped: tell the client once (spec 4.4).
             Overflow = false;
             Append("overflow\n");
-            return Flush(nowNs);
+            Flush(nowNs);
+        }
+    }
+
+    /// <summary>Stops all output after a write error; the input side stays (see <see cref="Flush"/>).</summary>
+    private void CloseOutput()
+    {
+        _outLen = 0;
+        Overflow = false;
+        BlockedSinceNs = 0;
+        Dump = null;
+        if (OwnsFds && Socket is null && OutFd != InFd)
+        {
+            Libc.close(OutFd);
         }
 
-        return null;
+        OutFd = -1;
+        if (WatchHangup)
+        {
+            Dead = true; // an event-only controller has nothing left to do
+        }
     }
 
     /// <summary>Reset-timeout rule of spec 4.4: with a full input buffer, let commands run with output discarded.</summary>
@@ -372,6 +430,12 @@ internal sealed unsafe class Controller
     /// <summary>Closes what this controller owns and any received descriptors not taken.</summary>
     public void Close()
     {
+        if (Slot >= 0 && !_closed)
+        {
+            Log.Debug($"destroying client {Slot}");
+        }
+
+        _closed = true;
         Dead = true;
         while (_received.Count > 0)
         {

@@ -15,15 +15,35 @@ internal enum DaemonLogLevel
 }
 
 /// <summary>
-/// The supervisor's own log (spec 11): lines <c>level: message</c> written to the descriptor of a named handle
-/// (<c>stderr</c> by default, <c>log.dest</c> changes it). Writes wait at most 62.5 ms for the descriptor; a
-/// message that cannot be written is dropped and counted, and <c>warning: lost N log messages</c> follows once
-/// writing works again. When no handle has the destination name the log is silent.
+/// The supervisor's own log (spec 11): lines <c>level: message</c> for the descriptor of a named handle
+/// (<c>stderr</c> by default, <c>log.dest</c> changes it). The loop only appends to a 1 KiB buffer (spec 13)
+/// and never writes itself: a writer thread does the <c>write(2)</c> on a private close-on-exec duplicate of
+/// the destination, so a blocking descriptor that nobody reads (a full pipe, a stopped terminal) stalls only
+/// that thread, never reaping, restarts or commands (issue 14). A line that does not fit is dropped and
+/// counted; <c>warning: lost N log messages</c> follows as soon as space is free again. After a write error
+/// the writer waits 0.5 s before retrying (spec 11, never a busy loop). When no handle has the destination
+/// name the log is silent.
 /// </summary>
-internal sealed unsafe class DaemonLog
+internal sealed unsafe class DaemonLog : IDisposable
 {
+    /// <summary>Buffer size of spec 13.</summary>
+    public const int Capacity = 1024;
+
+    private const int RetryMs = 500;
     private static readonly string[] Names = ["none", "trace", "debug", "info", "warning", "error", "fatal"];
+
+    private readonly object _gate = new();
+    private readonly byte[] _buffer = new byte[Capacity];
+    private readonly List<int> _retired = [];
+    private int _length;
     private long _lost;
+    private int _fd = -1; // private duplicate the writer uses
+    private bool _hasSource;
+    private ulong _sourceDev;
+    private ulong _sourceIno;
+    private Thread? _writer;
+    private bool _stopping;
+    private long _writeStartedMs; // 0 while the writer is not inside write(2)
 
     /// <summary>Current filter; the default shows info and above.</summary>
     public DaemonLogLevel Filter { get; set; } = DaemonLogLevel.Debug;
@@ -33,6 +53,18 @@ internal sealed unsafe class DaemonLog
 
     /// <summary>Optional second sink (the appsettings host routes lines into ILogger as well).</summary>
     public Action<DaemonLogLevel, string>? Mirror { get; set; }
+
+    /// <summary>Messages dropped because the buffer was full and not yet reported (diagnostics, tests).</summary>
+    public long Lost
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _lost;
+            }
+        }
+    }
 
     public static string LevelName(DaemonLogLevel level) => Names[(int)level];
 
@@ -60,63 +92,239 @@ internal sealed unsafe class DaemonLog
         }
 
         Mirror?.Invoke(level, message);
-        var fd = Destination();
-        if (fd < 0)
+        if (!RefreshDestination())
         {
             return;
         }
 
-        if (_lost > 0)
+        var line = Encoding.UTF8.GetBytes($"{Names[(int)level]}: {message}\n");
+        lock (_gate)
         {
-            var lost = _lost;
-            _lost = 0;
-            if (!TryWrite(fd, $"warning: lost {lost} log messages\n"))
+            AppendLostNotice();
+            if (_lost > 0 || _length + line.Length > Capacity)
             {
-                _lost = lost + 1;
+                _lost++;
                 return;
             }
-        }
 
-        if (!TryWrite(fd, $"{Names[(int)level]}: {message}\n"))
-        {
-            _lost++;
+            line.CopyTo(_buffer, _length);
+            _length += line.Length;
+            EnsureWriter();
+            Monitor.PulseAll(_gate);
         }
     }
 
-    private static bool TryWrite(int fd, string line)
+    /// <summary>
+    /// Re-resolves the destination handle; a different file (by device and inode) gets a new private
+    /// duplicate. Called for every line and after handle changes, so a deleted destination is let go of.
+    /// Returns false when there is no destination.
+    /// </summary>
+    public bool RefreshDestination()
     {
-        var bytes = Encoding.UTF8.GetBytes(line);
-        var done = 0;
-        var deadline = Environment.TickCount64 + 63;
-        fixed (byte* p = bytes)
+        var fd = Destination();
+        ulong dev = 0, ino = 0;
+        if (fd >= 0)
         {
-            while (done < bytes.Length)
+            if (Mono.Unix.Native.Syscall.fstat(fd, out var st) != 0)
             {
-                var n = Libc.write(fd, p + done, (nuint)(bytes.Length - done));
-                if (n > 0)
-                {
-                    done += (int)n;
-                    continue;
-                }
-
-                var errno = Libc.Errno;
-                if (n < 0 && errno == Libc.EINTR)
-                {
-                    continue;
-                }
-
-                var left = (int)(deadline - Environment.TickCount64);
-                if (n < 0 && errno == Libc.EAGAIN && left > 0)
-                {
-                    var pfd = new Libc.PollFd { Fd = fd, Events = Libc.POLLOUT };
-                    Libc.poll(&pfd, 1, left);
-                    continue;
-                }
-
-                return done > 0; // a partly written line counts as written
+                fd = -1;
+            }
+            else
+            {
+                dev = st.st_dev;
+                ino = st.st_ino;
             }
         }
 
-        return true;
+        lock (_gate)
+        {
+            // Compared by file, not by number: the start-up fd 2 and the later `stderr` handle (a copy) are one.
+            if ((fd >= 0) == _hasSource && dev == _sourceDev && ino == _sourceIno)
+            {
+                return _fd >= 0;
+            }
+
+            if (_fd >= 0)
+            {
+                _retired.Add(_fd); // the writer may be inside write(2) on it; it closes it when done
+                _fd = -1;
+            }
+
+            _length = 0; // lines meant for the old destination are not written to the new one
+            _hasSource = fd >= 0;
+            _sourceDev = dev;
+            _sourceIno = ino;
+            if (fd >= 0)
+            {
+                _fd = Libc.fcntl(fd, Libc.F_DUPFD_CLOEXEC, 3);
+            }
+
+            Monitor.PulseAll(_gate);
+            return _fd >= 0;
+        }
+    }
+
+    /// <summary>
+    /// Waits until the buffer is written (before exit or exec). Gives up once a single write has been
+    /// blocked for <paramref name="blockedLimitMs"/>, or after <paramref name="totalLimitMs"/> in all.
+    /// </summary>
+    public void Drain(int blockedLimitMs = 100, int totalLimitMs = 2000)
+    {
+        var deadline = Environment.TickCount64 + totalLimitMs;
+        lock (_gate)
+        {
+            AppendLostNotice();
+            while (_length > 0 && _fd >= 0 && _writer is not null)
+            {
+                var now = Environment.TickCount64;
+                if (now >= deadline || (_writeStartedMs != 0 && now - _writeStartedMs >= blockedLimitMs))
+                {
+                    return;
+                }
+
+                Monitor.Wait(_gate, 10);
+            }
+        }
+    }
+
+    private void AppendLostNotice()
+    {
+        if (_lost == 0 || _fd < 0)
+        {
+            return;
+        }
+
+        var notice = Encoding.ASCII.GetBytes($"warning: lost {_lost} log messages\n");
+        if (_length + notice.Length <= Capacity)
+        {
+            notice.CopyTo(_buffer, _length);
+            _length += notice.Length;
+            _lost = 0;
+            EnsureWriter();
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    private void EnsureWriter()
+    {
+        if (_writer is null && !_stopping)
+        {
+            _writer = new Thread(WriterLoop) { IsBackground = true, Name = "daemonproxy log" };
+            _writer.Start();
+        }
+    }
+
+    private void WriterLoop()
+    {
+        var chunk = new byte[Capacity];
+        while (true)
+        {
+            int fd, count;
+            lock (_gate)
+            {
+                CloseRetired();
+                while (!_stopping && (_length == 0 || _fd < 0))
+                {
+                    Monitor.Wait(_gate);
+                    CloseRetired();
+                }
+
+                if (_stopping)
+                {
+                    CloseRetired();
+                    return;
+                }
+
+                fd = _fd;
+                count = _length;
+                Buffer.BlockCopy(_buffer, 0, chunk, 0, count);
+                _writeStartedMs = Math.Max(1, Environment.TickCount64);
+            }
+
+            var n = WriteOnce(fd, chunk, count);
+            lock (_gate)
+            {
+                _writeStartedMs = 0;
+                if (n > 0 && fd == _fd)
+                {
+                    Buffer.BlockCopy(_buffer, n, _buffer, 0, _length - n);
+                    _length -= n;
+                    AppendLostNotice();
+                }
+
+                Monitor.PulseAll(_gate);
+                if (n < 0)
+                {
+                    // Spec 11: after a failure retry at most every 0.5 s; new lines do not wake it earlier.
+                    var until = Environment.TickCount64 + RetryMs;
+                    for (var left = RetryMs; !_stopping && left > 0; left = (int)(until - Environment.TickCount64))
+                    {
+                        Monitor.Wait(_gate, left);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>One write; on a non-blocking descriptor waits for space (bounded). Bytes written, or -1 on error.</summary>
+    private static int WriteOnce(int fd, byte[] chunk, int count)
+    {
+        fixed (byte* p = chunk)
+        {
+            while (true)
+            {
+                var n = Libc.write(fd, p, (nuint)count);
+                if (n >= 0)
+                {
+                    return n == 0 ? -1 : (int)n;
+                }
+
+                var errno = Libc.Errno;
+                if (errno == Libc.EINTR)
+                {
+                    continue;
+                }
+
+                if (errno != Libc.EAGAIN)
+                {
+                    return -1;
+                }
+
+                var pfd = new Libc.PollFd { Fd = fd, Events = Libc.POLLOUT };
+                if (Libc.poll(&pfd, 1, RetryMs) <= 0)
+                {
+                    return 0; // still full: try again with whatever the buffer holds by then
+                }
+            }
+        }
+    }
+
+    private void CloseRetired()
+    {
+        foreach (var fd in _retired)
+        {
+            Libc.close(fd);
+        }
+
+        _retired.Clear();
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _stopping = true;
+            if (_fd >= 0)
+            {
+                _retired.Add(_fd);
+                _fd = -1;
+            }
+
+            Monitor.PulseAll(_gate);
+            if (_writer is null)
+            {
+                CloseRetired();
+            }
+        }
     }
 }

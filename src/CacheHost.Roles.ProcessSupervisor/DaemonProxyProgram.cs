@@ -81,16 +81,16 @@ public static class DaemonProxyProgram
         return supervisor.Run();
     }
 
-    /// <summary>Exit through the fatal path: exec-on-exit when configured (spec 12), else print and exit.</summary>
+    /// <summary>
+    /// Exit through the fatal path: exec-on-exit when configured (spec 12), else print and exit. Like the
+    /// original, the fatal message is not printed before the exec (it is in DAEMONPROXY_ERROR); it is printed
+    /// when there is no exec or the exec failed.
+    /// </summary>
     private static int EarlyExit(SupervisorSettings settings, int code, string message, string? stdout)
     {
         if (stdout is not null)
         {
             Libc.WriteAll(1, Encoding.UTF8.GetBytes(stdout));
-        }
-        else
-        {
-            WriteStderr($"fatal: {message}\n");
         }
 
         if (settings.ExecArgs is not null)
@@ -103,6 +103,11 @@ public static class DaemonProxyProgram
             WriteStderr($"warning: daemonproxy exec_on_exit to '{argv[0]}'\n");
             Supervisor.ExecArgv(argv);
             WriteStderr($"error: exec({argv[0]}) failed: {Libc.StrError(Libc.Errno)}\n");
+        }
+
+        if (stdout is null)
+        {
+            WriteStderr($"fatal: {message}\n");
         }
 
         return code;

@@ -12,7 +12,7 @@ internal static unsafe partial class Libc
 {
     private const string Lib = "libc";
 
-    public const int EINTR = 4, EAGAIN = 11, EBADF = 9, ECHILD = 10, EPIPE = 32, ENOENT = 2;
+    public const int EINTR = 4, EAGAIN = 11, EBADF = 9, ECHILD = 10, EPIPE = 32, ENOENT = 2, ECONNABORTED = 103;
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_ACCMODE = 3, O_CREAT = 0x40, O_NOCTTY = 0x100,
         O_TRUNC = 0x200, O_APPEND = 0x400, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
     public const int F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, FD_CLOEXEC = 1, F_DUPFD_CLOEXEC = 1030;
@@ -71,6 +71,7 @@ internal static unsafe partial class Libc
     [DllImport(Lib, SetLastError = true)] public static extern int socketpair(int domain, int type, int protocol, int* sv);
     [DllImport(Lib, SetLastError = true)] public static extern int bind(int fd, byte* addr, uint len);
     [DllImport(Lib, SetLastError = true)] public static extern int listen(int fd, int backlog);
+    [DllImport(Lib, SetLastError = true)] public static extern int accept4(int fd, byte* addr, uint* len, int flags);
     [DllImport(Lib, SetLastError = true)] public static extern int setsockopt(int fd, int level, int name, int* value, uint len);
     [DllImport(Lib, SetLastError = true)] public static extern int getsockopt(int fd, int level, int name, int* value, uint* len);
     [DllImport(Lib, SetLastError = true)] public static extern int shutdown(int fd, int how);

@@ -41,12 +41,18 @@ internal sealed partial class Supervisor
     /// <summary>Line classification of spec 3.2 and the error reply form.</summary>
     private void Execute(Controller c, string line, long now)
     {
+        if (Log.Enabled(DaemonLogLevel.Debug))
+        {
+            Log.Debug($"controller[{c.Slot}] command: \"{line}\""); // daemonproxy §11 debug texts
+        }
+
         var tab = line.IndexOf('\t');
         var name = tab < 0 ? line : line[..tab];
         if (!Commands.TryGetValue(name, out var handler))
         {
             if (line.StartsWith('#') || line.All(ch => ch is ' ' or '\t' or '\r' or '\0'))
             {
+                Log.Trace("Ignoring comment line");
                 return;
             }
 

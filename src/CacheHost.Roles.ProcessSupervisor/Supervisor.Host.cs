@@ -88,7 +88,7 @@ internal sealed partial class Supervisor
         while (!_terminate && _hostCommands.TryDequeue(out var command))
         {
             var capture = new StringBuilder();
-            var c = new Controller(-1, ControllerKind.Socket, -1, -1, ownsFds: false) { Capture = capture };
+            var c = new Controller(Log, -1, ControllerKind.Socket, -1, -1, ownsFds: false) { Capture = capture };
             try
             {
                 Execute(c, command.Line, now);

@@ -188,7 +188,7 @@ internal sealed partial class Supervisor
                 Libc.shutdown(parentEnd, Libc.SHUT_WR);
             }
 
-            var c = new Controller(slot, ControllerKind.Service, parentEnd, wantsEvents ? parentEnd : -1, ownsFds: true)
+            var c = new Controller(Log, slot, ControllerKind.Service, parentEnd, wantsEvents ? parentEnd : -1, ownsFds: true)
             {
                 CanReceiveFds = wantsCommands,
                 WatchHangup = !wantsCommands,

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using CacheHost.Transport;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
@@ -21,24 +20,27 @@ internal sealed partial class Supervisor : IDisposable
     private static readonly int[] CountedSignals = [1, 2, 3, 15, 10, 12]; // HUP INT QUIT TERM USR1 USR2 (spec 8)
     private static readonly int[] WakeSignals = [17, 14]; // CHLD ALRM: only wake the loop
 
+    // ILL ABRT BUS FPE SEGV: fatal (spec 8). Sent with kill(2) they reach the runtime's signal thread and are
+    // caught here; SIGTRAP is not registered because the runtime aborts on it before any handler runs, and a
+    // real fault is the runtime's (a crash), not a catchable event (docs/daemonproxy.md).
+    private static readonly int[] FatalSignals = [4, 6, 7, 8, 11];
+
     private readonly SupervisorSettings _settings;
     private readonly SortedList<string, NamedHandle> _handles = new(StringComparer.Ordinal);
     private readonly SortedList<string, Service> _services = new(StringComparer.Ordinal);
     private readonly Controller?[] _slots;
     private readonly List<SignalRecord> _signals = [];
     private readonly ConcurrentQueue<int> _caught = new();
-    private readonly ConcurrentQueue<Socket> _accepted = new();
+    private volatile int _fatalSignal;
     private readonly List<PosixSignalRegistration> _registrations = [];
     private readonly int _wakeRead;
     private readonly int _wakeWrite;
     private long _signalSeq;
     private long _triggerMarker;
-    private ConnectionListener? _listener;
+    private Socket? _listenSocket;
     private string? _socketPath;
     private string? _socketFullPath;
     private int _listenFd = -1;
-    private volatile bool _acceptOutstanding;
-    private volatile string? _acceptError;
     private long _acceptWarnAtNs;
     private bool _terminate;
     private int _exitCode;
@@ -83,6 +85,7 @@ internal sealed partial class Supervisor : IDisposable
         try
         {
             Startup();
+            StartWarmUp();
             _settings.OnReady?.Invoke();
             while (true)
             {
@@ -105,6 +108,87 @@ internal sealed partial class Supervisor : IDisposable
         finally
         {
             CloseHostCommands();
+            Log.Drain(); // the last lines (fatal, running services) before the process ends
+        }
+    }
+
+    /// <summary>
+    /// Issue 14 item 6: the first reply on a new controller, the first <c>service.start</c> and the first use
+    /// of each command paid for JIT compilation (tens of ms on a loaded machine). A background thread compiles
+    /// the supervisor's methods right after start-up, in parallel with the idle loop, so the first client is
+    /// served by compiled code. Nothing to do where code is compiled ahead of time (NativeAOT).
+    /// </summary>
+    private static void StartWarmUp()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeCompiled)
+        {
+            return;
+        }
+
+        var thread = new Thread(() =>
+        {
+            DryRun();
+            const System.Reflection.BindingFlags all = System.Reflection.BindingFlags.DeclaredOnly | System.Reflection.BindingFlags.Instance
+                | System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic;
+            Prepare(typeof(Supervisor).GetMethods(all), typeof(Supervisor).GetConstructors(all));
+            Prepare(typeof(Controller).GetMethods(all), typeof(Controller).GetConstructors(all));
+            Prepare(typeof(DaemonLog).GetMethods(all), typeof(DaemonLog).GetConstructors(all));
+            Prepare(typeof(NamedHandle).GetMethods(all), typeof(NamedHandle).GetConstructors(all));
+            Prepare(typeof(Service).GetMethods(all), typeof(Service).GetConstructors(all));
+            Prepare(typeof(ServiceSpawner).GetMethods(all), []);
+            Prepare(typeof(SignalNames).GetMethods(all), []);
+            Prepare(typeof(Libc).GetMethods(all), []);
+            Prepare(typeof(Protocols.Tsv.TsvLineFramer).GetMethods(all), typeof(Protocols.Tsv.TsvLineFramer).GetConstructors(all));
+        })
+        { IsBackground = true, Name = "daemonproxy warm-up", Priority = ThreadPriority.BelowNormal };
+        thread.Start();
+
+        // One echo through a controller of a private, silent supervisor over a socketpair: the exact path of
+        // a client's first command (read, frame, dispatch, reply, flush), generic instantiations included.
+        static unsafe void DryRun()
+        {
+            using var dry = new Supervisor(new SupervisorSettings());
+            dry.Log.Destination = () => -1;
+            var pair = stackalloc int[2];
+            if (Libc.socketpair(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC, 0, pair) != 0)
+            {
+                return;
+            }
+
+            var c = new Controller(dry.Log, -1, ControllerKind.Socket, pair[0], pair[0], ownsFds: true) { CanReceiveFds = true };
+            Libc.WriteAll(pair[1], "echo\twarm-up\n"u8);
+            c.ReadInput();
+            var now = Now();
+            if (c.TryReadLine(out var line, out _) == Protocols.Tsv.TsvLineStatus.Line)
+            {
+                dry.Execute(c, line, now);
+            }
+
+            c.Flush(now);
+            var reply = stackalloc byte[64];
+            Libc.read(pair[1], reply, 64);
+            c.Close();
+            Libc.close(pair[1]);
+        }
+
+        static void Prepare(System.Reflection.MethodInfo[] methods, System.Reflection.ConstructorInfo[] constructors)
+        {
+            foreach (var m in methods.Cast<System.Reflection.MethodBase>().Concat(constructors))
+            {
+                if (m.IsAbstract || m.ContainsGenericParameters)
+                {
+                    continue;
+                }
+
+                try
+                {
+                    System.Runtime.CompilerServices.RuntimeHelpers.PrepareMethod(m.MethodHandle);
+                }
+                catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or TypeLoadException or BadImageFormatException)
+                {
+                    // A method that cannot be prepared ahead is simply compiled on first use.
+                }
+            }
         }
     }
 
@@ -128,9 +212,10 @@ internal sealed partial class Supervisor : IDisposable
         AddHandle(new NamedHandle("control.event", -1, "special", "read", "daemonproxy event stream", constant: true));
         AddHandle(new NamedHandle("control.socket", -1, "special", "read,write", "daemonproxy control socket", constant: true));
         RegisterInherited();
+        Log.RefreshDestination(); // the log's private descriptor exists from start-up, not from its first line
         if (_settings.HandlePool is { } pool && PooledHandleCount > pool)
         {
-            Fatal(2, $"fd pool of {pool} is too small for the {PooledHandleCount} inherited handles");
+            Fatal(2, "Not enough FD objects to register all open FDs"); // the original's text (exit 2, spec 2.3)
         }
 
         InstallSignals();
@@ -148,7 +233,7 @@ internal sealed partial class Supervisor : IDisposable
         {
             Libc.SetNonBlocking(0);
             Libc.SetNonBlocking(1);
-            var c = new Controller(FreeSlot(), ControllerKind.Interactive, 0, 1, ownsFds: false) { CanReceiveFds = IsSocket(0) };
+            var c = new Controller(Log, FreeSlot(), ControllerKind.Interactive, 0, 1, ownsFds: false) { CanReceiveFds = IsSocket(0) };
             _slots[c.Slot] = c;
             SendBanner(c);
             RepointToNull("stdin", Libc.O_RDONLY);
@@ -176,7 +261,7 @@ internal sealed partial class Supervisor : IDisposable
             else
             {
                 var slot = FreeSlot();
-                _slots[slot] = new Controller(slot, ControllerKind.ConfigFile, fd, -1, ownsFds: true);
+                _slots[slot] = new Controller(Log, slot, ControllerKind.ConfigFile, fd, -1, ownsFds: true);
             }
         }
 
@@ -289,8 +374,9 @@ internal sealed partial class Supervisor : IDisposable
 
     private void AddHandle(NamedHandle handle) => _handles[handle.Name] = handle;
 
-    /// <summary>Handles that occupy pool objects (the four constants are static).</summary>
-    private int PooledHandleCount => _handles.Values.Count(h => !h.IsConstant);
+    /// <summary>Handles that occupy pool objects: all of them, the four constants included, as in the original
+    /// (so `--fd-pool 1`, raised to the minimum 7, is full with the constants and stdin/stdout/stderr).</summary>
+    private int PooledHandleCount => _handles.Count;
 
     private void InstallSignals()
     {
@@ -302,6 +388,17 @@ internal sealed partial class Supervisor : IDisposable
                 // Counted and reported, never fatal (spec 8): the registration must cancel the default action.
                 ctx.Cancel = true;
                 _caught.Enqueue(number);
+                Wake();
+            }));
+        }
+
+        foreach (var signo in FatalSignals)
+        {
+            var number = signo;
+            _registrations.Add(PosixSignalRegistration.Create((PosixSignal)number, ctx =>
+            {
+                ctx.Cancel = true;
+                _fatalSignal = number;
                 Wake();
             }));
         }
@@ -364,7 +461,7 @@ internal sealed partial class Supervisor : IDisposable
 
             ReapChildren(now);
             RunServices(now);
-            AcceptPending(now);
+            AcceptPending();
             var busy = RunControllers(now);
             RunHostCommands(now);
             FlushControllers(now);
@@ -374,7 +471,6 @@ internal sealed partial class Supervisor : IDisposable
                 return FinishTerminate();
             }
 
-            AcceptPending(Now()); // a slot freed during this pass starts the next accept before sleeping
             Poll(busy ? 0 : NextTimeoutMs(Now()));
         }
     }
@@ -392,6 +488,16 @@ internal sealed partial class Supervisor : IDisposable
 
     private void PickUpSignals(long now)
     {
+        if (_fatalSignal is var fatal and not 0)
+        {
+            // Spec 8/12: the fatal path (exec-on-exit, else `fatal: Received signal …`); like the original the
+            // program ends with 4 even when a guard makes the fatal path "attempt to continue".
+            _fatalSignal = 0;
+            var message = $"Received signal {SignalNames.Name(fatal)} ({fatal})";
+            Fatal(4, message);
+            throw new SupervisorExitException(4, message);
+        }
+
         while (_caught.TryDequeue(out var signo))
         {
             var record = _signals.Find(r => r.Signo == signo);
@@ -434,6 +540,11 @@ internal sealed partial class Supervisor : IDisposable
     private void Broadcast(string line, long now)
     {
         _settings.OnBroadcast?.Invoke(line);
+        if (Log.Enabled(DaemonLogLevel.Trace))
+        {
+            Log.Trace($"write msg to {_slots.Count(c => c is { HasOutput: true, Overflow: false, Dead: false })} controllers");
+        }
+
         foreach (var c in _slots)
         {
             c?.Send(line, now);
@@ -460,12 +571,21 @@ internal sealed partial class Supervisor : IDisposable
         try
         {
             var full = path.StartsWith('/') ? path : Path.GetFullPath(path);
+            if (ConnectionListener.IsLiveSocket(full))
+            {
+                // Issue 21: the original unlinks and rebinds, leaving the process already listening there
+                // unreachable; like every other role, refuse while a live process answers on the path.
+                Log.Error($"Failed to create control socket '{path}': another process is listening on {full}");
+                return "Failed to create control socket";
+            }
+
             RemoveStaleSocket(full);
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             socket.Bind(new UnixDomainSocketEndPoint(full));
             socket.Listen(2);
+            socket.Blocking = false;
+            _listenSocket = socket;
             _listenFd = (int)socket.Handle;
-            _listener = ConnectionListener.Adopt(TransportAddress.Parse("UNIX:" + full), socket, new TransportOptions { Backlog = 2 }, NullLogger.Instance);
             _socketPath = path;
             _socketFullPath = full;
             return null;
@@ -491,10 +611,10 @@ internal sealed partial class Supervisor : IDisposable
 
     private void DeleteControlSocket()
     {
-        if (_listener is not null)
+        if (_listenSocket is not null)
         {
-            _listener.Unbind();
-            _listener = null;
+            _listenSocket.Dispose();
+            _listenSocket = null;
             _listenFd = -1;
             if (_socketFullPath is not null)
             {
@@ -506,63 +626,40 @@ internal sealed partial class Supervisor : IDisposable
         }
     }
 
-    private void AcceptPending(long now)
+    /// <summary>
+    /// Accepts waiting control-socket clients while a slot is free, on the loop thread with a non-blocking
+    /// accept4 (issue 14: the earlier accept task cost a thread-pool hop and a wake-up, 6-19 ms before the
+    /// first reply). With every slot taken clients wait in the backlog (spec 4.1); <see cref="Poll"/> watches
+    /// the listening descriptor for both cases.
+    /// </summary>
+    private unsafe void AcceptPending()
     {
-        while (_accepted.TryPeek(out var socket))
+        while (_listenFd >= 0)
         {
             var slot = FreeSlot();
             if (slot < 0)
             {
-                if (now >= _acceptWarnAtNs)
+                return;
+            }
+
+            var fd = Libc.accept4(_listenFd, null, null, Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC);
+            if (fd < 0)
+            {
+                var errno = Libc.Errno;
+                if (errno is Libc.EINTR or Libc.ECONNABORTED)
                 {
-                    Log.Warn("No free controllers to accpet socket connection");
-                    _acceptWarnAtNs = now + 5 * Second;
+                    continue;
+                }
+
+                if (errno != Libc.EAGAIN)
+                {
+                    Log.Error("accept: " + Libc.StrError(errno));
                 }
 
                 return;
             }
 
-            _accepted.TryDequeue(out _);
-            var fd = (int)socket.Handle;
-            Libc.SetNonBlocking(fd);
-            var c = new Controller(slot, ControllerKind.Socket, fd, fd, ownsFds: true, socket) { CanReceiveFds = true };
-            _slots[slot] = c;
-            Log.Debug($"controller[{slot}] connected on control socket");
-        }
-
-        // Accept only while a slot is free; otherwise clients wait in the backlog (spec 4.1).
-        if (_listener is not null && !_acceptOutstanding && _accepted.IsEmpty && FreeSlot() >= 0)
-        {
-            var listener = _listener;
-            _acceptOutstanding = true;
-            _ = Task.Run(async () =>
-            {
-                Socket? s = null;
-                try
-                {
-                    s = await listener.AcceptSocketAsync().ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or InvalidOperationException)
-                {
-                    _acceptError = ex.Message;
-                }
-                finally
-                {
-                    if (s is not null)
-                    {
-                        _accepted.Enqueue(s);
-                    }
-
-                    _acceptOutstanding = false;
-                    Wake();
-                }
-            });
-        }
-
-        if (_acceptError is { } error)
-        {
-            _acceptError = null;
-            Log.Error("accept: " + error);
+            _slots[slot] = new Controller(Log, slot, ControllerKind.Socket, fd, fd, ownsFds: true) { CanReceiveFds = true };
         }
     }
 
@@ -631,6 +728,7 @@ internal sealed partial class Supervisor : IDisposable
                     Execute(c, line, now);
                     break;
                 case Protocols.Tsv.TsvLineStatus.Overlong:
+                    Log.Debug($"controller[{c.Slot}] command length exceeds {Controller.InputCapacity} bytes, discarding");
                     if (!comment)
                     {
                         c.Send("error\tline too long\n", now);
@@ -704,8 +802,6 @@ internal sealed partial class Supervisor : IDisposable
         {
             _slots[c.Slot] = null;
         }
-
-        Log.Debug($"controller[{c.Slot}] closed");
     }
 
     private void FlushControllers(long now)
@@ -719,11 +815,7 @@ internal sealed partial class Supervisor : IDisposable
 
             if (!c.Dead)
             {
-                var error = c.Flush(now);
-                if (error is not null)
-                {
-                    Log.Error($"write(client[{c.Slot}]): {error}");
-                }
+                c.Flush(now);
             }
 
             if (!c.Dead && c.BlockedSinceNs != 0)
@@ -791,7 +883,7 @@ internal sealed partial class Supervisor : IDisposable
             }
         }
 
-        if ((!_accepted.IsEmpty || _listenFd >= 0) && _acceptWarnAtNs > now)
+        if (_listenFd >= 0 && FreeSlot() < 0 && _acceptWarnAtNs > now)
         {
             next = Math.Min(next, _acceptWarnAtNs);
         }
@@ -831,8 +923,10 @@ internal sealed partial class Supervisor : IDisposable
             }
         }
 
-        // All slots taken: watch the backlog so a waiting client is reported every 5 s (spec 4.1, 13).
-        var watchBacklog = _listenFd >= 0 && FreeSlot() < 0 && Now() >= _acceptWarnAtNs;
+        // A free slot: wake for a connecting client. All slots taken: watch the backlog so a waiting client is
+        // reported every 5 s (spec 4.1, 13).
+        var full = FreeSlot() < 0;
+        var watchBacklog = _listenFd >= 0 && (!full || Now() >= _acceptWarnAtNs);
         if (watchBacklog)
         {
             list.Add(new Libc.PollFd { Fd = _listenFd, Events = Libc.POLLIN });
@@ -844,7 +938,7 @@ internal sealed partial class Supervisor : IDisposable
             Libc.poll(p, (nuint)array.Length, (int)Math.Min(timeoutMs, int.MaxValue));
         }
 
-        if (watchBacklog && (array[^1].Revents & Libc.POLLIN) != 0)
+        if (watchBacklog && full && (array[^1].Revents & Libc.POLLIN) != 0)
         {
             Log.Warn("No free controllers to accpet socket connection");
             _acceptWarnAtNs = Now() + 5 * Second;
@@ -884,7 +978,8 @@ internal sealed partial class Supervisor : IDisposable
     {
         if (_execArgs is not null)
         {
-            Log.Fatal(message);
+            // The original logs nothing but the exec warning before the exec; the message travels in
+            // DAEMONPROXY_ERROR and is logged below only when the exec failed.
             ExecOnExit(code, message);
         }
 
@@ -952,6 +1047,7 @@ internal sealed partial class Supervisor : IDisposable
             }
         }
 
+        Log.Drain();
         ExecArgv(argv);
         Log.Error($"exec({argv[0]}) failed: {Libc.StrError(Libc.Errno)}");
     }
@@ -1006,6 +1102,7 @@ internal sealed partial class Supervisor : IDisposable
 
         _registrations.Clear();
         DeleteControlSocket();
+        Log.Dispose();
         Libc.close(_wakeRead);
         Libc.close(_wakeWrite);
     }

@@ -308,7 +308,12 @@ public sealed class ConnectionListener : IAsyncDisposable
         return Syscall.lstat(path, out var st) == 0 && (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFSOCK;
     }
 
-    private static bool IsLiveSocket(string path)
+    /// <summary>
+    /// True when a process accepts connections on the unix socket at <paramref name="path"/> (a connect
+    /// succeeds); false for a stale socket file (ECONNREFUSED) or no socket at all. Shared by every role that
+    /// binds a unix socket, so none of them takes over a live one.
+    /// </summary>
+    public static bool IsLiveSocket(string path)
     {
         using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try

@@ -51,10 +51,14 @@ public sealed class CommandLineTests
         Assert.Equal(2, code);
         (code, _, _) = RunToEnd("-E", new string('a', 256), "-i");
         Assert.Equal(2, code);
-        (code, _, err) = RunToEnd("-ivv", "--fd-pool", "3x8192");
-        Assert.Equal(0, code);
-        Assert.Contains("warning: At least 7 fd objects required; using minimum", err);
-        Assert.Contains("warning: fd obj size limited to maximum of 4096", err);
+        // The minimum pool of 7 is exactly full with the constants and fds 0-2, so no other descriptor may be inherited.
+        using (var pooled = SupervisionUnderFailureTests.StartThroughShell(SupervisionUnderFailureTests.CloseInheritedFds, ["-ivv", "--fd-pool", "3x8192"], shell: "/bin/bash", skipBanner: false))
+        {
+            pooled.CloseInput();
+            Assert.Equal(0, pooled.WaitForExit(TimeSpan.FromSeconds(20)));
+            Assert.Contains("warning: At least 7 fd objects required; using minimum", pooled.Stderr);
+            Assert.Contains("warning: fd obj size limited to maximum of 4096", pooled.Stderr);
+        }
     }
 
     [Fact]

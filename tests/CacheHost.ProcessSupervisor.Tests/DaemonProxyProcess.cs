@@ -157,6 +157,9 @@ internal sealed class DaemonProxyProcess : IDisposable
 
     public void CloseInput() => _process.StandardInput.Close();
 
+    /// <summary>Closes the read end of the supervisor's stdout (its next write gets EPIPE); only before reading started.</summary>
+    public void CloseOutput() => _process.StandardOutput.Close();
+
     /// <summary>
     /// The next stdout line; fails after the timeout or at EOF. <c>fd.state</c> lines of descriptors the test
     /// runner itself inherited (fd_N, spec 2.4 step 4) depend on the environment and are skipped.
@@ -266,7 +269,11 @@ internal sealed class DaemonProxyProcess : IDisposable
     public int WaitForExit(TimeSpan? timeout = null)
     {
         Assert.True(_process.WaitForExit(timeout ?? DefaultTimeout), "supervisor did not exit in time");
-        _outThread.Join(2000);
+        if ((_outThread.ThreadState & System.Threading.ThreadState.Unstarted) == 0)
+        {
+            _outThread.Join(2000);
+        }
+
         _errThread.Join(2000);
         return _process.ExitCode;
     }
