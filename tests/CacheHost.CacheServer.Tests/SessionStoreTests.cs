@@ -265,12 +265,13 @@ public sealed class SessionStoreTests
             }
         }
 
-        Round(0, 50_000); // fills the store, evicts, expires: every array at its final size, every path jitted
+        Round(0, 100_000); // fills the store, evicts, expires: every array at its final size, every path jitted
         var before = GC.GetAllocatedBytesForCurrentThread();
-        Round(50_000, 50_000);
-        // A shard whose population reaches a new high doubles its index arrays (the only allocation left: about
-        // 1 KiB, rarely, for the small shards here). Anything per request would be megabytes: 50,000 ADDs.
-        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 8 * 1024);
+        Round(100_000, 100_000);
+        // A shard whose population reaches a new high grows its index arrays by half (the only allocation left: a
+        // few hundred bytes now and then for the small shards here, as random per-shard populations set new
+        // records). Anything per request would be tens of megabytes: 100,000 ADDs of 100-999 bytes.
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 32 * 1024);
         Assert.Equal(0, failures);
         Assert.True(store.Evictions > 0, "the full-store path was measured");
         Assert.True(store.Expirations > 0, "the expiry path was measured");

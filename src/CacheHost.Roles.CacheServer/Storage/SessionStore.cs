@@ -380,8 +380,10 @@ public sealed unsafe class SessionStore : IDisposable
     {
         ref var entry = ref shard.Entries[index];
         shard.Bytes -= entry.DataLength;
-        _slabs.Free(entry.Block, entry.SizeClass);
-        shard.Delete(index);
+        var block = entry.Block;
+        var sizeClass = entry.SizeClass;
+        shard.Delete(index); // reads the id (for its bucket), so before the chunk is freed
+        _slabs.Free(block, sizeClass);
         Interlocked.Decrement(ref _count);
     }
 
@@ -413,14 +415,15 @@ public sealed unsafe class SessionStore : IDisposable
         /// <summary>Global insertion order; equal expiries keep insertion order (spec 6.3).</summary>
         public long Sequence;
 
-        public uint Hash;
-
         /// <summary>Next entry number + 1 in the bucket's chain (or in the free list), 0 at the end.</summary>
         public int Next;
 
         public int HeapIndex;
         public int DataLength;
-        public ushort IdLength;
+
+        /// <summary>16 bits of the id's hash: a chain walk skips other ids without reading their blocks.</summary>
+        public ushort Tag;
+        public byte IdLength;
         public byte SizeClass;
 
         public readonly bool IsExpired(long now) => now > Expiry;
@@ -447,12 +450,13 @@ public sealed unsafe class SessionStore : IDisposable
         public int Find(ReadOnlySpan<byte> id, uint hash)
         {
             var buckets = _buckets;
+            var tag = TagOf(hash);
             var i = buckets[(hash >> ShardBits) & (uint)(buckets.Length - 1)];
             var entries = Entries;
             while (i != 0)
             {
                 ref var e = ref entries[i - 1];
-                if (e.Hash == hash && e.IdLength == id.Length && new ReadOnlySpan<byte>(e.Block, e.IdLength).SequenceEqual(id))
+                if (e.Tag == tag && e.IdLength == id.Length && new ReadOnlySpan<byte>(e.Block, e.IdLength).SequenceEqual(id))
                 {
                     return i - 1;
                 }
@@ -465,6 +469,11 @@ public sealed unsafe class SessionStore : IDisposable
 
         public void Insert(uint hash, byte* block, byte sizeClass, int idLength, int dataLength, long expiry, long sequence)
         {
+            if (HeapCount >= _buckets.Length)
+            {
+                Rehash(_buckets.Length * 2); // at most one entry per bucket on average
+            }
+
             int index;
             if (_freeList != 0)
             {
@@ -475,7 +484,10 @@ public sealed unsafe class SessionStore : IDisposable
             {
                 if (_used == Entries.Length)
                 {
-                    Grow();
+                    // 1.5x: a shard's spare slots stay under a third (memory per session, issue 13).
+                    var size = Entries.Length + (Entries.Length / 2);
+                    Array.Resize(ref Entries, size);
+                    Array.Resize(ref Heap, size);
                 }
 
                 index = _used++;
@@ -484,11 +496,11 @@ public sealed unsafe class SessionStore : IDisposable
             ref var e = ref Entries[index];
             e.Block = block;
             e.SizeClass = sizeClass;
-            e.IdLength = (ushort)idLength;
+            e.IdLength = (byte)idLength;
+            e.Tag = TagOf(hash);
             e.DataLength = dataLength;
             e.Expiry = expiry;
             e.Sequence = sequence;
-            e.Hash = hash;
             ref var bucket = ref _buckets[(hash >> ShardBits) & (uint)(_buckets.Length - 1)];
             e.Next = bucket;
             bucket = index + 1;
@@ -503,7 +515,7 @@ public sealed unsafe class SessionStore : IDisposable
         {
             ref var e = ref Entries[index];
             // Unlink from the bucket's chain.
-            ref var link = ref _buckets[(e.Hash >> ShardBits) & (uint)(_buckets.Length - 1)];
+            ref var link = ref _buckets[(Hash(new ReadOnlySpan<byte>(e.Block, e.IdLength)) >> ShardBits) & (uint)(_buckets.Length - 1)];
             while (link - 1 != index)
             {
                 link = ref Entries[link - 1].Next;
@@ -529,12 +541,10 @@ public sealed unsafe class SessionStore : IDisposable
             _freeList = index + 1;
         }
 
-        private void Grow()
+        private static ushort TagOf(uint hash) => (ushort)((hash * 0x9E37_79B1u) >> 16);
+
+        private void Rehash(int size)
         {
-            var size = Entries.Length * 2;
-            Array.Resize(ref Entries, size);
-            Array.Resize(ref Heap, size);
-            // Rehash into twice the buckets (load factor at most 1).
             var buckets = new int[size];
             for (var i = 0; i < _used; i++)
             {
@@ -544,7 +554,7 @@ public sealed unsafe class SessionStore : IDisposable
                     continue;
                 }
 
-                ref var bucket = ref buckets[(e.Hash >> ShardBits) & (uint)(size - 1)];
+                ref var bucket = ref buckets[(Hash(new ReadOnlySpan<byte>(e.Block, e.IdLength)) >> ShardBits) & (uint)(size - 1)];
                 e.Next = bucket;
                 bucket = i + 1;
             }

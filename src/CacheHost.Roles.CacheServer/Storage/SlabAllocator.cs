@@ -135,9 +135,9 @@ internal sealed unsafe class SlabAllocator : IDisposable
             _pages.Add((nint)page);
         }
 
+        // No GC.AddMemoryPressure: it induces gen-2 collections while the store grows, which is what this
+        // allocator exists to avoid (an unreferenced store in a test is still finalized by an ordinary GC).
         Interlocked.Add(ref _pageBytes, PageSize);
-        // Lets the GC know this object holds native memory, so that an unreferenced store is finalized soon.
-        GC.AddMemoryPressure(PageSize);
         return page;
     }
 
@@ -164,7 +164,6 @@ internal sealed unsafe class SlabAllocator : IDisposable
             foreach (var page in _pages)
             {
                 NativeMemory.Free((void*)page);
-                GC.RemoveMemoryPressure(PageSize);
             }
 
             _pages.Clear();
