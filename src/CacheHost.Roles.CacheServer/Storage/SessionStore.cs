@@ -114,7 +114,7 @@ public sealed unsafe class SessionStore : IDisposable
             var existing = shard.Find(id, hash);
             if (existing >= 0)
             {
-                if (!shard.Entries[existing].IsExpired(now))
+                if (!shard.At(existing).IsExpired(now))
                 {
                     return DistCacheResult.AddMatchingSession;
                 }
@@ -173,7 +173,7 @@ public sealed unsafe class SessionStore : IDisposable
                 return false;
             }
 
-            ref var entry = ref shard.Entries[index];
+            ref var entry = ref shard.At(index);
             if (entry.IsExpired(now))
             {
                 return false;
@@ -202,7 +202,7 @@ public sealed unsafe class SessionStore : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var index = shard.Find(id, hash);
-            return index >= 0 && !shard.Entries[index].IsExpired(now);
+            return index >= 0 && !shard.At(index).IsExpired(now);
         }
     }
 
@@ -220,7 +220,7 @@ public sealed unsafe class SessionStore : IDisposable
                 return false;
             }
 
-            var expired = shard.Entries[index].IsExpired(now);
+            var expired = shard.At(index).IsExpired(now);
             RemoveLocked(shard, index);
             if (expired)
             {
@@ -274,7 +274,7 @@ public sealed unsafe class SessionStore : IDisposable
             var existing = shard.Find(id, hash);
             if (existing >= 0)
             {
-                if (!shard.Entries[existing].IsExpired(now))
+                if (!shard.At(existing).IsExpired(now))
                 {
                     return DistCacheResult.AddMatchingSession;
                 }
@@ -330,7 +330,7 @@ public sealed unsafe class SessionStore : IDisposable
         {
             if (shard.HeapCount > 0)
             {
-                ref var top = ref shard.Entries[shard.Heap[0]];
+                ref var top = ref shard.At(shard.Heap[0]);
                 tops.Enqueue(shard, (top.Expiry, top.Sequence));
             }
         }
@@ -341,7 +341,7 @@ public sealed unsafe class SessionStore : IDisposable
             Interlocked.Increment(ref _evictions);
             if (shard.HeapCount > 0)
             {
-                ref var next = ref shard.Entries[shard.Heap[0]];
+                ref var next = ref shard.At(shard.Heap[0]);
                 tops.Enqueue(shard, (next.Expiry, next.Sequence));
             }
         }
@@ -362,7 +362,7 @@ public sealed unsafe class SessionStore : IDisposable
     private int PurgeLocked(Shard shard, long now)
     {
         var purged = 0;
-        while (shard.HeapCount > 0 && shard.Entries[shard.Heap[0]].IsExpired(now))
+        while (shard.HeapCount > 0 && shard.At(shard.Heap[0]).IsExpired(now))
         {
             RemoveLocked(shard, shard.Heap[0]);
             purged++;
@@ -378,7 +378,7 @@ public sealed unsafe class SessionStore : IDisposable
 
     private void RemoveLocked(Shard shard, int index)
     {
-        ref var entry = ref shard.Entries[index];
+        ref var entry = ref shard.At(index);
         shard.Bytes -= entry.DataLength;
         var block = entry.Block;
         var sizeClass = entry.SizeClass;
@@ -432,16 +432,19 @@ public sealed unsafe class SessionStore : IDisposable
     }
 
     /// <summary>
-    /// One shard: a chained hash table whose entries live in one struct array (free slots chained through Next),
-    /// and a binary min-heap of entry numbers ordered by (expiry, insertion order). Arrays grow by doubling when
-    /// the shard holds more than ever before, so a steady load allocates nothing. The store's lock for it is Gate.
+    /// One shard: a chained hash table whose entries live in fixed chunks of structs (free slots chained through
+    /// Next), and a binary min-heap of entry numbers ordered by (expiry, insertion order). A new chunk is added
+    /// (never copied, so growing leaves no garbage) only when the shard holds more than ever before, so a steady
+    /// load allocates nothing. The store's lock for it is Gate.
     /// </summary>
     private sealed class Shard
     {
         public readonly Lock Gate = new();
         public long Bytes;
-        public Entry[] Entries = new Entry[8];
-        public int[] Heap = new int[8];
+        private const int ChunkBits = 8;
+        private const int ChunkSize = 1 << ChunkBits;
+        private Entry[][] _chunks = [];
+        public int[] Heap = [];
         public int HeapCount;
         private int[] _buckets = new int[8]; // entry number + 1; 0 = empty
         private int _used; // entries ever handed out (high-water mark)
@@ -452,10 +455,9 @@ public sealed unsafe class SessionStore : IDisposable
             var buckets = _buckets;
             var tag = TagOf(hash);
             var i = buckets[(hash >> ShardBits) & (uint)(buckets.Length - 1)];
-            var entries = Entries;
             while (i != 0)
             {
-                ref var e = ref entries[i - 1];
+                ref var e = ref At(i - 1);
                 if (e.Tag == tag && e.IdLength == id.Length && new ReadOnlySpan<byte>(e.Block, e.IdLength).SequenceEqual(id))
                 {
                     return i - 1;
@@ -478,22 +480,19 @@ public sealed unsafe class SessionStore : IDisposable
             if (_freeList != 0)
             {
                 index = _freeList - 1;
-                _freeList = Entries[index].Next;
+                _freeList = At(index).Next;
             }
             else
             {
-                if (_used == Entries.Length)
+                if (_used == _chunks.Length * ChunkSize)
                 {
-                    // 1.5x: a shard's spare slots stay under a third (memory per session, issue 13).
-                    var size = Entries.Length + (Entries.Length / 2);
-                    Array.Resize(ref Entries, size);
-                    Array.Resize(ref Heap, size);
+                    AddChunk();
                 }
 
                 index = _used++;
             }
 
-            ref var e = ref Entries[index];
+            ref var e = ref At(index);
             e.Block = block;
             e.SizeClass = sizeClass;
             e.IdLength = (byte)idLength;
@@ -513,12 +512,12 @@ public sealed unsafe class SessionStore : IDisposable
 
         public void Delete(int index)
         {
-            ref var e = ref Entries[index];
+            ref var e = ref At(index);
             // Unlink from the bucket's chain.
             ref var link = ref _buckets[(Hash(new ReadOnlySpan<byte>(e.Block, e.IdLength)) >> ShardBits) & (uint)(_buckets.Length - 1)];
             while (link - 1 != index)
             {
-                link = ref Entries[link - 1].Next;
+                link = ref At(link - 1).Next;
             }
 
             link = e.Next;
@@ -530,15 +529,27 @@ public sealed unsafe class SessionStore : IDisposable
             {
                 var last = Heap[HeapCount];
                 Heap[at] = last;
-                Entries[last].HeapIndex = at;
+                At(last).HeapIndex = at;
                 SiftDown(at);
-                SiftUp(Entries[last].HeapIndex);
+                SiftUp(At(last).HeapIndex);
             }
 
             e.Block = null;
             e.HeapIndex = -1;
             e.Next = _freeList;
             _freeList = index + 1;
+        }
+
+        public ref Entry At(int index) => ref _chunks[index >> ChunkBits][index & (ChunkSize - 1)];
+
+        private void AddChunk()
+        {
+            Array.Resize(ref _chunks, _chunks.Length + 1);
+            _chunks[^1] = new Entry[ChunkSize];
+            if (Heap.Length < _chunks.Length * ChunkSize)
+            {
+                Array.Resize(ref Heap, Math.Max(_chunks.Length * ChunkSize, Heap.Length * 3 / 2));
+            }
         }
 
         private static ushort TagOf(uint hash) => (ushort)((hash * 0x9E37_79B1u) >> 16);
@@ -548,7 +559,7 @@ public sealed unsafe class SessionStore : IDisposable
             var buckets = new int[size];
             for (var i = 0; i < _used; i++)
             {
-                ref var e = ref Entries[i];
+                ref var e = ref At(i);
                 if (e.Block == null)
                 {
                     continue;
@@ -565,18 +576,18 @@ public sealed unsafe class SessionStore : IDisposable
         private void SiftUp(int at)
         {
             var item = Heap[at];
-            ref var entry = ref Entries[item];
+            ref var entry = ref At(item);
             while (at > 0)
             {
                 var parent = (at - 1) >> 1;
                 var p = Heap[parent];
-                if (!entry.EvictsBefore(Entries[p]))
+                if (!entry.EvictsBefore(At(p)))
                 {
                     break;
                 }
 
                 Heap[at] = p;
-                Entries[p].HeapIndex = at;
+                At(p).HeapIndex = at;
                 at = parent;
             }
 
@@ -587,7 +598,7 @@ public sealed unsafe class SessionStore : IDisposable
         private void SiftDown(int at)
         {
             var item = Heap[at];
-            ref var entry = ref Entries[item];
+            ref var entry = ref At(item);
             while (true)
             {
                 var child = (at << 1) + 1;
@@ -596,19 +607,19 @@ public sealed unsafe class SessionStore : IDisposable
                     break;
                 }
 
-                if (child + 1 < HeapCount && Entries[Heap[child + 1]].EvictsBefore(Entries[Heap[child]]))
+                if (child + 1 < HeapCount && At(Heap[child + 1]).EvictsBefore(At(Heap[child])))
                 {
                     child++;
                 }
 
                 var c = Heap[child];
-                if (!Entries[c].EvictsBefore(entry))
+                if (!At(c).EvictsBefore(entry))
                 {
                     break;
                 }
 
                 Heap[at] = c;
-                Entries[c].HeapIndex = at;
+                At(c).HeapIndex = at;
                 at = child;
             }
 
