@@ -174,12 +174,25 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         yield return ("evictions", _store.Evictions);
         yield return ("expirations", _store.Expirations);
         yield return ("bytes.stored", _store.DataBytes);
+        yield return ("bytes.slabs", _store.SlabBytes);
         yield return ("bytes.in", _statistics.BytesIn.Value);
         yield return ("bytes.out", _statistics.BytesOut.Value);
         yield return ("connections.open", _statistics.ConnectionsOpen.Value);
         yield return ("connections.accepted", _statistics.ConnectionsAccepted.Value);
         yield return ("connections.rejected", Servers.Sum(s => s.RejectedConnections));
         yield return ("errors.total", _statistics.TotalProtocolErrors);
+        // The whole process's garbage collections and managed allocation (the store itself allocates nothing
+        // managed per request), and collections per million requests since start: issue 13's measure.
+        var operations = _statistics.TotalOperations;
+        for (var generation = 0; generation <= 2; generation++)
+        {
+            var collections = GC.CollectionCount(generation);
+            yield return ($"gc.gen{generation}", collections);
+            yield return ($"gc.gen{generation}.per_million_ops", operations == 0 ? 0 : collections * 1_000_000 / operations);
+        }
+
+        yield return ("gc.allocated_bytes", GC.GetTotalAllocatedBytes());
+        yield return ("gc.heap_bytes", GC.GetGCMemoryInfo().HeapSizeBytes);
         foreach (var error in Enum.GetValues<DistCacheProtocolError>())
         {
             // "None" counts ADDs shorter than their 8-byte prefix (closed like a malformed frame).

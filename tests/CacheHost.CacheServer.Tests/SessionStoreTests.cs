@@ -231,4 +231,140 @@ public sealed class SessionStoreTests
         Assert.True(store.Count <= 1000);
         Assert.Equal(store.Count * 5L, store.DataBytes);
     }
+
+    [Fact]
+    public void AddGetRemoveAndEvictionAllocateNothingManagedInSteadyState()
+    {
+        // Issue 13: session data lives in the store's native slabs, the index in struct arrays, so once the arrays
+        // have grown to the largest population seen, no request allocates (no gen-0 collections under the mix).
+        var clock = new ManualClock();
+        var store = new SessionStore(300, clock);
+        var data = new byte[1024];
+        var id = new byte[32];
+        var reader = new LengthReader();
+        var failures = 0;
+        void Round(int from, int count)
+        {
+            var now = clock.GetTimestamp();
+            for (var i = from; i < from + count; i++)
+            {
+                BitConverter.TryWriteBytes(id, i);
+                data[0] = (byte)i;
+                // Plain checks, not Assert.Equal (xunit's comparer allocates).
+                failures += store.Add(id, data.AsSpan(0, 100 + (i % 900)), (uint)(1000 + (i % 7)), now) == DistCacheResult.Ok ? 0 : 1;
+                failures += store.TryGet(id, now, ref reader) ? 0 : 1;
+                if (i % 4 == 0)
+                {
+                    failures += store.Remove(id, now) ? 0 : 1;
+                }
+
+                if (i % 16 == 0)
+                {
+                    clock.AdvanceMs(1); // some entries expire and are purged by later ADDs
+                }
+            }
+        }
+
+        Round(0, 100_000); // fills the store, evicts, expires: every array at its final size, every path jitted
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        Round(100_000, 100_000);
+        // A shard whose population reaches a new high grows its index arrays by half (the only allocation left: a
+        // few hundred bytes now and then for the small shards here, as random per-shard populations set new
+        // records). Anything per request would be tens of megabytes: 100,000 ADDs of 100-999 bytes.
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 32 * 1024);
+        Assert.Equal(0, failures);
+        Assert.True(store.Evictions > 0, "the full-store path was measured");
+        Assert.True(store.Expirations > 0, "the expiry path was measured");
+        Assert.InRange(reader.Length, 100, 999);
+    }
+
+    [Fact]
+    public void FreedSlabChunksAreReusedSoAChurningLoadNeedsNoNewPages()
+    {
+        var clock = new ManualClock();
+        var store = new SessionStore(10_000, clock);
+        var now = clock.GetTimestamp();
+        var id = new byte[16];
+        for (var round = 0; round < 20; round++)
+        {
+            for (var i = 0; i < 5000; i++)
+            {
+                BitConverter.TryWriteBytes(id, (round * 5000) + i);
+                Assert.Equal(DistCacheResult.Ok, store.Add(id, new byte[1000], 60_000, now));
+            }
+
+            if (round == 0)
+            {
+                Assert.InRange(store.SlabBytes, 1, 6 * SlabAllocator.PageSize); // 5000 x 1 KiB chunks
+            }
+
+            for (var i = 0; i < 5000; i++)
+            {
+                BitConverter.TryWriteBytes(id, (round * 5000) + i);
+                Assert.True(store.Remove(id, now));
+            }
+        }
+
+        Assert.InRange(store.SlabBytes, 1, 6 * SlabAllocator.PageSize);
+        Assert.Equal(0, store.Count);
+        Assert.Equal(0, store.DataBytes);
+    }
+
+    [Fact]
+    public void SizeClassesHoldEverySizeWithAtMostAThirtySecondWasted()
+    {
+        using var slabs = new SlabAllocator(64 + 32768);
+        for (var size = 1; size <= 64 + 32768; size++)
+        {
+            var c = slabs.ClassFor(size);
+            Assert.True(slabs.ChunkSize(c) >= size, $"size {size}: class {c} holds {slabs.ChunkSize(c)}");
+            Assert.True(c == 0 || slabs.ChunkSize(c - 1) < size, $"size {size}: a smaller class would do");
+            Assert.True(slabs.ChunkSize(c) - size < Math.Max(32, slabs.ChunkSize(c) / 32), $"size {size}: chunk {slabs.ChunkSize(c)}");
+        }
+    }
+
+    [Fact]
+    public void SessionsOfEverySizeComeBackByteForByte()
+    {
+        var clock = new ManualClock();
+        using var store = new SessionStore(1000, clock);
+        var now = clock.GetTimestamp();
+        var random = new Random(13);
+        var stored = new Dictionary<string, byte[]>();
+        foreach (var size in new[] { 1, 7, 31, 32, 33, 1000, 1024, 2047, 4096, 20_000, 32_768 })
+        {
+            var id = new byte[1 + random.Next(64)];
+            random.NextBytes(id);
+            var data = new byte[size];
+            random.NextBytes(data);
+            Assert.Equal(DistCacheResult.Ok, store.Add(id, data, 10_000, now));
+            stored[Convert.ToHexString(id)] = data;
+        }
+
+        foreach (var (id, data) in stored)
+        {
+            Assert.True(store.TryGet(Convert.FromHexString(id), now, out var back));
+            Assert.Equal(data, back);
+        }
+
+        Assert.Throws<ArgumentException>(() => store.Add(new byte[65], [1], 1000, now));
+    }
+
+    [Fact]
+    public void ADisposedStoreRefusesWorkInsteadOfTouchingFreedMemory()
+    {
+        var clock = new ManualClock();
+        var store = new SessionStore(10, clock);
+        store.Add(Id("a"), [1], 1000, clock.GetTimestamp());
+        store.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => store.Contains(Id("a"), clock.GetTimestamp()));
+        Assert.Throws<ObjectDisposedException>(() => store.Add(Id("b"), [1], 1000, clock.GetTimestamp()));
+    }
+
+    private struct LengthReader : ISessionReader
+    {
+        public int Length;
+
+        public void Read(ReadOnlySpan<byte> data) => Length = data.Length;
+    }
 }
