@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
@@ -10,18 +11,43 @@ namespace CacheHost.Roles.CacheServer;
 /// <summary>
 /// Serves one distcache client connection: parse every complete request in the received batch, write each
 /// reply straight into the output pipe, and flush once per batch (pipelined requests are all answered, in
-/// order, however large the replies: fix of spec 13.4). Any malformed frame, a foreign protocol level or an
-/// ADD shorter than 8 bytes closes this connection only, after flushing the replies already produced
-/// (spec 4.3, fix of 13.2). No allocation per request besides the stored copy of an ADD.
+/// order, however large the replies: fix of spec 13.4). Once a batch's unflushed replies pass half of
+/// Transport:MaxWriteBufferSize the handler flushes and waits for the peer to take them before answering the
+/// rest, so a client that pipelines and does not read holds at most MaxReadBufferSize of requests plus about
+/// 1.5 x MaxWriteBufferSize and one reply of output (issue 21). Any malformed frame, a foreign protocol level or
+/// an ADD shorter than 8 bytes closes this connection only, after flushing the replies already produced
+/// (spec 4.3, fix of 13.2). Optional idle and incomplete-request timeouts close stalled peers. No allocation per
+/// request besides the stored copy of an ADD.
 /// </summary>
-internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServerStatistics statistics, ILogger logger) : IConnectionHandler
+internal sealed class CacheServerConnectionHandler(
+    SessionStore store, CacheServerStatistics statistics, CacheServerOptions options, TimeProvider clock, ILogger logger) : IConnectionHandler
 {
+    private static readonly Action<object, ConnectionWait, TimeSpan> s_timedOut = static (state, wait, limit) => ((Session)state).TimedOut(wait, limit);
+
+    // Unflushed reply bytes after which the batch pauses for the peer. Half the pipe's pause threshold: what the
+    // transport still holds (under MaxWriteBufferSize once a flush returns) plus this stays near the write limit.
+    private readonly int _outputLimit = options.Transport.MaxWriteBufferSize / 2;
+
+    /// <summary>Why <see cref="ProcessBatch"/> stopped.</summary>
+    private enum BatchEnd
+    {
+        /// <summary>Every complete request is answered; the rest of the buffer is an incomplete one (or nothing).</summary>
+        NeedMoreData,
+
+        /// <summary>Flush and wait for the peer, then go on with the same buffer: output limit, or a held final frame.</summary>
+        Flush,
+
+        /// <summary>A bad request: flush what was answered and close.</summary>
+        Close,
+    }
+
     /// <inheritdoc />
     public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
     {
         var input = connection.Transport.Input;
         var output = connection.Transport.Output;
-        var session = new Session();
+        var session = new Session(this, connection);
+        var timeouts = session.Timeouts = ConnectionTimeouts.Start(clock, options.IdleTimeout, options.RequestTimeout, s_timedOut, session);
         statistics.ConnectionsAccepted.Increment();
         statistics.ConnectionsOpen.Increment();
         try
@@ -39,23 +65,50 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
                 }
 
                 var buffer = result.Buffer;
-                var replies = ProcessBatch(ref buffer, output, session, connection, out var close);
+                var replies = 0;
+                var answered = false;
+                BatchEnd end;
+                while ((end = ProcessBatch(ref buffer, output, session, connection, ref replies)) == BatchEnd.Flush)
+                {
+                    // Too much output for one flush, or a reply whose final frame must leave in its own write: let
+                    // the peer take what there is before producing more (the buffer stays unconsumed meanwhile).
+                    timeouts?.Mark(ConnectionWait.Output);
+                    var flushed = await output.FlushAsync().ConfigureAwait(false);
+                    answered = true;
+                    replies = 0;
+                    if (flushed.IsCompleted)
+                    {
+                        end = BatchEnd.Close; // the peer is gone
+                        break;
+                    }
+
+                    if (session.HeldLength > 0)
+                    {
+                        DistCacheMessageWriter.WriteFinalFrame(output, isResponse: true, session.HeldUid, DistCacheOperation.Get, session.Held.AsSpan(0, session.HeldLength));
+                        session.HeldLength = 0;
+                        replies = 1;
+                    }
+                }
+
                 input.AdvanceTo(buffer.Start, result.Buffer.End);
 
                 if (replies > 0)
                 {
+                    timeouts?.Mark(ConnectionWait.Output);
                     var flush = await output.FlushAsync().ConfigureAwait(false);
+                    answered = true;
                     if (flush.IsCompleted)
                     {
                         break; // the peer is gone
                     }
                 }
 
-                if (close)
+                if (end == BatchEnd.Close)
                 {
                     break;
                 }
 
+                timeouts?.Mark(buffer.IsEmpty ? ConnectionWait.Idle : ConnectionWait.Request, answered);
                 if (result.IsCompleted || result.IsCanceled)
                 {
                     if (!buffer.IsEmpty)
@@ -76,24 +129,24 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
         }
     }
 
-    /// <summary>Answers every complete request at the start of <paramref name="buffer"/>; leaves the rest in it.</summary>
-    private int ProcessBatch(ref ReadOnlySequence<byte> buffer, PipeWriter output, Session session, TransportConnection connection, out bool close)
+    /// <summary>
+    /// Answers the complete requests at the start of <paramref name="buffer"/>, leaving the rest in it, until none
+    /// is left, the output limit is reached, a reply holds back its final frame, or a request is bad.
+    /// </summary>
+    private BatchEnd ProcessBatch(ref ReadOnlySequence<byte> buffer, PipeWriter output, Session session, TransportConnection connection, ref int replies)
     {
-        var replies = 0;
-        close = false;
         while (true)
         {
             var status = DistCacheMessageReader.TryRead(buffer, expectResponse: false, out var message, out var error, out var header);
             if (status == OperationStatus.NeedMoreData)
             {
-                return replies;
+                return BatchEnd.NeedMoreData;
             }
 
             if (status != OperationStatus.Done)
             {
                 ReportProtocolError(connection, error, header);
-                close = true;
-                return replies;
+                return BatchEnd.Close;
             }
 
             var wire = buffer.Slice(0, message.WireLength);
@@ -102,12 +155,15 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
                 // ADD shorter than its 8-byte prefix: the reference closes silently (spec 5.1 check 0).
                 CacheServerLog.AddTooShort(logger, connection.Id, message.PayloadLength);
                 statistics.CountProtocolError(DistCacheProtocolError.None);
-                close = true;
-                return replies;
+                return BatchEnd.Close;
             }
 
             replies++;
             buffer = buffer.Slice(message.WireLength);
+            if (session.HeldLength > 0 || output.UnflushedBytes >= _outputLimit)
+            {
+                return BatchEnd.Flush;
+            }
         }
     }
 
@@ -152,7 +208,18 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
                 {
                     statistics.Hits.Increment();
                     statistics.BytesOut.Add(data.Length);
-                    DistCacheMessageWriter.Write(output, isResponse: true, uid, DistCacheOperation.Get, data);
+                    if (DistCacheProtocol.IsCPeerReadHazard(data.Length))
+                    {
+                        // The original libdistcache mis-reads this reply when it arrives in one piece (spec 13.1):
+                        // send the final frame in its own write after the others, as the original server's
+                        // frame-by-frame 4096-byte send buffer does. Copied: the stored data may change meanwhile.
+                        DistCacheMessageWriter.WriteLeadingFrames(output, isResponse: true, uid, DistCacheOperation.Get, data);
+                        session.Hold(uid, data[(data.Length - DistCacheProtocol.FinalFrameData(data.Length))..]);
+                    }
+                    else
+                    {
+                        DistCacheMessageWriter.Write(output, isResponse: true, uid, DistCacheOperation.Get, data);
+                    }
                 }
                 else
                 {
@@ -178,6 +245,13 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
         return true;
     }
 
+    private void CloseTimedOut(TransportConnection connection, ConnectionWait wait, TimeSpan limit)
+    {
+        statistics.ConnectionsTimedOut.Increment();
+        CacheServerLog.TimedOut(logger, connection.Id, wait, limit.TotalSeconds);
+        connection.Abort($"{wait} timeout");
+    }
+
     private void ReportProtocolError(TransportConnection connection, DistCacheProtocolError error, FrameHeader header)
     {
         statistics.CountProtocolError(error);
@@ -192,19 +266,48 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
         }
     }
 
-    /// <summary>Per-connection state: a reassembly buffer for multi-frame payloads, rented only when needed.</summary>
-    private sealed class Session : IDisposable
+    /// <summary>
+    /// Per-connection state: a reassembly buffer for multi-frame payloads and the held-back final frame of a
+    /// shaped reply, both rented only when needed, and the connection's timeouts.
+    /// </summary>
+    private sealed class Session(CacheServerConnectionHandler handler, TransportConnection connection) : IDisposable
     {
         private byte[]? _scratch;
+        private byte[]? _held;
 
         public byte[] Scratch => _scratch ??= ArrayPool<byte>.Shared.Rent(DistCacheProtocol.MaxPayload);
 
+        public ConnectionTimeouts? Timeouts { get; set; }
+
+        public byte[] Held => _held!;
+
+        public int HeldLength { get; set; }
+
+        public uint HeldUid { get; private set; }
+
+        public void Hold(uint uid, ReadOnlySpan<byte> finalData)
+        {
+            _held ??= ArrayPool<byte>.Shared.Rent(DistCacheProtocol.MaxFrameData);
+            finalData.CopyTo(_held);
+            HeldUid = uid;
+            HeldLength = finalData.Length;
+        }
+
+        public void TimedOut(ConnectionWait wait, TimeSpan limit) => handler.CloseTimedOut(connection, wait, limit);
+
         public void Dispose()
         {
+            Timeouts?.Dispose();
             if (_scratch is not null)
             {
                 ArrayPool<byte>.Shared.Return(_scratch);
                 _scratch = null;
+            }
+
+            if (_held is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_held);
+                _held = null;
             }
         }
     }

@@ -39,6 +39,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         IListenerFactory listenerFactory,
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
+        TimeProvider clock,
         ILogger<CacheServerService> logger)
         : base(CacheServerRole.Name, listenerFactory, failures, logger)
     {
@@ -46,7 +47,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         _store = store;
         _statistics = statistics;
         _lifetime = lifetime;
-        _handler = new CacheServerConnectionHandler(store, statistics, logger);
+        _handler = new CacheServerConnectionHandler(store, statistics, _options, clock, logger);
     }
 
     /// <summary>The session store (for stats and status lines).</summary>
@@ -169,6 +170,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         yield return ("connections.open", _statistics.ConnectionsOpen.Value);
         yield return ("connections.accepted", _statistics.ConnectionsAccepted.Value);
         yield return ("connections.rejected", Servers.Sum(s => s.RejectedConnections));
+        yield return ("connections.timed_out", _statistics.ConnectionsTimedOut.Value);
         yield return ("errors.total", _statistics.TotalProtocolErrors);
         foreach (var error in Enum.GetValues<DistCacheProtocolError>())
         {

@@ -39,6 +39,8 @@ internal sealed class RoleHost : IAsyncDisposable
             ["CacheHost:ClientProxy:Listen"] = listen,
             ["CacheHost:ClientProxy:Server"] = server,
             ["CacheHost:ClientProxy:RetryMs"] = "1000",
+            // Most tests talk to CacheHost's own server or to fakes of it; tests of the original's defects say Original.
+            ["CacheHost:ClientProxy:ServerKind"] = "CacheHost",
         };
         Merge(settings, extra);
         var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var logs).ConfigureAwait(false);
