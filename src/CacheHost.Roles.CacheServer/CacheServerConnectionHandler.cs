@@ -72,8 +72,13 @@ internal sealed class CacheServerConnectionHandler(
                 {
                     // Too much output for one flush, or a reply whose final frame must leave in its own write: let
                     // the peer take what there is before producing more (the buffer stays unconsumed meanwhile).
-                    timeouts?.Mark(ConnectionWait.Output);
-                    var flushed = await output.FlushAsync().ConfigureAwait(false);
+                    var pending = output.FlushAsync();
+                    if (!pending.IsCompleted)
+                    {
+                        timeouts?.Mark(ConnectionWait.Output);
+                    }
+
+                    var flushed = await pending.ConfigureAwait(false);
                     answered = true;
                     replies = 0;
                     if (flushed.IsCompleted)
@@ -92,14 +97,27 @@ internal sealed class CacheServerConnectionHandler(
 
                 input.AdvanceTo(buffer.Start, result.Buffer.End);
 
+                // Marked before the replies leave, so a peer that has its reply finds the clock already running.
+                var next = buffer.IsEmpty ? ConnectionWait.Idle : ConnectionWait.Request;
+                timeouts?.Mark(next, answered || replies > 0);
                 if (replies > 0)
                 {
-                    timeouts?.Mark(ConnectionWait.Output);
-                    var flush = await output.FlushAsync().ConfigureAwait(false);
-                    answered = true;
+                    var pending = output.FlushAsync();
+                    var waited = !pending.IsCompleted;
+                    if (waited)
+                    {
+                        timeouts?.Mark(ConnectionWait.Output); // the peer is not taking its replies
+                    }
+
+                    var flush = await pending.ConfigureAwait(false);
                     if (flush.IsCompleted)
                     {
                         break; // the peer is gone
+                    }
+
+                    if (waited)
+                    {
+                        timeouts?.Mark(next);
                     }
                 }
 
@@ -108,7 +126,6 @@ internal sealed class CacheServerConnectionHandler(
                     break;
                 }
 
-                timeouts?.Mark(buffer.IsEmpty ? ConnectionWait.Idle : ConnectionWait.Request, answered);
                 if (result.IsCompleted || result.IsCanceled)
                 {
                     if (!buffer.IsEmpty)
