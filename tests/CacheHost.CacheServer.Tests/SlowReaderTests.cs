@@ -17,15 +17,16 @@ namespace CacheHost.CacheServer.Tests;
 public sealed class SlowReaderTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private const int Clients = 16;
-    private const int BufferLimit = 1024 * 1024; // Transport:MaxReadBufferSize and MaxWriteBufferSize defaults
+    private const int BufferLimit = 64 * 1024; // Transport:MaxReadBufferSize and MaxWriteBufferSize, set small
     private const int SessionSize = 30_000;
 
     [Fact]
     public async Task SixteenSlowPipeliningReadersKeepServerMemoryBoundedAndOthersServed()
     {
         var path = TestPaths.Socket("slow");
-        using var server = CacheHostProcess.Start(["server", "-listen", "UNIX:" + path, "-sessions", "1024"]);
-        server.WaitForLine("Listening on", TimeSpan.FromSeconds(60));
+        using var server = CacheHostProcess.Start(["--CacheHost:Roles:0=CacheServer", $"--CacheHost:CacheServer:Listen:0=UNIX:{path}", "--CacheHost:CacheServer:Capacity=1024",
+            $"--CacheHost:CacheServer:Transport:MaxReadBufferSize={BufferLimit}", $"--CacheHost:CacheServer:Transport:MaxWriteBufferSize={BufferLimit}"]);
+        server.WaitForLine("Listening on UNIX:" + System.Text.RegularExpressions.Regex.Escape(path), TimeSpan.FromSeconds(60));
         var pid = server.Process.Id;
 
         using (var setup = Connect(path))
@@ -124,7 +125,7 @@ public sealed class SlowReaderTests(Xunit.Abstractions.ITestOutputHelper output)
             var sent = 0;
             while (sent < data.Length && !stop.IsCancellationRequested)
             {
-                sent += socket.Send(data, sent, Math.Min(16384, data.Length - sent), SocketFlags.None);
+                sent += socket.Send(data, sent, Math.Min(65536, data.Length - sent), SocketFlags.None);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
