@@ -24,8 +24,8 @@ wait_for() { # address
 $BIN server -listen "UNIX:$DIR/server.sock" -sessions 200000 >"$DIR/server-unix.log" 2>&1 & PIDS+=($!)
 $BIN server -listen IP:127.0.0.1:19101 -sessions 200000 >"$DIR/server-tcp.log" 2>&1 & PIDS+=($!)
 wait_for "UNIX:$DIR/server.sock"; wait_for IP:127.0.0.1:19101
-$BIN client -listen "UNIX:$DIR/proxy.sock" -server "UNIX:$DIR/server.sock" >"$DIR/proxy-unix.log" 2>&1 & PIDS+=($!)
-$BIN client -listen IP:127.0.0.1:19102 -server IP:127.0.0.1:19101 >"$DIR/proxy-tcp.log" 2>&1 & PIDS+=($!)
+$BIN client -listen "UNIX:$DIR/proxy.sock" -server "UNIX:$DIR/server.sock" --CacheHost:ClientProxy:ServerKind=CacheHost >"$DIR/proxy-unix.log" 2>&1 & PIDS+=($!)
+$BIN client -listen IP:127.0.0.1:19102 -server IP:127.0.0.1:19101 --CacheHost:ClientProxy:ServerKind=CacheHost >"$DIR/proxy-tcp.log" 2>&1 & PIDS+=($!)
 wait_for "UNIX:$DIR/proxy.sock"; wait_for IP:127.0.0.1:19102
 
 run() { # label address extra-args...

@@ -22,7 +22,7 @@ trap cleanup EXIT
 if [ "${TCP:-0}" = 1 ]; then DIRECT=IP:127.0.0.1:19201; PROXY=IP:127.0.0.1:19202; else DIRECT=UNIX:$DIR/server.sock; PROXY=UNIX:$DIR/proxy.sock; fi
 "${SERVICE[@]}" $BIN server -listen "$DIRECT" -sessions 200000 >"$DIR/server.log" 2>&1 & PIDS+=($!)
 sleep 1.5
-"${SERVICE[@]}" $BIN client -listen "$PROXY" -server "$DIRECT" >"$DIR/proxy.log" 2>&1 & PIDS+=($!)
+"${SERVICE[@]}" $BIN client -listen "$PROXY" -server "$DIRECT" --CacheHost:ClientProxy:ServerKind=CacheHost >"$DIR/proxy.log" 2>&1 & PIDS+=($!)
 sleep 1.5
 "${TOOL[@]}" $BIN test -connect "$PROXY" -sessions 100 -clients 4 -ops 20000 -persistent -quiet >/dev/null 2>&1 # warm-up (JIT tiering)
 for _ in $(seq 1 "$PAIRS"); do

@@ -18,10 +18,38 @@ public static class DistCacheMessageWriter
             ThrowPayloadTooLarge(payload.Length);
         }
 
-        var offset = 0;
+        WriteFrames(writer, isResponse, uid, operation, payload, 0, payload.Length);
+    }
+
+    /// <summary>
+    /// Writes every frame of the message but the last (nothing for a one-frame message); <see cref="WriteFinalFrame"/>
+    /// writes the rest. For senders that let the frames leave in two writes (spec 13.1, C readers).
+    /// </summary>
+    public static void WriteLeadingFrames(IBufferWriter<byte> writer, bool isResponse, uint uid, DistCacheOperation operation, ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length > DistCacheProtocol.MaxPayload)
+        {
+            ThrowPayloadTooLarge(payload.Length);
+        }
+
+        var leading = payload.Length - DistCacheProtocol.FinalFrameData(payload.Length);
+        if (leading > 0)
+        {
+            WriteFrames(writer, isResponse, uid, operation, payload, 0, leading);
+        }
+    }
+
+    /// <summary>Writes the last frame of a message whose payload ends with <paramref name="finalData"/> (complete = 1).</summary>
+    public static void WriteFinalFrame(IBufferWriter<byte> writer, bool isResponse, uint uid, DistCacheOperation operation, ReadOnlySpan<byte> finalData) =>
+        WriteFrames(writer, isResponse, uid, operation, finalData, 0, finalData.Length);
+
+    /// <summary>Frames for payload[from..to); the frame ending at payload.Length is the complete one.</summary>
+    private static void WriteFrames(IBufferWriter<byte> writer, bool isResponse, uint uid, DistCacheOperation operation, ReadOnlySpan<byte> payload, int from, int to)
+    {
+        var offset = from;
         do
         {
-            var chunk = Math.Min(payload.Length - offset, DistCacheProtocol.MaxFrameData);
+            var chunk = Math.Min(to - offset, DistCacheProtocol.MaxFrameData);
             var complete = offset + chunk == payload.Length;
             var span = writer.GetSpan(DistCacheProtocol.HeaderSize + chunk);
             FrameHeader.Write(span, isResponse, uid, operation, complete, chunk);
@@ -29,7 +57,7 @@ public static class DistCacheMessageWriter
             writer.Advance(DistCacheProtocol.HeaderSize + chunk);
             offset += chunk;
         }
-        while (offset < payload.Length);
+        while (offset < to);
     }
 
     /// <summary>Writes a message whose payload is a (possibly multi-segment) sequence, e.g. when forwarding.</summary>

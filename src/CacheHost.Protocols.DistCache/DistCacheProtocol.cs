@@ -38,6 +38,34 @@ public static class DistCacheProtocol
 
     /// <summary>Bytes on the wire for a message with this payload length.</summary>
     public static int WireLength(int payloadLength) => (FrameCount(payloadLength) * HeaderSize) + payloadLength;
+
+    /// <summary>Data bytes of the last frame of a message with this payload length (0 for an empty payload).</summary>
+    public static int FinalFrameData(int payloadLength) => payloadLength - ((FrameCount(payloadLength) - 1) * MaxFrameData);
+
+    /// <summary>
+    /// True when C peers mis-read a message of this payload length that reaches them in one piece (spec 13.1,
+    /// known-defects D): it has more than one frame and its final frame carries 2021..2024 data bytes (2035..2038
+    /// on the wire). A C reader fills a 4096-byte buffer; after each full 2062-byte frame it holds 2034 bytes of the
+    /// next one, and its off-by-4 check (data_len + 10) takes such a final frame as complete, with 1..4 stale bytes.
+    /// Requests: an original dc_server answers such an ADD three times and stores it corrupted. Replies: the
+    /// original libdistcache returns a wrong session.
+    /// </summary>
+    public static bool IsCPeerReadHazard(int payloadLength)
+    {
+        if (payloadLength <= MaxFrameData)
+        {
+            return false;
+        }
+
+        // Bytes of the final frame a C reader holds after the previous full frame; it judges a frame complete at
+        // data_len + 10 bytes instead of data_len + 14.
+        const int buffered = CReadBufferSize - HeaderSize - MaxFrameData;
+        var final = FinalFrameData(payloadLength);
+        return final + 10 <= buffered && final + HeaderSize > buffered;
+    }
+
+    /// <summary>The read (and write) buffer of every C distcache peer's connection (spec 2.2).</summary>
+    public const int CReadBufferSize = 4096;
 }
 
 /// <summary>Operation byte (spec 3, offset 10).</summary>

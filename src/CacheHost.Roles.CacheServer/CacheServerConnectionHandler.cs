@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
@@ -10,18 +11,43 @@ namespace CacheHost.Roles.CacheServer;
 /// <summary>
 /// Serves one distcache client connection: parse every complete request in the received batch, write each
 /// reply straight into the output pipe, and flush once per batch (pipelined requests are all answered, in
-/// order, however large the replies: fix of spec 13.4). Any malformed frame, a foreign protocol level or an
-/// ADD shorter than 8 bytes closes this connection only, after flushing the replies already produced
-/// (spec 4.3, fix of 13.2). No managed allocation per request: the store keeps sessions in its own native slabs.
+/// order, however large the replies: fix of spec 13.4). Once a batch's unflushed replies pass half of
+/// Transport:MaxWriteBufferSize the handler flushes and waits for the peer to take them before answering the
+/// rest, so a client that pipelines and does not read holds at most MaxReadBufferSize of requests plus about
+/// 1.5 x MaxWriteBufferSize and one reply of output (issue 21). Any malformed frame, a foreign protocol level or
+/// an ADD shorter than 8 bytes closes this connection only, after flushing the replies already produced
+/// (spec 4.3, fix of 13.2). Optional idle and incomplete-request timeouts close stalled peers. No managed
+/// allocation per request: the store keeps sessions in its own native slabs.
 /// </summary>
-internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServerStatistics statistics, ILogger logger) : IConnectionHandler
+internal sealed class CacheServerConnectionHandler(
+    SessionStore store, CacheServerStatistics statistics, CacheServerOptions options, TimeProvider clock, ILogger logger) : IConnectionHandler
 {
+    private static readonly Action<object, ConnectionWait, TimeSpan> s_timedOut = static (state, wait, limit) => ((Session)state).TimedOut(wait, limit);
+
+    // Unflushed reply bytes after which the batch pauses for the peer. Half the pipe's pause threshold: what the
+    // transport still holds (under MaxWriteBufferSize once a flush returns) plus this stays near the write limit.
+    private readonly int _outputLimit = options.Transport.MaxWriteBufferSize / 2;
+
+    /// <summary>Why <see cref="ProcessBatch"/> stopped.</summary>
+    private enum BatchEnd
+    {
+        /// <summary>Every complete request is answered; the rest of the buffer is an incomplete one (or nothing).</summary>
+        NeedMoreData,
+
+        /// <summary>Flush and wait for the peer, then go on with the same buffer: output limit, or a held final frame.</summary>
+        Flush,
+
+        /// <summary>A bad request: flush what was answered and close.</summary>
+        Close,
+    }
+
     /// <inheritdoc />
     public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
     {
         var input = connection.Transport.Input;
         var output = connection.Transport.Output;
-        var session = new Session();
+        var session = new Session(this, connection);
+        var timeouts = session.Timeouts = ConnectionTimeouts.Start(clock, options.IdleTimeout, options.RequestTimeout, s_timedOut, session);
         statistics.ConnectionsAccepted.Increment();
         statistics.ConnectionsOpen.Increment();
         try
@@ -39,19 +65,63 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
                 }
 
                 var buffer = result.Buffer;
-                var replies = ProcessBatch(ref buffer, output, session, connection, out var close);
+                var replies = 0;
+                var answered = false;
+                BatchEnd end;
+                while ((end = ProcessBatch(ref buffer, output, session, connection, ref replies)) == BatchEnd.Flush)
+                {
+                    // Too much output for one flush, or a reply whose final frame must leave in its own write: let
+                    // the peer take what there is before producing more (the buffer stays unconsumed meanwhile).
+                    var pending = output.FlushAsync();
+                    if (!pending.IsCompleted)
+                    {
+                        timeouts?.Mark(ConnectionWait.Output);
+                    }
+
+                    var flushed = await pending.ConfigureAwait(false);
+                    answered = true;
+                    replies = 0;
+                    if (flushed.IsCompleted)
+                    {
+                        end = BatchEnd.Close; // the peer is gone
+                        break;
+                    }
+
+                    if (session.HeldLength > 0)
+                    {
+                        DistCacheMessageWriter.WriteFinalFrame(output, isResponse: true, session.HeldUid, DistCacheOperation.Get, session.Held.AsSpan(0, session.HeldLength));
+                        session.HeldLength = 0;
+                        replies = 1;
+                    }
+                }
+
                 input.AdvanceTo(buffer.Start, result.Buffer.End);
 
+                // Marked before the replies leave, so a peer that has its reply finds the clock already running.
+                var next = buffer.IsEmpty ? ConnectionWait.Idle : ConnectionWait.Request;
+                timeouts?.Mark(next, answered || replies > 0);
                 if (replies > 0)
                 {
-                    var flush = await output.FlushAsync().ConfigureAwait(false);
+                    var pending = output.FlushAsync();
+                    var waited = !pending.IsCompleted;
+                    if (waited)
+                    {
+                        timeouts?.Mark(ConnectionWait.Output); // the peer is not taking its replies
+                    }
+
+                    var flush = await pending.ConfigureAwait(false);
                     if (flush.IsCompleted)
                     {
                         break; // the peer is gone
                     }
+
+                    if (waited)
+                    {
+                        timeouts?.Mark(next);
+                    }
                 }
 
-                if (close)
+                if (end == BatchEnd.Close)
                 {
                     break;
                 }
@@ -76,24 +146,24 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
         }
     }
 
-    /// <summary>Answers every complete request at the start of <paramref name="buffer"/>; leaves the rest in it.</summary>
-    private int ProcessBatch(ref ReadOnlySequence<byte> buffer, PipeWriter output, Session session, TransportConnection connection, out bool close)
+    /// <summary>
+    /// Answers the complete requests at the start of <paramref name="buffer"/>, leaving the rest in it, until none
+    /// is left, the output limit is reached, a reply holds back its final frame, or a request is bad.
+    /// </summary>
+    private BatchEnd ProcessBatch(ref ReadOnlySequence<byte> buffer, PipeWriter output, Session session, TransportConnection connection, ref int replies)
     {
-        var replies = 0;
-        close = false;
         while (true)
         {
             var status = DistCacheMessageReader.TryRead(buffer, expectResponse: false, out var message, out var error, out var header);
             if (status == OperationStatus.NeedMoreData)
             {
-                return replies;
+                return BatchEnd.NeedMoreData;
             }
 
             if (status != OperationStatus.Done)
             {
                 ReportProtocolError(connection, error, header);
-                close = true;
-                return replies;
+                return BatchEnd.Close;
             }
 
             var wire = buffer.Slice(0, message.WireLength);
@@ -106,12 +176,15 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
                 }
 
                 statistics.CountProtocolError(DistCacheProtocolError.None);
-                close = true;
-                return replies;
+                return BatchEnd.Close;
             }
 
             replies++;
             buffer = buffer.Slice(message.WireLength);
+            if (session.HeldLength > 0 || output.UnflushedBytes >= _outputLimit)
+            {
+                return BatchEnd.Flush;
+            }
         }
     }
 
@@ -152,7 +225,7 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
                 break;
 
             case DistCacheOperation.Get:
-                var reply = new GetReply(output, uid);
+                var reply = new GetReply(output, uid, session);
                 if (store.TryGet(payload, now, ref reply))
                 {
                     statistics.Hits.Increment();
@@ -182,6 +255,13 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
         return true;
     }
 
+    private void CloseTimedOut(TransportConnection connection, ConnectionWait wait, TimeSpan limit)
+    {
+        statistics.ConnectionsTimedOut.Increment();
+        CacheServerLog.TimedOut(logger, connection.Id, wait, limit.TotalSeconds);
+        connection.Abort($"{wait} timeout");
+    }
+
     private void ReportProtocolError(TransportConnection connection, DistCacheProtocolError error, FrameHeader header)
     {
         statistics.CountProtocolError(error);
@@ -200,30 +280,70 @@ internal sealed class CacheServerConnectionHandler(SessionStore store, CacheServ
     }
 
     /// <summary>Writes a GET's reply straight from the store's memory (no copy of the session in between).</summary>
-    private struct GetReply(PipeWriter output, uint uid) : ISessionReader
+    private struct GetReply(PipeWriter output, uint uid, Session session) : ISessionReader
     {
         public int Length;
 
         public void Read(ReadOnlySpan<byte> data)
         {
             Length = data.Length;
-            DistCacheMessageWriter.Write(output, isResponse: true, uid, DistCacheOperation.Get, data);
+            if (DistCacheProtocol.IsCPeerReadHazard(data.Length))
+            {
+                // The original libdistcache mis-reads this reply when it arrives in one piece (distcache §13.1):
+                // send the final frame in its own write after the others, as the original server's
+                // frame-by-frame 4096-byte send buffer does. Copied: the stored data may change meanwhile.
+                DistCacheMessageWriter.WriteLeadingFrames(output, isResponse: true, uid, DistCacheOperation.Get, data);
+                session.Hold(uid, data[(data.Length - DistCacheProtocol.FinalFrameData(data.Length))..]);
+            }
+            else
+            {
+                DistCacheMessageWriter.Write(output, isResponse: true, uid, DistCacheOperation.Get, data);
+            }
         }
     }
 
-    /// <summary>Per-connection state: a reassembly buffer for multi-frame payloads, rented only when needed.</summary>
-    private sealed class Session : IDisposable
+    /// <summary>
+    /// Per-connection state: a reassembly buffer for multi-frame payloads and the held-back final frame of a
+    /// shaped reply, both rented only when needed, and the connection's timeouts.
+    /// </summary>
+    private sealed class Session(CacheServerConnectionHandler handler, TransportConnection connection) : IDisposable
     {
         private byte[]? _scratch;
+        private byte[]? _held;
 
         public byte[] Scratch => _scratch ??= ArrayPool<byte>.Shared.Rent(DistCacheProtocol.MaxPayload);
 
+        public ConnectionTimeouts? Timeouts { get; set; }
+
+        public byte[] Held => _held!;
+
+        public int HeldLength { get; set; }
+
+        public uint HeldUid { get; private set; }
+
+        public void Hold(uint uid, ReadOnlySpan<byte> finalData)
+        {
+            _held ??= ArrayPool<byte>.Shared.Rent(DistCacheProtocol.MaxFrameData);
+            finalData.CopyTo(_held);
+            HeldUid = uid;
+            HeldLength = finalData.Length;
+        }
+
+        public void TimedOut(ConnectionWait wait, TimeSpan limit) => handler.CloseTimedOut(connection, wait, limit);
+
         public void Dispose()
         {
+            Timeouts?.Dispose();
             if (_scratch is not null)
             {
                 ArrayPool<byte>.Shared.Return(_scratch);
                 _scratch = null;
+            }
+
+            if (_held is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_held);
+                _held = null;
             }
         }
     }

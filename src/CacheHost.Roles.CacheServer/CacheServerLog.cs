@@ -1,3 +1,4 @@
+using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using Microsoft.Extensions.Logging;
 
@@ -26,4 +27,7 @@ internal static partial class CacheServerLog
 
     [LoggerMessage(2006, LogLevel.Information, "Received signal {Signal}; -killable is set, stopping", EventName = "KillSignal")]
     public static partial void KillSignal(ILogger logger, string signal);
+
+    [LoggerMessage(2007, LogLevel.Debug, "Connection #{ConnectionId}: {Wait} timeout ({Seconds} s without progress); closing it", EventName = "TimedOut")]
+    public static partial void TimedOut(ILogger logger, long connectionId, ConnectionWait wait, double seconds);
 }

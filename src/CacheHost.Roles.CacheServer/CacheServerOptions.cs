@@ -47,6 +47,22 @@ public sealed class CacheServerOptions
     /// <summary>Exit cleanly on SIGUSR1/SIGUSR2 (dc_server's <c>-killable</c>); otherwise they are ignored.</summary>
     public bool Killable { get; set; }
 
+    /// <summary>
+    /// Close a connection that has sent no complete request and taken none of its replies for this long (an idle
+    /// client, or one that stopped reading). Zero, the default, never closes (dc_server keeps idle connections
+    /// forever); deploy/appsettings.json sets it. Checked every quarter of the shorter timeout.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan IdleTimeout { get; set; }
+
+    /// <summary>
+    /// Close a connection that holds part of a request (a half frame, a header without its data) for this long:
+    /// peers that send a little and stall would otherwise hold a connection slot each forever. Zero, the
+    /// default, falls back to <see cref="IdleTimeout"/>; deploy/appsettings.json sets it.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan RequestTimeout { get; set; }
+
     /// <summary>Socket limits and unix socket owner/group/mode for the listeners.</summary>
     public TransportOptions Transport { get; set; } = new();
 }

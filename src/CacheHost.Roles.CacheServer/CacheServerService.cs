@@ -40,14 +40,14 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
         ILogger<CacheServerService> logger,
-        TimeProvider timeProvider)
-        : base(CacheServerRole.Name, listenerFactory, failures, logger, timeProvider)
+        TimeProvider clock)
+        : base(CacheServerRole.Name, listenerFactory, failures, logger, clock)
     {
         _options = options.Value;
         _store = store;
         _statistics = statistics;
         _lifetime = lifetime;
-        _handler = new CacheServerConnectionHandler(store, statistics, logger);
+        _handler = new CacheServerConnectionHandler(store, statistics, _options, clock, logger);
     }
 
     /// <summary>The session store (for stats and status lines).</summary>
@@ -180,6 +180,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         yield return ("connections.open", _statistics.ConnectionsOpen.Value);
         yield return ("connections.accepted", _statistics.ConnectionsAccepted.Value);
         yield return ("connections.rejected", Servers.Sum(s => s.RejectedConnections));
+        yield return ("connections.timed_out", _statistics.ConnectionsTimedOut.Value);
         yield return ("errors.total", _statistics.TotalProtocolErrors);
         // The whole process's garbage collections and managed allocation (the store itself allocates nothing
         // managed per request), and collections per million requests since start: issue 13's measure.

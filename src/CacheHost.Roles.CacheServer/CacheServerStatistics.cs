@@ -27,6 +27,9 @@ public sealed class CacheServerStatistics
     /// <summary>Connections currently open.</summary>
     public StripedCounter ConnectionsOpen { get; } = new();
 
+    /// <summary>Connections closed by IdleTimeout or RequestTimeout.</summary>
+    public StripedCounter ConnectionsTimedOut { get; } = new();
+
     /// <summary>Request payload bytes received.</summary>
     public StripedCounter BytesIn { get; } = new();
 

@@ -116,6 +116,24 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 }
 
                 stats.Request(message.Operation, message.WireLength);
+                if (message.Operation == DistCacheOperation.Add && options.ServerKind != ClientProxyServerKind.CacheHost
+                    && DistCacheProtocol.IsCPeerReadHazard(message.PayloadLength))
+                {
+                    // An original dc_server reads this ADD across its 4096-byte buffer boundary, answers it three
+                    // times and stores it corrupted (distcache 13.1, known-defects D). Refused as 13.1 allows, with
+                    // "data length out of range": every client library reports a failed ADD for it.
+                    stats.AddRefusal();
+                    ClientProxyLog.AddRefused(logger, connection.Id, message.PayloadLength);
+                    DistCacheMessageWriter.WriteResult(output, message.Uid, DistCacheOperation.Add, DistCacheResult.AddDataRange);
+                    input.AdvanceTo(buffer.GetPosition(message.WireLength));
+                    if ((await output.FlushAsync().ConfigureAwait(false)).IsCompleted)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
                 var localUid = message.Uid;
                 var operation = message.Operation;
                 var forwarded = false;
@@ -147,7 +165,24 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 }
                 else if (await answer.ConfigureAwait(false))
                 {
-                    DistCacheMessageWriter.Write(output, isResponse: true, localUid, operation, pending.Response);
+                    var response = pending.Response;
+                    if (DistCacheProtocol.IsCPeerReadHazard(response.Length))
+                    {
+                        // libdistcache (Apache, stunnel) mis-reads this reply when it arrives in one piece (spec
+                        // 13.1): its final frame leaves in a write of its own, as from the original server.
+                        DistCacheMessageWriter.WriteLeadingFrames(output, isResponse: true, localUid, operation, response);
+                        if ((await output.FlushAsync().ConfigureAwait(false)).IsCompleted)
+                        {
+                            break;
+                        }
+
+                        response = pending.Response;
+                        DistCacheMessageWriter.WriteFinalFrame(output, isResponse: true, localUid, operation, response[(response.Length - DistCacheProtocol.FinalFrameData(response.Length))..]);
+                    }
+                    else
+                    {
+                        DistCacheMessageWriter.Write(output, isResponse: true, localUid, operation, response);
+                    }
                 }
                 else
                 {

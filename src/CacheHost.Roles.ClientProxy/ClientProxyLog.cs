@@ -38,4 +38,13 @@ internal static partial class ClientProxyLog
 
     [LoggerMessage(EventId = 6010, Level = LogLevel.Information, Message = "{Signal} received: stopping (killable)")]
     public static partial void KillSignal(ILogger logger, string signal);
+
+    [LoggerMessage(EventId = 6011, Level = LogLevel.Warning, Message = "server link: response uid {Uid} has operation {Got} but its request was {Expected}; dropping the link")]
+    public static partial void MismatchedResponse(ILogger logger, uint uid, DistCacheOperation got, DistCacheOperation expected);
+
+    [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "server {Server} left a request unanswered for {TimeoutMs} ms; dropping the link")]
+    public static partial void RequestTimeout(ILogger logger, string server, int timeoutMs);
+
+    [LoggerMessage(EventId = 6013, Level = LogLevel.Warning, Message = "connection {ConnectionId}: ADD with a {Length}-byte payload refused (answered 0x68): an original dc_server would answer it three times and store it corrupted (distcache 13.1); set ServerKind=CacheHost if the server is CacheHost")]
+    public static partial void AddRefused(ILogger logger, long connectionId, int length);
 }

@@ -36,13 +36,27 @@ public sealed class ClientProxyOptions
     public int MaxInFlight { get; set; } = 512;
 
     /// <summary>
-    /// Pipelining depth to the server: how many requests may be outstanding on the upstream link; 0 = the same as
-    /// <see cref="MaxInFlight"/>. Against the original C dc_server set this to 1: it drops a connection when a
-    /// pipelined request meets a response larger than about 4 KB (spec 13.4). CacheHost's own server has no
-    /// such limit.
+    /// What the server is: <see cref="ClientProxyServerKind.Original"/> (the default: the C dc_server, or not
+    /// known) or <see cref="ClientProxyServerKind.CacheHost"/> (CacheHost's own CacheServer). Nothing on the wire
+    /// tells them apart safely, so only this setting unlocks pipelining to the server: the original answers
+    /// pipelined requests wrongly (phantom replies of spec 13.1, taken as answers) or drops the link (13.4).
+    /// </summary>
+    public ClientProxyServerKind ServerKind { get; set; } = ClientProxyServerKind.Original;
+
+    /// <summary>
+    /// Pipelining depth to the server: how many requests may be outstanding on the upstream link; 0 = automatic:
+    /// <see cref="MaxInFlight"/> with <see cref="ServerKind"/> CacheHost, 1 otherwise. Above 1 requires ServerKind
+    /// CacheHost (validated).
     /// </summary>
     [Range(0, 65_536)]
     public int ServerPipelineDepth { get; set; }
+
+    /// <summary>
+    /// Answer a forwarded request with 0x02 and drop the server link (then reconnect) when the server has not
+    /// answered it after this many ms; 0 = wait forever (default, as dc_client). Checked every quarter of it.
+    /// </summary>
+    [Range(0, 3_600_000)]
+    public int RequestTimeoutMs { get; set; }
 
     /// <summary>
     /// Requests read from local clients in one round of an epoll loop leave for the server in one write at the
@@ -77,5 +91,20 @@ public sealed class ClientProxyOptions
     public TransportOptions ServerTransport { get; set; } = new();
 
     /// <summary>The effective number of requests outstanding upstream.</summary>
-    public int EffectiveDepth => ServerPipelineDepth == 0 ? MaxInFlight : Math.Min(ServerPipelineDepth, MaxInFlight);
+    public int EffectiveDepth => ServerPipelineDepth == 0
+        ? (ServerKind == ClientProxyServerKind.CacheHost ? MaxInFlight : 1)
+        : Math.Min(ServerPipelineDepth, MaxInFlight);
+}
+
+/// <summary>The kind of server the proxy forwards to (<see cref="ClientProxyOptions.ServerKind"/>).</summary>
+public enum ClientProxyServerKind
+{
+    /// <summary>
+    /// The original C dc_server, or unknown: one request on the link at a time, and ADDs the original stores
+    /// corrupted (spec 13.1) are refused.
+    /// </summary>
+    Original,
+
+    /// <summary>CacheHost's CacheServer: requests are pipelined up to MaxInFlight.</summary>
+    CacheHost,
 }

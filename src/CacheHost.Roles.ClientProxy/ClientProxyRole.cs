@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost.Roles.ClientProxy;
@@ -16,6 +17,7 @@ public static class ClientProxyRole
     public static IHostApplicationBuilder AddClientProxyRole(this IHostApplicationBuilder builder)
     {
         builder.Services.AddValidatedOptions<ClientProxyOptions>(ClientProxyOptions.SectionName, Validate);
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClientProxyService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientProxyService>());
         return builder;
@@ -39,6 +41,11 @@ public static class ClientProxyRole
                 // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (spec 10.1).
                 yield return $"Server: '{options.Server}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
             }
+        }
+
+        if (options.ServerPipelineDepth > 1 && options.ServerKind != ClientProxyServerKind.CacheHost)
+        {
+            yield return "ServerPipelineDepth: above 1 needs ServerKind=CacheHost: the original dc_server answers pipelined requests wrongly or drops the link (distcache 13.1, 13.4)";
         }
 
         foreach (var (name, transport) in new[] { ("Transport", options.Transport), ("ServerTransport", options.ServerTransport) })

@@ -32,6 +32,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         IListenerFactory listenerFactory,
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
+        TimeProvider clock,
         ILogger<ClientProxyService> logger)
         : base(ClientProxyRole.Name, listenerFactory, failures, logger)
     {
@@ -46,7 +47,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
 
         _lifetime = lifetime;
         var stats = new ProxyStats();
-        _link = new UpstreamLink(_options, stats, logger);
+        _link = new UpstreamLink(_options, stats, clock, logger);
         _handler = new ClientProxyConnectionHandler(_link, _options, stats, logger);
     }
 
@@ -116,6 +117,9 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         Line("errors.add_too_short", stats.AddTooShort);
         Line("errors.malformed_response", _link.MalformedResponses);
         Line("errors.unknown_uid", _link.UnknownResponses);
+        Line("errors.mismatched_response", _link.MismatchedResponses);
+        Line("errors.add_refused", stats.AddRefused);
+        Line("link.request_timeouts", _link.RequestTimeouts);
         Line("bytes.from_clients", stats.BytesFromClients.Value);
         Line("bytes.to_server", stats.BytesToServer.Value);
         Line("bytes.from_server", stats.BytesFromServer.Value);
@@ -126,7 +130,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         [new ListenerSpec(ClientProxyRole.Name, TransportAddress.Parse(_options.Listen), _options.Transport, _handler)];
 
     /// <inheritdoc />
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
         // dc_client, like dc_server, ignores SIGUSR1/2 unless -killable (spec 10.1 -> 9.1).
         foreach (var (number, name) in new[] { (SigUsr1, "SIGUSR1"), (SigUsr2, "SIGUSR2") })
@@ -142,8 +146,10 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
             }));
         }
 
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
+
+        // Only now: "listening" must not be logged before the listener accepts (issue 21 item 13).
         ClientProxyLog.Started(Logger, _options.Listen, _options.Server!, _options.RetryMs, _options.IdleMs, _options.MaxInFlight, _options.EffectiveDepth);
-        return base.StartAsync(cancellationToken);
     }
 
     /// <inheritdoc />

@@ -17,6 +17,9 @@ internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
 
     public DistCacheOperation Operation { get; private set; }
 
+    /// <summary>Clock timestamp of the forward to the server (set by the link, for RequestTimeoutMs).</summary>
+    public long SubmittedAt { get; set; }
+
     /// <summary>Server payload of the answer (valid after the await returned true).</summary>
     public ReadOnlySpan<byte> Response => _buffer.AsSpan(0, ResponseLength);
 

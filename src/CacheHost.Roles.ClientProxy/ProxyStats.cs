@@ -15,6 +15,7 @@ internal sealed class ProxyStats
     private long _protocolLevel;
     private long _addTooShort;
     private long _idleClosed;
+    private long _addRefused;
 
     /// <summary>Requests read from local clients, by operation (add/get/remove/have), forwarded or not.</summary>
     public void Request(DistCacheOperation operation, int wireLength)
@@ -43,6 +44,11 @@ internal sealed class ProxyStats
     public long AddTooShort => Interlocked.Read(ref _addTooShort);
 
     public long IdleClosed => Interlocked.Read(ref _idleClosed);
+
+    /// <summary>ADDs refused because an original server would store them corrupted (spec 13.1).</summary>
+    public long AddRefused => Interlocked.Read(ref _addRefused);
+
+    public void AddRefusal() => Interlocked.Increment(ref _addRefused);
 
     public void EmptyAnswer() => Interlocked.Increment(ref _emptyAnswers);
 

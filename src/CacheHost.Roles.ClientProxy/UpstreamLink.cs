@@ -27,6 +27,7 @@ internal sealed class UpstreamLink
     private readonly ClientProxyOptions _options;
     private readonly TransportAddress _server;
     private readonly ILogger _logger;
+    private readonly TimeProvider _clock;
     private ArrayBufferWriter<byte> _staging = new(64 * 1024);
     private ArrayBufferWriter<byte> _sending = new(64 * 1024);
     private static readonly Action<object?> s_flushAtBatchEnd = static state => ((UpstreamLink)state!).FlushAtBatchEnd();
@@ -44,10 +45,13 @@ internal sealed class UpstreamLink
     private long _losses;
     private long _malformedResponses;
     private long _protocolLevel;
+    private long _mismatchedResponses;
+    private long _requestTimeouts;
 
-    public UpstreamLink(ClientProxyOptions options, ProxyStats stats, ILogger logger)
+    public UpstreamLink(ClientProxyOptions options, ProxyStats stats, TimeProvider clock, ILogger logger)
     {
         _options = options;
+        _clock = clock;
         _server = TransportAddress.Parse(options.Server!);
         _logger = logger;
         Stats = stats;
@@ -85,6 +89,12 @@ internal sealed class UpstreamLink
     public long MalformedResponses => Interlocked.Read(ref _malformedResponses);
 
     public long ProtocolLevelErrors => Interlocked.Read(ref _protocolLevel);
+
+    /// <summary>Responses whose operation differed from their request's (each dropped the link).</summary>
+    public long MismatchedResponses => Interlocked.Read(ref _mismatchedResponses);
+
+    /// <summary>Times the link was dropped because a request went unanswered for RequestTimeoutMs.</summary>
+    public long RequestTimeouts => Interlocked.Read(ref _requestTimeouts);
 
     /// <summary>True while a server connection is up.</summary>
     public bool IsConnected => Volatile.Read(ref _connected);
@@ -140,6 +150,7 @@ internal sealed class UpstreamLink
             while (_inFlight.ContainsKey(uid));
 
             _lastUid = uid;
+            pending.SubmittedAt = _options.RequestTimeoutMs > 0 ? _clock.GetTimestamp() : 0;
             _inFlight.Add(uid, pending);
 
             // Copy the frames unchanged except for the uid field of every frame header (offset 5). Every frame but
@@ -288,6 +299,10 @@ internal sealed class UpstreamLink
             _connected = true;
         }
 
+        // One timer per link, not per request: it looks at the oldest request in flight.
+        var timeout = _options.RequestTimeoutMs;
+        var period = TimeSpan.FromMilliseconds(Math.Max(1, timeout / 4));
+        using var watchdog = timeout > 0 ? _clock.CreateTimer(static s => ((LinkWatch)s!).Link.CheckRequestTimeout(((LinkWatch)s!).Connection), new LinkWatch(this, connection), period, period) : null;
         string reason;
         try
         {
@@ -311,6 +326,28 @@ internal sealed class UpstreamLink
         connection.Abort(reason);
         Fail(reason);
         return reason;
+    }
+
+    /// <summary>Drops the link when its oldest request has waited RequestTimeoutMs (the reader then answers 0x02 to all).</summary>
+    private void CheckRequestTimeout(TransportConnection connection)
+    {
+        long oldest = long.MaxValue;
+        lock (_lock)
+        {
+            foreach (var pending in _inFlight.Values)
+            {
+                oldest = Math.Min(oldest, pending.SubmittedAt);
+            }
+        }
+
+        if (oldest == long.MaxValue || _clock.GetElapsedTime(oldest).TotalMilliseconds < _options.RequestTimeoutMs)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _requestTimeouts);
+        ClientProxyLog.RequestTimeout(_logger, _server.Text, _options.RequestTimeoutMs);
+        connection.Abort($"no answer within {_options.RequestTimeoutMs} ms");
     }
 
     /// <summary>
@@ -425,7 +462,20 @@ internal sealed class UpstreamLink
                 PendingRequest? pending;
                 lock (_lock)
                 {
-                    _inFlight.Remove(message.Uid, out pending);
+                    if (_inFlight.TryGetValue(message.Uid, out pending) && pending.Operation != message.Operation)
+                    {
+                        // Not the answer to this request (e.g. an original server's phantom reply, spec 13.1): the
+                        // stream can no longer be trusted. The request stays in flight and gets 0x02 with the rest.
+                        Interlocked.Increment(ref _mismatchedResponses);
+                        ClientProxyLog.MismatchedResponse(_logger, message.Uid, message.Operation, pending.Operation);
+                        input.AdvanceTo(buffer.Start, buffer.End);
+                        return $"response operation {message.Operation} for a {pending.Operation} request";
+                    }
+
+                    if (pending is not null)
+                    {
+                        _inFlight.Remove(message.Uid);
+                    }
                 }
 
                 if (pending is null)
@@ -450,4 +500,6 @@ internal sealed class UpstreamLink
             }
         }
     }
+
+    private sealed record LinkWatch(UpstreamLink Link, TransportConnection Connection);
 }

@@ -15,8 +15,10 @@ namespace CacheHost.Roles.Snoop;
 /// already forwarded are still delivered (up to DrainTimeout) before the pair closes, so a client sees exactly
 /// what it would see talking to the server directly.
 /// </summary>
-internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logger) : IConnectionHandler
+internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider clock, ILogger logger) : IConnectionHandler
 {
+    private static readonly Action<object, ConnectionWait, TimeSpan> s_timedOut = static (state, wait, limit) => ((PairState)state).TimedOut(wait, limit);
+
     private const string ClientToServer = "client->server";
     private const string ServerToClient = "server->client";
 
@@ -26,6 +28,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
     private long _open;
     private long _connectFailures;
     private long _decodeErrors;
+    private long _timedOut;
 
     /// <summary>Pairs accepted so far.</summary>
     public long Accepted => Interlocked.Read(ref _connections) + 1;
@@ -38,6 +41,9 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
 
     /// <summary>Frames with an illegal data_len (each closes its pair).</summary>
     public long DecodeErrors => Interlocked.Read(ref _decodeErrors);
+
+    /// <summary>Pairs closed by IdleTimeout or RequestTimeout.</summary>
+    public long TimedOut => Interlocked.Read(ref _timedOut);
 
     /// <summary>Frames forwarded client->server and server->client.</summary>
     public StripedCounter FramesToServer { get; } = new();
@@ -74,7 +80,8 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
         }
 
         Interlocked.Increment(ref _open);
-        var pair = new PairState(client.Warnings);
+        var pair = new PairState(this, client, number);
+        pair.Timeouts = ConnectionTimeouts.Start(clock, options.IdleTimeout, options.RequestTimeout, s_timedOut, pair);
         using var pairDone = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         var upstream = PumpAsync(client.Transport.Input, server.Transport.Output, number, ClientToServer, pair, pairDone.Token);
         var downstream = PumpAsync(server.Transport.Input, client.Transport.Output, number, ServerToClient, pair, pairDone.Token);
@@ -104,32 +111,60 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
             await server.Transport.Output.CompleteAsync().ConfigureAwait(false);
             await server.Transport.Input.CompleteAsync().ConfigureAwait(false);
             await server.DisposeAsync().ConfigureAwait(false);
+            pair.Timeouts?.Dispose();
             Interlocked.Decrement(ref _open);
         }
     }
 
-    /// <summary>Forwards complete frames from <paramref name="source"/> to <paramref name="destination"/>, one flush per batch.</summary>
+    /// <summary>
+    /// Forwards complete frames from <paramref name="source"/> to <paramref name="destination"/>, one flush per batch;
+    /// a batch whose unflushed output passes half the destination's MaxWriteBufferSize is flushed and the peer
+    /// awaited before the rest is forwarded (issue 21: a client that pipelines and never reads holds bounded memory).
+    /// </summary>
     private async Task PumpAsync(PipeReader source, PipeWriter destination, long number, string direction, PairState pair, CancellationToken done)
     {
         var requests = direction == ClientToServer;
+        var limit = (requests ? options.ServerTransport : options.Transport).MaxWriteBufferSize / 2;
+        var frames = new FrameCursor();
         try
         {
             while (true)
             {
                 var result = await source.ReadAsync(done).ConfigureAwait(false);
                 var buffer = result.Buffer;
-                var forwarded = ForwardFrames(ref buffer, destination, number, direction, pair, requests, out var bad);
+                var forwarded = 0;
+                var progressed = false;
+                Forward end;
+                while ((end = ForwardFrames(ref buffer, destination, number, direction, pair, requests, limit, ref frames, ref forwarded)) == Forward.Flush)
+                {
+                    // Output limit, or a final frame C readers must get in its own write: let the peer take what
+                    // there is first (the source buffer stays unconsumed meanwhile, so reading pauses too).
+                    pair.Timeouts?.Mark(ConnectionWait.Output);
+                    var partial = await destination.FlushAsync(done).ConfigureAwait(false);
+                    progressed = true;
+                    forwarded = 0;
+                    if (partial.IsCompleted || partial.IsCanceled)
+                    {
+                        source.AdvanceTo(buffer.Start, buffer.End);
+                        return;
+                    }
+                }
+
                 source.AdvanceTo(buffer.Start, buffer.End);
                 if (forwarded > 0)
                 {
+                    pair.Timeouts?.Mark(ConnectionWait.Output);
                     var flush = await destination.FlushAsync(done).ConfigureAwait(false);
+                    progressed = true;
                     if (flush.IsCompleted || flush.IsCanceled)
                     {
                         return;
                     }
                 }
 
-                if (bad || result.IsCompleted || result.IsCanceled)
+                // The client's side decides whether a request is pending; the server's side only shows progress.
+                pair.Timeouts?.Mark(requests && !buffer.IsEmpty ? ConnectionWait.Request : ConnectionWait.Idle, progressed);
+                if (end == Forward.Bad || result.IsCompleted || result.IsCanceled)
                 {
                     return;
                 }
@@ -144,12 +179,22 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
         }
     }
 
-    /// <summary>Forwards every complete frame at the start of <paramref name="buffer"/> and logs it; leaves the rest.</summary>
-    private int ForwardFrames(ref ReadOnlySequence<byte> buffer, PipeWriter destination, long number, string direction, PairState pair, bool requests, out bool bad)
+    /// <summary>Why <see cref="ForwardFrames"/> stopped.</summary>
+    private enum Forward
+    {
+        NeedMoreData,
+        Flush,
+        Bad,
+    }
+
+    /// <summary>
+    /// Forwards complete frames at the start of <paramref name="buffer"/> and logs them, leaving the rest, until
+    /// the output limit is reached or the next frame must start a new write.
+    /// </summary>
+    private Forward ForwardFrames(ref ReadOnlySequence<byte> buffer, PipeWriter destination, long number, string direction, PairState pair, bool requests,
+        int limit, ref FrameCursor frames, ref int forwarded)
     {
         Span<byte> header = stackalloc byte[DistCacheProtocol.HeaderSize];
-        var forwarded = 0;
-        bad = false;
         while (buffer.Length >= DistCacheProtocol.HeaderSize)
         {
             buffer.Slice(0, DistCacheProtocol.HeaderSize).CopyTo(header);
@@ -169,14 +214,23 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
                     SnoopLog.DirectionError(logger, direction);
                 }
 
-                bad = true;
-                break;
+                return Forward.Bad;
             }
 
             var frameLength = DistCacheProtocol.HeaderSize + dataLength;
             if (buffer.Length < frameLength)
             {
                 break;
+            }
+
+            var complete = header[11] == 1;
+            if (complete && frames.Continued && !frames.Separated && forwarded > 0
+                && DistCacheProtocol.IsCPeerReadHazard(DistCacheProtocol.MaxFrameData + dataLength))
+            {
+                // The final frame of a message C readers mis-read in one piece (spec 13.1): our server sends it in
+                // a write of its own; keep it that way instead of joining it with the frames before.
+                frames.Separated = true;
+                return Forward.Flush;
             }
 
             if (options.LogFrames)
@@ -192,7 +246,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
                 }
             }
 
-            if (header[11] == 1)
+            if (complete)
             {
                 pair.CountMessage(requests);
             }
@@ -205,10 +259,16 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
             (requests ? FramesToServer : FramesToClient).Increment();
             (requests ? BytesToServer : BytesToClient).Add(frameLength);
             forwarded++;
+            frames.Continued = !complete;
+            frames.Separated = false;
             buffer = buffer.Slice(frameLength);
+            if (destination.UnflushedBytes >= limit)
+            {
+                return Forward.Flush;
+            }
         }
 
-        return forwarded;
+        return Forward.NeedMoreData;
     }
 
     private static void WriteLine(string line)
@@ -217,14 +277,30 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
         Console.Error.WriteLine(line);
     }
 
-    /// <summary>Requests and responses seen complete on one pair, to know whether replies are still due.</summary>
-    private sealed class PairState(LogRateLimiter warnings)
+    private void CloseTimedOut(TransportConnection client, long number, ConnectionWait wait, TimeSpan limit)
+    {
+        Interlocked.Increment(ref _timedOut);
+        SnoopLog.TimedOut(logger, number, wait, limit.TotalSeconds);
+        client.Abort($"{wait} timeout");
+    }
+
+    /// <summary>Where a direction's stream stands between frames: inside a multi-frame message, and whether its final frame was split off.</summary>
+    private struct FrameCursor
+    {
+        public bool Continued;
+        public bool Separated;
+    }
+
+    /// <summary>Requests and responses seen complete on one pair, to know whether replies are still due; the pair's timeouts.</summary>
+    private sealed class PairState(SnoopConnectionHandler handler, TransportConnection client, long number)
     {
         /// <summary>The client listener's warning rate limit (the decode warnings of both directions count there).</summary>
-        public LogRateLimiter Warnings => warnings;
+        public LogRateLimiter Warnings => client.Warnings;
 
         private long _requests;
         private long _responses;
+
+        public ConnectionTimeouts? Timeouts { get; set; }
 
         public long Outstanding => Interlocked.Read(ref _requests) - Interlocked.Read(ref _responses);
 
@@ -239,5 +315,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, ILogger logge
                 Interlocked.Increment(ref _responses);
             }
         }
+
+        public void TimedOut(ConnectionWait wait, TimeSpan limit) => handler.CloseTimedOut(client, number, wait, limit);
     }
 }

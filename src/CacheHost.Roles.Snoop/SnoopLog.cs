@@ -1,3 +1,4 @@
+using CacheHost.Core;
 using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Roles.Snoop;
@@ -20,4 +21,7 @@ internal static partial class SnoopLog
 
     [LoggerMessage(EventId = 6104, Level = LogLevel.Information, Message = "snoop listening on {Listen}, forwarding to {Server}")]
     public static partial void Started(ILogger logger, string listen, string server);
+
+    [LoggerMessage(EventId = 6105, Level = LogLevel.Debug, Message = "connection {Connection}: {Wait} timeout ({Seconds} s without progress); closing the pair")]
+    public static partial void TimedOut(ILogger logger, long connection, ConnectionWait wait, double seconds);
 }

@@ -39,6 +39,21 @@ public sealed class SnoopOptions
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>
+    /// Close a pair when for this long no frame passed in either direction and no output was taken (an idle client,
+    /// or a peer that stopped reading). Zero, the default, never closes (dc_snoop keeps pairs forever);
+    /// deploy/appsettings.json's Snoop example sets it. Checked every quarter of the shorter timeout.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan IdleTimeout { get; set; }
+
+    /// <summary>
+    /// Close a pair whose client holds part of a frame (a half frame, a header without its data) for this long.
+    /// Zero, the default, falls back to <see cref="IdleTimeout"/>.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan RequestTimeout { get; set; }
+
+    /// <summary>
     /// Listener limits. Transport:MaxConnections is the number of simultaneous pairs; the reference allows 10,
     /// CacheHost defaults to 10000 (set 10 to mimic the original). InlineScheduling is off by default here: the
     /// snoop writes a log line per frame, and a slow log sink must stall the thread pool, not an epoll loop

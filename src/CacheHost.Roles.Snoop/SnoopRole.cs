@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost.Roles.Snoop;
@@ -16,6 +17,7 @@ public static class SnoopRole
     public static IHostApplicationBuilder AddSnoopRole(this IHostApplicationBuilder builder)
     {
         builder.Services.AddValidatedOptions<SnoopOptions>(SnoopOptions.SectionName, Validate);
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<SnoopService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SnoopService>());
         return builder;

@@ -15,11 +15,11 @@ public sealed class SnoopService : ListenerRoleService, IRoleStatusProvider, ICo
     private readonly SnoopConnectionHandler _handler;
 
     /// <summary>Created by DI.</summary>
-    public SnoopService(IOptions<SnoopOptions> options, IListenerFactory listenerFactory, RoleFailures failures, ILogger<SnoopService> logger)
+    public SnoopService(IOptions<SnoopOptions> options, IListenerFactory listenerFactory, RoleFailures failures, TimeProvider clock, ILogger<SnoopService> logger)
         : base(SnoopRole.Name, listenerFactory, failures, logger)
     {
         _options = options.Value;
-        _handler = new SnoopConnectionHandler(_options, logger);
+        _handler = new SnoopConnectionHandler(_options, clock, logger);
     }
 
     /// <summary>Client connections accepted so far (the reference's connection numbers count from 0).</summary>
@@ -55,6 +55,7 @@ public sealed class SnoopService : ListenerRoleService, IRoleStatusProvider, ICo
         Line("bytes.client_to_server", _handler.BytesToServer.Value);
         Line("bytes.server_to_client", _handler.BytesToClient.Value);
         Line("errors.decode", _handler.DecodeErrors);
+        Line("pairs.timed_out", _handler.TimedOut);
     }
 
     /// <inheritdoc />
@@ -62,9 +63,12 @@ public sealed class SnoopService : ListenerRoleService, IRoleStatusProvider, ICo
         [new ListenerSpec(SnoopRole.Name, TransportAddress.Parse(_options.Listen!), _options.Transport, _handler)];
 
     /// <inheritdoc />
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
+
+        // Only once bound: a script that waits for this line and then connects was refused when it came first
+        // (issue 21 item 13).
         SnoopLog.Started(Logger, _options.Listen!, _options.Server!);
-        return base.StartAsync(cancellationToken);
     }
 }

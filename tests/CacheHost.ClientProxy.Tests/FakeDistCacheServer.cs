@@ -34,6 +34,12 @@ internal sealed class FakeDistCacheServer : IDisposable
     /// <summary>Uid put into replies (default: the request's, as a correct server does).</summary>
     public Func<uint, uint> ReplyUid { get; init; } = static uid => uid;
 
+    /// <summary>Operation put into replies (default: the request's).</summary>
+    public Func<DistCacheOperation, DistCacheOperation> ReplyOperation { get; init; } = static op => op;
+
+    /// <summary>Requests left unanswered (the connection stays open), e.g. a server that stopped answering.</summary>
+    public Func<DistCacheOperation, bool> Unanswered { get; init; } = static _ => false;
+
     /// <summary>Uids of the requests received, in order.</summary>
     public IReadOnlyList<uint> Uids
     {
@@ -107,9 +113,13 @@ internal sealed class FakeDistCacheServer : IDisposable
                         return;
                     }
 
-                    var writer = new ArrayBufferWriter<byte>();
-                    DistCacheMessageWriter.Write(writer, isResponse: true, ReplyUid(message.Uid), message.Operation, reply);
-                    await socket.SendAsync(writer.WrittenMemory, SocketFlags.None);
+                    if (!Unanswered(message.Operation))
+                    {
+                        var writer = new ArrayBufferWriter<byte>();
+                        DistCacheMessageWriter.Write(writer, isResponse: true, ReplyUid(message.Uid), ReplyOperation(message.Operation), reply);
+                        await socket.SendAsync(writer.WrittenMemory, SocketFlags.None);
+                    }
+
                     Buffer.BlockCopy(buffer, message.WireLength, buffer, 0, length - message.WireLength);
                     length -= message.WireLength;
                 }

@@ -31,7 +31,7 @@ internal sealed class RoleHost : IAsyncDisposable
     public SnoopService Snoop => Host.Services.GetRequiredService<SnoopService>();
 
     /// <summary>Starts a ClientProxy towards <paramref name="server"/>; waits for the server link unless told not to.</summary>
-    public static async Task<RoleHost> StartProxyAsync(string server, IDictionary<string, string?>? extra = null, bool waitForLink = true)
+    public static async Task<RoleHost> StartProxyAsync(string server, IDictionary<string, string?>? extra = null, bool waitForLink = true, TimeProvider? clock = null)
     {
         var listen = "UNIX:" + TestPaths.Socket("px");
         var settings = new Dictionary<string, string?>
@@ -39,9 +39,11 @@ internal sealed class RoleHost : IAsyncDisposable
             ["CacheHost:ClientProxy:Listen"] = listen,
             ["CacheHost:ClientProxy:Server"] = server,
             ["CacheHost:ClientProxy:RetryMs"] = "1000",
+            // Most tests talk to CacheHost's own server or to fakes of it; tests of the original's defects say Original.
+            ["CacheHost:ClientProxy:ServerKind"] = "CacheHost",
         };
         Merge(settings, extra);
-        var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var logs).ConfigureAwait(false);
+        var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var logs, clock).ConfigureAwait(false);
         var role = new RoleHost(host, listen, logs);
         if (waitForLink)
         {
@@ -52,7 +54,7 @@ internal sealed class RoleHost : IAsyncDisposable
     }
 
     /// <summary>Starts a Snoop towards <paramref name="server"/>.</summary>
-    public static async Task<RoleHost> StartSnoopAsync(string server, IDictionary<string, string?>? extra = null)
+    public static async Task<RoleHost> StartSnoopAsync(string server, IDictionary<string, string?>? extra = null, TimeProvider? clock = null, ILoggerProvider? logs = null)
     {
         var listen = "UNIX:" + TestPaths.Socket("sn");
         var settings = new Dictionary<string, string?>
@@ -61,8 +63,8 @@ internal sealed class RoleHost : IAsyncDisposable
             ["CacheHost:Snoop:Server"] = server,
         };
         Merge(settings, extra);
-        var host = await StartAsync(settings, b => b.AddSnoopRole(), out var logs).ConfigureAwait(false);
-        return new RoleHost(host, listen, logs);
+        var host = await StartAsync(settings, b => b.AddSnoopRole(), out var captured, clock, logs).ConfigureAwait(false);
+        return new RoleHost(host, listen, captured);
     }
 
     public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)
@@ -90,7 +92,8 @@ internal sealed class RoleHost : IAsyncDisposable
         }
     }
 
-    private static Task<IHost> StartAsync(Dictionary<string, string?> settings, Action<IHostApplicationBuilder> addRole, out CapturedLogs logs)
+    private static Task<IHost> StartAsync(Dictionary<string, string?> settings, Action<IHostApplicationBuilder> addRole, out CapturedLogs logs,
+        TimeProvider? clock = null, ILoggerProvider? extraLogs = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration.AddInMemoryCollection(settings);
@@ -100,6 +103,16 @@ internal sealed class RoleHost : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Debug);
         builder.Logging.AddProvider(captured);
+        if (extraLogs is not null)
+        {
+            builder.Logging.AddProvider(extraLogs);
+        }
+
+        if (clock is not null)
+        {
+            builder.Services.AddSingleton(clock);
+        }
+
         addRole(builder);
         logs = captured;
         return StartHostAsync(builder.Build());
