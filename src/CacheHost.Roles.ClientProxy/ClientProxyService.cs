@@ -25,6 +25,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     private readonly ClientProxyConnectionHandler _handler;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly List<PosixSignalRegistration> _signals = [];
+    private readonly List<CancellationTokenRegistration> _shutdownRegistrations = [];
 
     /// <summary>Created by DI.</summary>
     public ClientProxyService(
@@ -126,7 +127,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         [new ListenerSpec(ClientProxyRole.Name, TransportAddress.Parse(_options.Listen), _options.Transport, _handler)];
 
     /// <inheritdoc />
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
         // dc_client, like dc_server, ignores SIGUSR1/2 unless -killable (spec 10.1 -> 9.1).
         foreach (var (number, name) in new[] { (SigUsr1, "SIGUSR1"), (SigUsr2, "SIGUSR2") })
@@ -143,7 +144,14 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         }
 
         ClientProxyLog.Started(Logger, _options.Listen, _options.Server!, _options.RetryMs, _options.IdleMs, _options.MaxInFlight, _options.EffectiveDepth);
-        return base.StartAsync(cancellationToken);
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
+
+        // Once per link, not once per local connection: when the listener asks its connections to finish,
+        // every in-flight request is answered at once so their handlers end within the shutdown budget.
+        foreach (var server in Servers)
+        {
+            _shutdownRegistrations.Add(server.Stopping.Register(static state => ((UpstreamLink)state!).AbandonInFlight(), _link));
+        }
     }
 
     /// <inheritdoc />
@@ -162,6 +170,11 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     public override void Dispose()
     {
         foreach (var registration in _signals)
+        {
+            registration.Dispose();
+        }
+
+        foreach (var registration in _shutdownRegistrations)
         {
             registration.Dispose();
         }

@@ -10,8 +10,10 @@ namespace CacheHost.Transport;
 /// A bound listener for one address. <see cref="AcceptAsync"/> returns null once the listener is unbound,
 /// so accept loops end without exceptions (Kestrel's IConnectionListener contract).
 /// Accept errors are handled by kind (Garnet's HandleAcceptError tiers): resets of a not-yet-accepted
-/// client are transient and skipped; descriptor or buffer exhaustion backs off exponentially from 100 ms
-/// to 5 s; anything else is fatal and thrown.
+/// client are skipped at once; every other error is transient (logged, backed off exponentially from 100 ms
+/// to 5 s, then accepting goes on), because Linux passes pending network errors of the new socket (ENETDOWN,
+/// EPROTO, EHOSTUNREACH, ENETUNREACH, ...) through accept(2), see accept(2) "Error handling". Only the short
+/// list in <see cref="IsFatalAcceptError"/>, which says the listening socket itself is unusable, is thrown.
 /// </summary>
 public sealed class ConnectionListener : IAsyncDisposable
 {
@@ -109,7 +111,7 @@ public sealed class ConnectionListener : IAsyncDisposable
         {
             try
             {
-                var accepted = await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                var accepted = await (AcceptOverride?.Invoke(_socket, cancellationToken) ?? _socket.AcceptAsync(cancellationToken)).ConfigureAwait(false);
                 backoff = MinBackoff;
                 return accepted;
             }
@@ -130,9 +132,14 @@ public sealed class ConnectionListener : IAsyncDisposable
             {
                 TransportLog.AcceptTransient(_logger, Address.Text, ex.SocketErrorCode);
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable
-                or SocketError.ProtocolNotSupported or SocketError.SystemNotReady)
+            catch (SocketException ex) when (IsFatalAcceptError(ex.SocketErrorCode))
             {
+                TransportLog.AcceptFatal(_logger, Address.Text, ex);
+                throw;
+            }
+            catch (SocketException ex)
+            {
+                // Resource pressure (EMFILE, ENFILE, ENOBUFS, ENOMEM) and every error not known to be fatal.
                 TransportLog.AcceptBackoff(_logger, Address.Text, ex.SocketErrorCode, (int)backoff.TotalMilliseconds);
                 try
                 {
@@ -145,15 +152,21 @@ public sealed class ConnectionListener : IAsyncDisposable
 
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
             }
-            catch (SocketException ex)
-            {
-                TransportLog.AcceptFatal(_logger, Address.Text, ex);
-                throw;
-            }
         }
 
         return null;
     }
+
+    /// <summary>
+    /// Errors that say the listening socket itself is unusable (EINVAL: not listening, ENOTSOCK, EOPNOTSUPP,
+    /// EFAULT, EBADF surfaces as ObjectDisposedException): accepting again cannot succeed, so the role fails
+    /// and the host exits non-zero. Everything else is about one pending connection or a passing shortage.
+    /// </summary>
+    public static bool IsFatalAcceptError(SocketError error) => error is SocketError.InvalidArgument or SocketError.NotSocket
+        or SocketError.OperationNotSupported or SocketError.Fault or SocketError.SocketNotSupported or SocketError.AddressFamilyNotSupported;
+
+    /// <summary>Test seam: replaces the accept call so tests can inject the errors accept(2) passes through.</summary>
+    internal Func<Socket, CancellationToken, ValueTask<Socket>>? AcceptOverride { get; set; }
 
     /// <summary>Stops listening. Pending and future AcceptAsync calls return null.</summary>
     public void Unbind()

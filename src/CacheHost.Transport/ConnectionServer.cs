@@ -40,6 +40,9 @@ public sealed class ConnectionServer : IAsyncDisposable
     /// <summary>Connections refused because of the connection limit.</summary>
     public long RejectedConnections => Interlocked.Read(ref _rejected);
 
+    /// <summary>Fires when the server asks its connections to finish (graceful stop has begun).</summary>
+    public CancellationToken Stopping => _stopping.Token;
+
     /// <summary>Completes when the accept loop ends; faults if accepting failed fatally.</summary>
     public Task Completion => _acceptLoop;
 

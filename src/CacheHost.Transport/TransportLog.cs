@@ -30,7 +30,7 @@ internal static partial class TransportLog
     [LoggerMessage(1007, LogLevel.Debug, "Transient accept error on {Address}: {Error}", EventName = "AcceptTransient")]
     public static partial void AcceptTransient(ILogger logger, string address, SocketError error);
 
-    [LoggerMessage(1008, LogLevel.Warning, "Accept on {Address} under resource pressure ({Error}); backing off {DelayMs} ms", EventName = "AcceptBackoff")]
+    [LoggerMessage(1008, LogLevel.Warning, "Accept on {Address} failed ({Error}); backing off {DelayMs} ms and accepting again", EventName = "AcceptBackoff")]
     public static partial void AcceptBackoff(ILogger logger, string address, SocketError error, int delayMs);
 
     [LoggerMessage(1009, LogLevel.Critical, "Fatal accept error on {Address}", EventName = "AcceptFatal")]
