@@ -50,4 +50,7 @@ internal static partial class TransportLog
 
     [LoggerMessage(1014, LogLevel.Information, "Adopted inherited listening socket fd {Fd} for {Address}", EventName = "AdoptedListener")]
     public static partial void AdoptedListener(ILogger logger, int fd, string address);
+
+    [LoggerMessage(1015, LogLevel.Information, "Connection #{ConnectionId} from {Remote} closed: {Adapter} adapter failed: {Error}", EventName = "AdapterFailed")]
+    public static partial void AdapterFailed(ILogger logger, long connectionId, string adapter, string remote, string error);
 }
