@@ -61,6 +61,7 @@ public sealed class ConnectionListener : IAsyncDisposable
     /// </summary>
     public static ConnectionListener Bind(TransportAddress address, TransportOptions options, ILogger logger, Action<string>? prepareUnixSocket = null)
     {
+        SocketTransport.Prepare(options);
         switch (address.Kind)
         {
             case TransportAddressKind.Unix:
