@@ -9,6 +9,6 @@ public sealed class DefaultListenerFactory(ILoggerFactory loggerFactory) : IList
     private readonly ILogger _logger = loggerFactory.CreateLogger("CacheHost.Transport");
 
     /// <inheritdoc />
-    public ConnectionListener Bind(string name, TransportAddress address, TransportOptions options) =>
-        ConnectionListener.Bind(address, options, _logger);
+    public ConnectionListener Bind(string name, TransportAddress address, TransportOptions options, Action<string>? prepareUnixSocket = null) =>
+        ConnectionListener.Bind(address, options, _logger, prepareUnixSocket);
 }

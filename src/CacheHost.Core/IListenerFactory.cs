@@ -9,6 +9,10 @@ namespace CacheHost.Core;
 /// </summary>
 public interface IListenerFactory
 {
-    /// <summary>Binds (or adopts) a listener. <paramref name="name"/> identifies it, e.g. "CacheServer".</summary>
-    ConnectionListener Bind(string name, TransportAddress address, TransportOptions options);
+    /// <summary>
+    /// Binds (or adopts) a listener. <paramref name="name"/> identifies it, e.g. "CacheServer".
+    /// <paramref name="prepareUnixSocket"/> runs on a new unix socket file before it listens and appears at its
+    /// path (e.g. a role's own chmod); an inherited socket is not prepared again.
+    /// </summary>
+    ConnectionListener Bind(string name, TransportAddress address, TransportOptions options, Action<string>? prepareUnixSocket = null);
 }

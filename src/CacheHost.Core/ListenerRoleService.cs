@@ -52,8 +52,8 @@ public abstract class ListenerRoleService : BackgroundService
         {
             foreach (var spec in GetListeners())
             {
-                var listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options);
-                var server = new ConnectionServer(listener, spec.Handler, Logger, _timeProvider);
+                var listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options, spec.PrepareUnixSocket);
+                var server = new ConnectionServer(listener, spec.Handler, Logger, spec.Adapter, _timeProvider);
                 _servers.Add(server);
                 server.Start();
             }
@@ -113,5 +113,10 @@ public abstract class ListenerRoleService : BackgroundService
     }
 }
 
-/// <summary>One listener a role wants bound.</summary>
-public sealed record ListenerSpec(string Name, TransportAddress Address, TransportOptions Options, IConnectionHandler Handler);
+/// <summary>
+/// One listener a role wants bound. <paramref name="Adapter"/> (e.g. <see cref="TlsConnectionAdapter"/>) wraps
+/// every accepted connection before <paramref name="Handler"/> sees it; null serves the plain connection.
+/// <paramref name="PrepareUnixSocket"/> runs on a new unix socket file before it listens and appears at its path.
+/// </summary>
+public sealed record ListenerSpec(string Name, TransportAddress Address, TransportOptions Options, IConnectionHandler Handler,
+    IConnectionAdapter? Adapter = null, Action<string>? PrepareUnixSocket = null);

@@ -23,12 +23,20 @@ public enum ClacksFrameStatus
 /// payloads are opaque octets (UTF-8 or not) and round-trip exactly, and ordinal string order equals
 /// bytewise order (spec 8.5). The reference has no line limit; ours is explicit (<see cref="MaxLineBytes"/>).
 /// </summary>
+/// <remarks>
+/// Scan state (as StackExchange.Redis's RespScanState): while a line is incomplete the framer remembers how many
+/// bytes at the start of the buffer it already searched for LF, and the next call searches only what arrived
+/// since. A long line received in many reads therefore costs linear time, not quadratic. This requires the caller
+/// to hand back the same unconsumed bytes after <see cref="ClacksFrameStatus.NeedMoreData"/> (the usual
+/// <c>AdvanceTo(buffer.Start, buffer.End)</c>), with new bytes appended.
+/// </remarks>
 public sealed class ClacksLineFramer
 {
     /// <summary>Default line limit: 16 MiB, the generous cap spec 2.2 recommends.</summary>
     public const int DefaultMaxLineBytes = 16 * 1024 * 1024;
 
     private bool _discarding;
+    private long _scanned;
 
     /// <summary>Creates a framer with a line limit in bytes (LF and CR bytes excluded).</summary>
     public ClacksLineFramer(int maxLineBytes = DefaultMaxLineBytes)
@@ -40,21 +48,36 @@ public sealed class ClacksLineFramer
     /// <summary>Longest accepted line in bytes (before CR removal).</summary>
     public int MaxLineBytes { get; }
 
+    /// <summary>Bytes searched for LF so far, over the framer's life (each byte once; for tests and stats).</summary>
+    public long ScannedBytes { get; private set; }
+
     /// <summary>
     /// Reads the next line from <paramref name="buffer"/>, advancing it past consumed bytes. Empty lines
     /// (after CR removal) are skipped.
     /// </summary>
-    public ClacksFrameStatus TryReadLine(ref ReadOnlySequence<byte> buffer, out string line)
+    public ClacksFrameStatus TryReadLine(ref ReadOnlySequence<byte> buffer, out string line) => TryReadLine(ref buffer, MaxLineBytes, out line);
+
+    /// <summary>
+    /// As <see cref="TryReadLine(ref ReadOnlySequence{byte}, out string)"/> with a lower limit for this call
+    /// (e.g. before login); <paramref name="limit"/> is capped at <see cref="MaxLineBytes"/>.
+    /// </summary>
+    public ClacksFrameStatus TryReadLine(ref ReadOnlySequence<byte> buffer, int limit, out string line)
     {
+        limit = Math.Min(limit, MaxLineBytes);
         line = string.Empty;
         while (true)
         {
-            var lf = buffer.PositionOf((byte)'\n');
+            var start = Math.Min(_scanned, buffer.Length);
+            var unscanned = buffer.Slice(start);
+            var lf = unscanned.PositionOf((byte)'\n');
             if (lf is null)
             {
-                if (buffer.Length > MaxLineBytes)
+                ScannedBytes += unscanned.Length;
+                _scanned = buffer.Length;
+                if (buffer.Length > limit)
                 {
                     buffer = buffer.Slice(buffer.End);
+                    _scanned = 0;
                     if (!_discarding)
                     {
                         _discarding = true;
@@ -65,6 +88,8 @@ public sealed class ClacksLineFramer
                 return ClacksFrameStatus.NeedMoreData;
             }
 
+            ScannedBytes += unscanned.Slice(0, lf.Value).Length + 1;
+            _scanned = 0;
             var raw = buffer.Slice(0, lf.Value);
             buffer = buffer.Slice(buffer.GetPosition(1, lf.Value));
             if (_discarding)
@@ -74,7 +99,7 @@ public sealed class ClacksLineFramer
                 continue;
             }
 
-            if (raw.Length > MaxLineBytes)
+            if (raw.Length > limit)
             {
                 return ClacksFrameStatus.Overlong;
             }

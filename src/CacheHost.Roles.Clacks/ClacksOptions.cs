@@ -115,9 +115,12 @@ public sealed class ClacksOptions
     [Range(1024, 256 * 1024 * 1024)]
     public int MaxLineBytes { get; set; } = 16 * 1024 * 1024;
 
-    /// <summary>Unsent output per connection (bytes) beyond which a connection that does not read is dropped.</summary>
-    [Range(64 * 1024, int.MaxValue)]
-    public int MaxOutputBytes { get; set; } = 64 * 1024 * 1024;
+    /// <summary>
+    /// Longest line before login, in bytes (default 64 KiB). Login lines are short; a client that sends megabytes
+    /// before it identified itself is refused with <c>OVERHEAD E line_too_long</c> and closed.
+    /// </summary>
+    [Range(1024, 256 * 1024 * 1024)]
+    public int MaxUnauthenticatedLineBytes { get; set; } = 64 * 1024;
 
     /// <summary>Lines an unauthenticated connection may send before it is closed (flood protection; the reference only has the auth timeout).</summary>
     [Range(1, 1_000_000)]
@@ -126,8 +129,12 @@ public sealed class ClacksOptions
     /// <summary>Shift of the server clock in seconds (the reference's CLACKS_SIMULATED_TIME_OFFSET, for skew tests).</summary>
     public double SimulatedTimeOffset { get; set; }
 
-    /// <summary>Socket limits (connection count, buffers) for every listener.</summary>
-    public TransportOptions Transport { get; set; } = new();
+    /// <summary>
+    /// Socket limits for every listener and the master link. <c>Transport:MaxWriteBufferSize</c> is also the
+    /// slow-consumer bound: a connection whose unsent output reaches it and that is sent one more line is dropped.
+    /// Its default here is 64 MiB (a cache dump to a new slave or a KEYLIST is written in one go).
+    /// </summary>
+    public TransportOptions Transport { get; set; } = new() { MaxWriteBufferSize = 64 * 1024 * 1024 };
 
     /// <summary>Accepted and ignored: pacing of the reference's polling loop (spec 14.2).</summary>
     public Dictionary<string, string> Throttle { get; set; } = [];

@@ -7,6 +7,9 @@ namespace CacheHost.Roles.Clacks;
 /// <summary>Registers the Clacks role (options section <c>CacheHost:Clacks</c>).</summary>
 public static class ClacksRoleExtensions
 {
+    /// <summary>Role name in CacheHost:Roles.</summary>
+    public const string RoleName = "Clacks";
+
     /// <summary>Options section of the role.</summary>
     public const string SectionName = "CacheHost:Clacks";
 

@@ -7,7 +7,9 @@ namespace CacheHost.Roles.Clacks;
 /// <summary>
 /// The protocol engine: every line of every connection is executed under one gate, in arrival order per
 /// connection (spec 2.3), which keeps listen sets, the cache, monitors and links consistent without finer
-/// locking. Output is queued per session and written by each session's own writer.
+/// locking. Output goes straight into each connection's transport output (see <see cref="ClacksSession"/>).
+/// Deliveries use an index (name to listening sessions, monitors, links) and encode a line once for all its
+/// recipients.
 /// </summary>
 internal sealed class ClacksServer
 {
@@ -17,6 +19,10 @@ internal sealed class ClacksServer
     private readonly Dictionary<string, ClacksSession> _sessions = new(StringComparer.Ordinal);
     private readonly string _mainToken;
     private readonly Dictionary<string, ClacksUserOptions> _userTokens = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, HashSet<ClacksSession>> _subscribers = new(StringComparer.Ordinal);
+    private readonly HashSet<ClacksSession> _monitors = [];
+    private readonly HashSet<ClacksSession> _links = [];
+    private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource _unlocked = CompletedSource();
     private long _serial;
 
@@ -36,6 +42,15 @@ internal sealed class ClacksServer
 
     /// <summary>Rate limit for the warnings clients can trigger (bad input, failed logins, TLS failures; Transport:Warnings).</summary>
     public LogRateLimiter Warnings { get; }
+
+    /// <summary>The role's counters.</summary>
+    public ClacksStatistics Statistics { get; } = new();
+
+    /// <summary>
+    /// Tells whether connections are waiting on a listener (accept order, see <see cref="WaitForIntakeTurnAsync"/>).
+    /// Set by the role once its listeners are bound.
+    /// </summary>
+    public Func<bool>? PendingAccepts { get; set; }
 
     /// <summary>Raised (outside the gate is not guaranteed) when a client asks for shutdown (OVERHEAD S).</summary>
     public Action<double>? ShutdownRequested { get; set; }
@@ -76,8 +91,10 @@ internal sealed class ClacksServer
             }
 
             cid = $"{host}:{port}";
-            var session = new ClacksSession(connection, cid, host, port, now);
+            var session = new ClacksSession(connection, _gate, serial, cid, host, port, now);
             _sessions[cid] = session;
+            Statistics.Accepted++;
+            Pulse();
             session.Send("CLACKS " + _options.ServerIdentification, now);
             session.Send("OVERHEAD M Authentication required", now);
             Debug("CONNECTED=" + cid, now);
@@ -98,10 +115,9 @@ internal sealed class ClacksServer
             }
 
             var colon = cid.IndexOf(':');
-            var session = new ClacksSession(connection, cid, cid[..colon], cid[(colon + 1)..], now)
+            var session = new ClacksSession(connection, _gate, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now)
             {
                 IsMasterLink = true,
-                IsLink = true,
                 ClientInfo = "Interclacks link",
                 CanRead = true,
                 CanWrite = true,
@@ -110,6 +126,7 @@ internal sealed class ClacksServer
                 LastInterclacksPingSent = now,
             };
             _sessions[cid] = session;
+            SetLink(session, true);
             session.Send($"CLACKS {_options.ServerIdentification} in interclacks client mode", now);
             session.Send("OVERHEAD A " + _mainToken, now);
             session.Send("OVERHEAD I 1", now);
@@ -118,8 +135,58 @@ internal sealed class ClacksServer
         }
     }
 
+    /// <summary>
+    /// The reader is done: ends the output (the transport still sends what was written, then closes) and removes
+    /// the session.
+    /// </summary>
+    public void Finish(ClacksSession session, string reason)
+    {
+        lock (_gate)
+        {
+            session.CompleteOutput();
+            Remove(session, reason, abort: false);
+        }
+    }
+
+    /// <summary>Server shutdown for one connection registered after <see cref="QuitAll"/> ran.</summary>
+    public void Quit(ClacksSession session)
+    {
+        lock (_gate)
+        {
+            if (!session.Closing)
+            {
+                session.Send(ClacksWire.QuitLine, Now);
+                session.CloseAfterFlush();
+            }
+        }
+    }
+
+    /// <summary>Entries in the cache (tombstones included).</summary>
+    public int KeyCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return Cache.Count;
+            }
+        }
+    }
+
+    /// <summary>True while this slave's link to its master is connected.</summary>
+    public bool MasterLinkUp
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _sessions.Values.Any(static s => s.IsMasterLink);
+            }
+        }
+    }
+
     /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (spec 3.5).</summary>
-    public void Remove(ClacksSession session, string reason)
+    public void Remove(ClacksSession session, string reason, bool abort = true)
     {
         lock (_gate)
         {
@@ -129,7 +196,21 @@ internal sealed class ClacksServer
             }
 
             _sessions.Remove(session.Cid);
-            var discarded = session.Abort(reason);
+            foreach (var name in session.Listening)
+            {
+                Unsubscribe(session, name);
+            }
+
+            _monitors.Remove(session);
+            _links.Remove(session);
+            Pulse();
+            if (session.Overflowed)
+            {
+                Statistics.SlowConsumersDropped++;
+                ClacksLog.BadInput(_logger, session.Cid, $"peer fell more than {_options.Transport.MaxWriteBufferSize} bytes behind; dropped");
+            }
+
+            var discarded = abort ? session.Abort(reason) : session.PendingBytes;
             var now = Now;
             Debug($"DISCONNECTED={session.Cid} ({discarded} bytes discarded from outbuffer)", now);
             if (session.IsMasterLink && SyncLocked)
@@ -148,6 +229,7 @@ internal sealed class ClacksServer
     /// </summary>
     public async ValueTask ProcessAsync(ClacksSession session, List<string> lines)
     {
+        await WaitForIntakeTurnAsync(session).ConfigureAwait(false);
         var index = 0;
         while (index < lines.Count)
         {
@@ -163,6 +245,8 @@ internal sealed class ClacksServer
                 session.FlushDeferred(now);
                 if (index >= lines.Count || session.Closing)
                 {
+                    session.InputInHand = false;
+                    Pulse();
                     return;
                 }
 
@@ -173,14 +257,96 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
-    public void RejectOverlong(ClacksSession session)
+    /// <summary>Longest wait for older connections' input before a batch runs anyway (a wedged peer must not stall others).</summary>
+    internal static readonly TimeSpan IntakeWaitLimit = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Accept and read order of the reference (spec 2.1: its single loop accepts every pending connection, then
+    /// reads the connections in the order they were accepted). Before a batch of <paramref name="session"/> runs,
+    /// connections still waiting on a listener are accepted, and connections accepted earlier that have input
+    /// received (in the kernel or read but not processed) are processed first. So a client that connected and
+    /// sent LISTEN before another client connected and sent SET always gets that SET, however the threads are
+    /// scheduled. Bounded by <see cref="IntakeWaitLimit"/>; skipped during the sync lock (spec 12.3), whose own
+    /// rule decides the order then.
+    /// </summary>
+    private async ValueTask WaitForIntakeTurnAsync(ClacksSession session)
+    {
+        var deadline = Environment.TickCount64 + (long)IntakeWaitLimit.TotalMilliseconds;
+        while (true)
+        {
+            Task progress;
+            lock (_gate)
+            {
+                if (!MustWaitForOlderInput(session))
+                {
+                    return;
+                }
+
+                progress = _progress.Task;
+            }
+
+            var left = deadline - Environment.TickCount64;
+            if (left <= 0)
+            {
+                Statistics.IntakeWaitsExpired++;
+                return;
+            }
+
+            // Progress is signalled when a connection is registered or finishes a batch; the short poll covers
+            // input that turns out to be no complete line.
+            await Task.WhenAny(progress, Task.Delay(TimeSpan.FromMilliseconds(Math.Min(left, 5)))).ConfigureAwait(false);
+        }
+    }
+
+    private bool MustWaitForOlderInput(ClacksSession session)
+    {
+        if (SyncLocked || session.IsMasterLink)
+        {
+            return false;
+        }
+
+        if (PendingAccepts?.Invoke() == true)
+        {
+            return true;
+        }
+
+        foreach (var other in _sessions.Values)
+        {
+            if (other.Serial < session.Serial && !other.Closing && (other.InputInHand || other.Connection.HasUnreadInput()))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void Pulse()
+    {
+        var done = _progress;
+        _progress = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        done.TrySetResult();
+    }
+
+    /// <summary>A batch was read and framed into no line (e.g. the start of a long line): nothing in hand any more.</summary>
+    public void NothingInHand(ClacksSession session)
     {
         lock (_gate)
         {
+            session.InputInHand = false;
+            Pulse();
+        }
+    }
+
+    /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
+    public void RejectOverlong(ClacksSession session, int limit)
+    {
+        lock (_gate)
+        {
+            Statistics.OverlongLines++;
             if (Warnings.Allow(nameof(ClacksLog.BadInput)))
             {
-                ClacksLog.BadInput(_logger, session.Cid, $"line longer than {_options.MaxLineBytes} bytes");
+                ClacksLog.BadInput(_logger, session.Cid, $"line longer than {limit} bytes{(session.Authenticated ? "" : " before login")}");
             }
 
             session.Send("OVERHEAD E line_too_long", Now);
@@ -217,6 +383,7 @@ internal sealed class ClacksServer
         {
             if (!isOverhead && ++session.UnauthenticatedLines > _options.MaxUnauthenticatedLines)
             {
+                Statistics.UnauthenticatedFloods++;
                 if (Warnings.Allow(nameof(ClacksLog.BadInput)))
                 {
                     ClacksLog.BadInput(_logger, session.Cid, "too many lines before authentication");
@@ -235,7 +402,7 @@ internal sealed class ClacksServer
             // 4. Monitor copy; the login token is redacted (fix of Q2), N lines are not mirrored.
             if (!isOverhead || !overhead.Has(OverheadFlags.NoLogging))
             {
-                Debug(session.Cid + "=" + (isOverhead && overhead.Has(OverheadFlags.Auth) ? "OVERHEAD A ***" : line), now);
+                Debug(session.Cid + "=" + MaskLogin(line, isOverhead, overhead), now);
             }
 
             return;
@@ -252,6 +419,24 @@ internal sealed class ClacksServer
         {
             ForwardToLinks(session, line, now);
         }
+    }
+
+    /// <summary>
+    /// The login token never reaches monitors (fix of Q2): a parsed <c>OVERHEAD A</c>, and also any OVERHEAD line
+    /// whose flags include A but that does not parse with a space (e.g. <c>OVERHEAD A&lt;TAB&gt;token</c>, which a
+    /// logged-in client's re-login may send), is mirrored as <c>OVERHEAD A ***</c>.
+    /// </summary>
+    private static string MaskLogin(string line, bool isOverhead, OverheadLine overhead)
+    {
+        if (isOverhead)
+        {
+            return overhead.Has(OverheadFlags.Auth) ? "OVERHEAD A ***" : line;
+        }
+
+        const string prefix = "OVERHEAD ";
+        var end = line.AsSpan(prefix.Length).IndexOfAny(' ', '\t');
+        var flags = end < 0 ? line.AsSpan(prefix.Length) : line.AsSpan(prefix.Length, end);
+        return flags.Contains('A') ? "OVERHEAD A ***" : line;
     }
 
     private void ProcessOverhead(ClacksSession session, string line, OverheadLine overhead, double now)
@@ -350,7 +535,7 @@ internal sealed class ClacksServer
             }
             else
             {
-                session.IsLink = false;
+                SetLink(session, false);
                 session.LastInterclacksPingSent = 0;
             }
         }
@@ -363,13 +548,13 @@ internal sealed class ClacksServer
                 return;
             }
 
-            var forwarded = $"OVERHEAD {overhead.ForwardFlags()} {overhead.Value}";
+            var forwarded = Encode($"OVERHEAD {overhead.ForwardFlags()} {overhead.Value}");
             var toSender = overhead.Has(OverheadFlags.ReturnToSender);
             foreach (var other in _sessions.Values)
             {
                 if ((other.Authenticated || other.IsLink) && (toSender || !ReferenceEquals(other, session)))
                 {
-                    other.Send(forwarded, now);
+                    SendFanOut(other, forwarded, now);
                 }
             }
         }
@@ -390,6 +575,7 @@ internal sealed class ClacksServer
         }
         else
         {
+            Statistics.LoginFailures++;
             if (Warnings.Allow(nameof(ClacksLog.LoginFailed)))
             {
                 ClacksLog.LoginFailed(_logger, session.Cid);
@@ -408,7 +594,7 @@ internal sealed class ClacksServer
     /// <summary>Master side of <c>OVERHEAD I 1</c> (spec 12.3): link mode, lock the slave, dump, unlock, PING.</summary>
     private void StartMasterSideSync(ClacksSession session, double now)
     {
-        session.IsLink = true;
+        SetLink(session, true);
         session.LastPing = now;
         session.LastLinkActivity = now;
         session.Send($"CLACKS {_options.ServerIdentification} in interclacks master mode", now);
@@ -535,7 +721,11 @@ internal sealed class ClacksServer
                     return false;
                 }
 
-                session.Listening.Add(command.Name);
+                if (session.Listening.Add(command.Name))
+                {
+                    Subscribe(session, command.Name);
+                }
+
                 return true;
 
             case ClacksCommandKind.Unlisten:
@@ -544,7 +734,11 @@ internal sealed class ClacksServer
                     return false;
                 }
 
-                session.Listening.Remove(command.Name);
+                if (session.Listening.Remove(command.Name))
+                {
+                    Unsubscribe(session, command.Name);
+                }
+
                 return true;
 
             case ClacksCommandKind.Monitor:
@@ -555,6 +749,15 @@ internal sealed class ClacksServer
                 }
 
                 session.Monitor = command.Kind == ClacksCommandKind.Monitor;
+                if (session.Monitor)
+                {
+                    _monitors.Add(session);
+                }
+                else
+                {
+                    _monitors.Remove(session);
+                }
+
                 return true;
 
             case ClacksCommandKind.Quit:
@@ -658,11 +861,17 @@ internal sealed class ClacksServer
     /// <summary>Delivers to every other connection listening to the name; never echoed (spec 7.1).</summary>
     private void Deliver(ClacksSession sender, string name, string text, double now)
     {
-        foreach (var other in _sessions.Values)
+        if (!_subscribers.TryGetValue(name, out var listeners) || (listeners.Count == 1 && listeners.Contains(sender)))
         {
-            if (!ReferenceEquals(other, sender) && other.Listening.Contains(name))
+            return;
+        }
+
+        var encoded = Encode(text);
+        foreach (var other in listeners)
+        {
+            if (!ReferenceEquals(other, sender))
             {
-                other.Send(text, now);
+                SendFanOut(other, encoded, now);
             }
         }
     }
@@ -670,11 +879,17 @@ internal sealed class ClacksServer
     /// <summary>Forwards an executed command verbatim to every other link (spec 5.1 step 8, 12.5).</summary>
     private void ForwardToLinks(ClacksSession origin, string line, double now)
     {
-        foreach (var other in _sessions.Values)
+        if (_links.Count == 0 || (_links.Count == 1 && _links.Contains(origin)))
         {
-            if (other.IsLink && !ReferenceEquals(other, origin))
+            return;
+        }
+
+        var encoded = Encode(line);
+        foreach (var other in _links)
+        {
+            if (!ReferenceEquals(other, origin))
             {
-                other.Send(line, now);
+                SendFanOut(other, encoded, now);
             }
         }
     }
@@ -682,12 +897,58 @@ internal sealed class ClacksServer
     /// <summary>Mirrors a line to every monitor (spec 11).</summary>
     private void Debug(string text, double now)
     {
-        foreach (var session in _sessions.Values)
+        if (_monitors.Count == 0)
         {
-            if (session.Monitor)
-            {
-                session.Send("DEBUG " + text, now);
-            }
+            return;
+        }
+
+        var encoded = Encode("DEBUG " + text);
+        foreach (var session in _monitors)
+        {
+            SendFanOut(session, encoded, now);
+        }
+    }
+
+    private byte[] Encode(string line)
+    {
+        Statistics.FanOutEncodes++;
+        return ClacksWire.EncodeLine(line);
+    }
+
+    private void SendFanOut(ClacksSession recipient, byte[] encoded, double now)
+    {
+        Statistics.FanOutDeliveries++;
+        recipient.Send(encoded, now);
+    }
+
+    private void Subscribe(ClacksSession session, string name)
+    {
+        if (!_subscribers.TryGetValue(name, out var set))
+        {
+            _subscribers[name] = set = [];
+        }
+
+        set.Add(session);
+    }
+
+    private void Unsubscribe(ClacksSession session, string name)
+    {
+        if (_subscribers.TryGetValue(name, out var set) && set.Remove(session) && set.Count == 0)
+        {
+            _subscribers.Remove(name);
+        }
+    }
+
+    private void SetLink(ClacksSession session, bool link)
+    {
+        session.IsLink = link;
+        if (link)
+        {
+            _links.Add(session);
+        }
+        else
+        {
+            _links.Remove(session);
         }
     }
 
@@ -779,8 +1040,9 @@ internal sealed class ClacksServer
                 }
 
                 var stalledLimit = session.IsLink ? _options.InterclacksStalledWriteTimeout : _options.StalledWriteTimeout;
-                if (session.FlushBlockedSeconds > stalledLimit || session.PendingBytes > _options.MaxOutputBytes)
+                if (session.FlushBlockedSeconds > stalledLimit)
                 {
+                    Statistics.SlowConsumersDropped++;
                     if (Warnings.Allow(nameof(ClacksLog.BadInput)))
                     {
                         ClacksLog.BadInput(_logger, session.Cid, "peer does not read its output; dropped");

@@ -1,8 +1,10 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using CacheHost.Core;
+using CacheHost.Core.Control;
+using CacheHost.Core.Status;
 using CacheHost.Protocols.Clacks;
 using CacheHost.Transport;
 using Microsoft.Extensions.Hosting;
@@ -12,235 +14,136 @@ using Microsoft.Extensions.Options;
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// The Clacks role: binds unix sockets (plain) and TCP addresses (TLS from the first byte, spec 2.1), runs
-/// one task per connection, dials the master when configured (spec 12), and runs the timers of spec 8.3,
-/// 10 and 13.2. Listeners are bound in StartAsync so "started" means "bound".
+/// The Clacks role on the shared listener base: unix sockets (plain) and TCP addresses (TLS from the first byte
+/// through the transport's TLS adapter, spec 2.1) are served by the transport's accept loops, connection limit,
+/// tracking and shutdown; this class adds the master link (spec 12), the timers of spec 8.3, 10 and 13.2, and
+/// the shutdown order of spec 3.5 (save, QUIT to everybody, then the transport closes what is left).
 /// </summary>
-internal sealed class ClacksService : BackgroundService
+internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, IRoleStatusProvider, IControlCommandProvider
 {
+    /// <summary>The role's command on the daemon's control socket.</summary>
+    public const string StatsCommand = "clacks.stats";
+
     private readonly ClacksOptions _options;
-    private readonly IListenerFactory _listenerFactory;
-    private readonly RoleFailures _failures;
     private readonly IHostApplicationLifetime _lifetime;
-    private readonly ILogger _logger;
     private readonly ClacksServer _server;
     private readonly PersistenceStore? _persistence;
-    private readonly List<(ConnectionListener Listener, bool Tls)> _listeners = [];
-    private readonly List<Task> _acceptLoops = [];
-    private readonly ConcurrentDictionary<Task, byte> _connections = new();
-    private readonly CancellationTokenSource _stopping = new();
     private readonly object _saveLock = new();
-    private SslServerAuthenticationOptions? _tls;
-    private int _openConnections;
+    private long _lastTickTimestamp;
 
     public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory)
+        : base(ClacksRoleExtensions.RoleName, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"))
     {
         _options = options.Value;
-        _listenerFactory = listenerFactory;
-        _failures = failures;
         _lifetime = lifetime;
-        _logger = loggerFactory.CreateLogger("CacheHost.Clacks");
-        _server = new ClacksServer(_options, _logger);
+        _server = new ClacksServer(_options, Logger);
         _server.ShutdownRequested = seconds => _ = DelayedShutdownAsync(seconds);
         if (!string.IsNullOrEmpty(_options.PersistanceFile))
         {
-            _persistence = new PersistenceStore(_options.PersistanceFile, _logger);
-        }
-
-        // The pipe must hold a whole line, or a reader waiting for the rest of a long line would stall.
-        var transport = _options.Transport;
-        if (transport.MaxReadBufferSize < _options.MaxLineBytes + 64 * 1024)
-        {
-            transport.MaxReadBufferSize = Math.Min(64 * 1024 * 1024, _options.MaxLineBytes + 64 * 1024);
+            _persistence = new PersistenceStore(_options.PersistanceFile, Logger);
         }
     }
+
+    /// <summary>The engine's counters.</summary>
+    public ClacksStatistics Statistics => _server.Statistics;
+
+    /// <inheritdoc />
+    protected override IEnumerable<ListenerSpec> GetListeners()
+    {
+        foreach (var path in _options.Sockets)
+        {
+            // socketchmod before the file appears and listens (issue 21 item 9: it was applied up to 0.5 s after
+            // the first accept); socketcommands refer to the path, so they run once it is in place (StartAsync).
+            yield return new ListenerSpec(ClacksRoleExtensions.RoleName, TransportAddress.Parse("UNIX:" + path), _options.Transport, this,
+                PrepareUnixSocket: string.IsNullOrEmpty(_options.SocketChmod) ? null : staged => RunProcess("chmod", [_options.SocketChmod!, staged], $"chmod {_options.SocketChmod} {path}", path));
+        }
+
+        if (_options.Ips.Count > 0)
+        {
+            var certificate = X509Certificate2.CreateFromPemFile(_options.SslCert!, _options.SslKey!);
+            var tls = TlsConnectionAdapter.Server(
+                new SslServerAuthenticationOptions { ServerCertificate = certificate, ClientCertificateRequired = false, AllowRenegotiation = false },
+                TimeSpan.FromSeconds(_options.TlsHandshakeTimeout),
+                _options.Transport);
+            foreach (var ip in _options.Ips)
+            {
+                yield return new ListenerSpec(ClacksRoleExtensions.RoleName, TcpAddress(ip, _options.Port!.Value), _options.Transport, this, tls);
+            }
+        }
+    }
+
+    private static TransportAddress TcpAddress(string ip, int port) =>
+        TransportAddress.Parse(ip.Contains(':') ? $"IPv6:[{ip.Trim('[', ']')}]:{port}" : $"IP:{ip}:{port}");
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         try
         {
             LoadPersistence();
-            foreach (var path in _options.Sockets)
-            {
-                var listener = _listenerFactory.Bind("Clacks", TransportAddress.Parse("UNIX:" + path), _options.Transport);
-                _listeners.Add((listener, false));
-                ApplySocketSettings(path);
-                ClacksLog.Listening(_logger, listener.DisplayAddress);
-            }
-
-            if (_options.Ips.Count > 0)
-            {
-                var certificate = X509Certificate2.CreateFromPemFile(_options.SslCert!, _options.SslKey!);
-                _tls = new SslServerAuthenticationOptions
-                {
-                    ServerCertificate = certificate,
-                    ClientCertificateRequired = false,
-                    AllowRenegotiation = false,
-                };
-                foreach (var ip in _options.Ips)
-                {
-                    var address = TransportAddress.Parse(ip.Contains(':') ? $"IPv6:[{ip.Trim('[', ']')}]:{_options.Port}" : $"IP:{ip}:{_options.Port}");
-                    var listener = _listenerFactory.Bind("Clacks", address, _options.Transport);
-                    _listeners.Add((listener, true));
-                    ClacksLog.Listening(_logger, listener.DisplayAddress + " (TLS)");
-                }
-            }
         }
         catch (Exception ex)
         {
-            _failures.Report("Clacks", ex);
-            foreach (var (listener, _) in _listeners)
-            {
-                await listener.DisposeAsync().ConfigureAwait(false);
-            }
-
-            throw;
-        }
-
-        foreach (var (listener, tls) in _listeners)
-        {
-            _acceptLoops.Add(AcceptLoopAsync(listener, tls));
+            throw new IOException($"Clacks: loading persistence failed: {ex.Message}", ex);
         }
 
         await base.StartAsync(cancellationToken).ConfigureAwait(false);
+        _server.PendingAccepts = () => Servers.Any(s => s.Listener.HasPendingConnection);
+        foreach (var server in Servers)
+        {
+            ClacksLog.Listening(Logger, server.Listener.DisplayAddress + (server.Listener.Address.Kind == TransportAddressKind.Unix ? "" : " (TLS)"));
+            if (server.Listener.Address.Kind == TransportAddressKind.Unix)
+            {
+                foreach (var command in _options.SocketCommands)
+                {
+                    RunProcess("/bin/sh", ["-c", command], command, server.Listener.Address.Path!);
+                }
+            }
+        }
     }
 
-    /// <summary>The bound listeners' addresses (with real ports), for tests and status.</summary>
-    public IEnumerable<string> ListenerAddresses => _listeners.Select(l => l.Listener.DisplayAddress);
-
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task RunAsync(CancellationToken stoppingToken)
     {
-        try
+        var tasks = new List<Task> { TimersAsync(stoppingToken) };
+        if (_options.Master.IsConfigured)
         {
-            var tasks = new List<Task> { TimersAsync(stoppingToken) };
-            if (_options.Master.IsConfigured)
-            {
-                tasks.Add(MasterLinkLoopAsync(stoppingToken));
-            }
+            tasks.Add(MasterLinkLoopAsync(stoppingToken));
+        }
 
-            await Task.WhenAll(tasks).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            _failures.Report("Clacks", ex);
-            throw;
-        }
+        return Task.WhenAll(tasks);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        foreach (var (listener, _) in _listeners)
+        // Spec 3.5: no new connections, persistence saved, then every connection (the master link too) gets QUIT
+        // and is closed; the transport aborts those that do not finish within Transport:ShutdownTimeout.
+        foreach (var server in Servers)
         {
-            listener.Unbind();
+            server.Listener.Unbind();
         }
 
-        await _stopping.CancelAsync().ConfigureAwait(false);
-
-        // Spec 3.5: persistence saved, then every connection (the master link too) gets QUIT and is closed.
         SavePersistence(force: true);
         _server.QuitAll();
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await Task.WhenAll(_connections.Keys.ToArray()).WaitAsync(_options.Transport.ShutdownTimeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
-        {
-            // Peers that do not take their QUIT within the budget are dropped.
-            _server.AbortAll();
-        }
-
-        try
-        {
-            await Task.WhenAll(_acceptLoops).WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
-        {
-        }
-
-        foreach (var (listener, _) in _listeners)
-        {
-            await listener.DisposeAsync().ConfigureAwait(false);
-        }
-
+        _server.AbortAll();
         _server.Warnings.Dispose(); // reports warnings still counted
     }
 
-    private async Task AcceptLoopAsync(ConnectionListener listener, bool tls)
+    /// <summary>Serves one accepted connection (after the TLS adapter on TCP listeners).</summary>
+    public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
     {
-        await Task.Yield();
-        while (true)
+        // Registered synchronously on the accept loop: the greeting and DEBUG CONNECTED go out in accept order.
+        var session = _server.Accept(connection, unixSocket: connection.RemoteEndPoint is not System.Net.IPEndPoint);
+        using var quit = stopping.Register(static state =>
         {
-            var socket = await listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
-            if (socket is null)
-            {
-                return;
-            }
-
-            if (Interlocked.Increment(ref _openConnections) > _options.Transport.MaxConnections)
-            {
-                Interlocked.Decrement(ref _openConnections);
-                socket.Dispose();
-                continue;
-            }
-
-            Track(ServeSocketAsync(socket, listener, tls));
-        }
+            var (server, s) = ((ClacksServer, ClacksSession))state!;
+            server.Quit(s);
+        }, (_server, session));
+        await RunSessionAsync(session).ConfigureAwait(false);
     }
 
-    private void Track(Task task)
-    {
-        _connections[task] = 0;
-        _ = task.ContinueWith(t => _connections.TryRemove(t, out _), TaskScheduler.Default);
-    }
-
-    private async Task ServeSocketAsync(System.Net.Sockets.Socket socket, ConnectionListener listener, bool tls)
-    {
-        try
-        {
-            TransportConnection connection;
-            if (tls)
-            {
-                var remote = socket.RemoteEndPoint?.ToString() ?? "?";
-                try
-                {
-                    // Asynchronous and bounded (fix of Q10): a silent client never blocks anybody else.
-                    connection = await TlsConnections.AcceptAsync(socket, _tls!, TimeSpan.FromSeconds(_options.TlsHandshakeTimeout), listener.Options, _stopping.Token).ConfigureAwait(false);
-                }
-                catch (Exception ex)
-                {
-                    if (_server.Warnings.Allow(nameof(ClacksLog.TlsFailed)))
-                    {
-                        ClacksLog.TlsFailed(_logger, remote, ex.Message);
-                    }
-
-                    return;
-                }
-            }
-            else
-            {
-                connection = SocketTransport.Start(socket, listener.Options, _logger);
-            }
-
-            await using (connection.ConfigureAwait(false))
-            {
-                var session = _server.Accept(connection, unixSocket: !tls);
-                await RunSessionAsync(session).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _openConnections);
-        }
-    }
-
-    /// <summary>Reads lines until the connection ends, then drains output (graceful) or drops it.</summary>
+    /// <summary>Reads lines until the connection ends, then lets the output drain (graceful) or drops it.</summary>
     private async Task RunSessionAsync(ClacksSession session)
     {
-        var writer = session.RunWriterAsync();
         var reason = "read failed";
         try
         {
@@ -253,26 +156,23 @@ internal sealed class ClacksService : BackgroundService
         }
         finally
         {
-            if (reason == PeerClosed && !session.Closing)
+            if (reason == PeerClosed)
             {
                 // A half-closed peer (e.g. "printf 'RETRIEVE x\n' | socat - UNIX:...") still gets its replies;
-                // if it is really gone the write fails at once.
+                // if it is really gone the transport's send fails at once.
                 _server.CloseAfterPeerEof(session);
             }
 
-            if (session.Closing)
+            try
             {
-                try
-                {
-                    await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-                }
-                catch (TimeoutException)
-                {
-                }
+                await session.Drained.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
             }
 
-            _server.Remove(session, reason);
-            await writer.ConfigureAwait(false);
+            _server.Finish(session, reason);
+            await session.Connection.Transport.Input.CompleteAsync().ConfigureAwait(false);
         }
     }
 
@@ -286,15 +186,23 @@ internal sealed class ClacksService : BackgroundService
         while (true)
         {
             var result = await input.ReadAsync().ConfigureAwait(false);
+            session.InputInHand = true;
             var buffer = result.Buffer;
             var overlong = false;
+            var limit = LineLimit(session, loginInBatch: false);
             lines.Clear();
             while (true)
             {
-                var status = framer.TryReadLine(ref buffer, out var line);
+                var status = framer.TryReadLine(ref buffer, limit, out var line);
                 if (status == ClacksFrameStatus.Line)
                 {
                     lines.Add(line);
+                    if (line.StartsWith("OVERHEAD ", StringComparison.Ordinal))
+                    {
+                        // A login in this batch lifts the pre-login limit for the lines after it.
+                        limit = LineLimit(session, loginInBatch: true);
+                    }
+
                     continue;
                 }
 
@@ -307,10 +215,14 @@ internal sealed class ClacksService : BackgroundService
             {
                 await _server.ProcessAsync(session, lines).ConfigureAwait(false);
             }
+            else
+            {
+                _server.NothingInHand(session);
+            }
 
             if (overlong && !session.Closing)
             {
-                _server.RejectOverlong(session);
+                _server.RejectOverlong(session, limit);
             }
 
             if (session.Closing)
@@ -330,6 +242,10 @@ internal sealed class ClacksService : BackgroundService
         }
     }
 
+    /// <summary>Lines before login are short (CLACKS, OVERHEAD A); a long one is refused early and cheaply.</summary>
+    private int LineLimit(ClacksSession session, bool loginInBatch) =>
+        session.Authenticated || session.IsMasterLink || loginInBatch ? _options.MaxLineBytes : Math.Min(_options.MaxLineBytes, _options.MaxUnauthenticatedLineBytes);
+
     /// <summary>Slave side (spec 12.3/12.6): dial, handshake, serve the link, re-dial after a delay.</summary>
     private async Task MasterLinkLoopAsync(CancellationToken stoppingToken)
     {
@@ -343,29 +259,37 @@ internal sealed class ClacksService : BackgroundService
                 string cid;
                 if (!string.IsNullOrEmpty(master.Socket))
                 {
-                    connection = await OutboundConnector.ConnectAsync(TransportAddress.Parse("UNIX:" + master.Socket), _options.Transport, _logger, stoppingToken).ConfigureAwait(false);
+                    connection = await OutboundConnector.ConnectAsync(TransportAddress.Parse("UNIX:" + master.Socket), _options.Transport, Logger, stoppingToken).ConfigureAwait(false);
                     cid = "unixdomainsocket:interclacksmaster";
                 }
                 else
                 {
                     var ip = master.Ip!;
-                    var address = TransportAddress.Parse(ip.Contains(':') ? $"IPv6:[{ip.Trim('[', ']')}]:{master.Port}" : $"IP:{ip}:{master.Port}");
                     using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
                     connectTimeout.CancelAfter(TimeSpan.FromSeconds(master.ConnectTimeout));
-                    var socket = await OutboundConnector.ConnectSocketAsync(address, connectTimeout.Token).ConfigureAwait(false);
+                    var plain = await OutboundConnector.ConnectAsync(TcpAddress(ip, master.Port), _options.Transport, Logger, connectTimeout.Token).ConfigureAwait(false);
+
                     // The reference does not verify the master's certificate (spec 12.1).
-                    var sslOptions = new SslClientAuthenticationOptions
+                    var tls = TlsConnectionAdapter.Client(
+                        new SslClientAuthenticationOptions { TargetHost = ip, RemoteCertificateValidationCallback = static (_, _, _, _) => true },
+                        TimeSpan.FromSeconds(Math.Max(5, _options.TlsHandshakeTimeout)),
+                        _options.Transport);
+                    try
                     {
-                        TargetHost = ip,
-                        RemoteCertificateValidationCallback = static (_, _, _, _) => true,
-                    };
-                    connection = await TlsConnections.ConnectAsync(socket, sslOptions, TimeSpan.FromSeconds(Math.Max(5, _options.TlsHandshakeTimeout)), _options.Transport, stoppingToken).ConfigureAwait(false);
+                        connection = await tls.AdaptAsync(plain, stoppingToken).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        await plain.DisposeAsync().ConfigureAwait(false);
+                        throw;
+                    }
+
                     cid = $"{ip}:{master.Port}";
                 }
 
                 await using (connection.ConfigureAwait(false))
                 {
-                    ClacksLog.MasterConnected(_logger, display);
+                    ClacksLog.MasterConnected(Logger, display);
                     var session = _server.AttachMasterLink(connection, cid);
                     await RunSessionAsync(session).ConfigureAwait(false);
                 }
@@ -376,7 +300,7 @@ internal sealed class ClacksService : BackgroundService
             }
             catch (Exception ex)
             {
-                ClacksLog.MasterFailed(_logger, display, ex.Message, _options.InterclacksReconnectTimeout);
+                ClacksLog.MasterFailed(Logger, display, ex.Message, _options.InterclacksReconnectTimeout);
             }
 
             var delay = _options.InterclacksReconnectTimeout + Random.Shared.NextDouble() * _options.InterclacksReconnectJitter;
@@ -391,6 +315,7 @@ internal sealed class ClacksService : BackgroundService
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
         do
         {
+            Interlocked.Exchange(ref _lastTickTimestamp, Environment.TickCount64);
             _server.Tick();
             var now = _server.Now;
             if (now >= nextClean)
@@ -448,23 +373,9 @@ internal sealed class ClacksService : BackgroundService
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                ClacksLog.PersistenceSaveFailed(_logger, _persistence.Path, ex);
+                ClacksLog.PersistenceSaveFailed(Logger, _persistence.Path, ex);
                 _server.MarkDirty();
             }
-        }
-    }
-
-    /// <summary>socketchmod and socketcommands (spec 2.1), run after binding.</summary>
-    private void ApplySocketSettings(string path)
-    {
-        if (!string.IsNullOrEmpty(_options.SocketChmod))
-        {
-            RunProcess("chmod", [_options.SocketChmod, path], $"chmod {_options.SocketChmod} {path}", path);
-        }
-
-        foreach (var command in _options.SocketCommands)
-        {
-            RunProcess("/bin/sh", ["-c", command], command, path);
         }
     }
 
@@ -484,7 +395,7 @@ internal sealed class ClacksService : BackgroundService
 
         if (process.ExitCode != 0)
         {
-            ClacksLog.SocketCommandFailed(_logger, display, socket, process.ExitCode);
+            ClacksLog.SocketCommandFailed(Logger, display, socket, process.ExitCode);
         }
     }
 
@@ -494,9 +405,57 @@ internal sealed class ClacksService : BackgroundService
         _lifetime.StopApplication();
     }
 
-    public override void Dispose()
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> CommandNames { get; } = [StatsCommand];
+
+    /// <inheritdoc />
+    public string StatusSummary() => string.Create(CultureInfo.InvariantCulture,
+        $"sessions={_server.SessionCount} keys={_server.KeyCount}{(_options.Master.IsConfigured ? $" master={(_server.MasterLinkUp ? "up" : "down")}" : "")}");
+
+    /// <summary>
+    /// Unhealthy when the timers (ping timeouts, link PINGs, housekeeping, persistence saves) have not run for
+    /// 30 s: the engine's gate is wedged or the thread pool starved, and systemd's watchdog should restart us.
+    /// </summary>
+    public bool IsHealthy => Environment.TickCount64 - Interlocked.Read(ref _lastTickTimestamp) < 30_000 || Interlocked.Read(ref _lastTickTimestamp) == 0;
+
+    /// <inheritdoc />
+    public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
     {
-        _stopping.Dispose();
-        base.Dispose();
+        if (command.Arguments.Count > 0)
+        {
+            throw new ControlCommandException("clacks.stats takes no arguments");
+        }
+
+        WriteStateDump(reply);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void WriteStateDump(IControlReply reply)
+    {
+        foreach (var (name, value) in Snapshot())
+        {
+            reply.Line(StatsCommand, name, value.ToString(CultureInfo.InvariantCulture));
+        }
+    }
+
+    /// <summary>Every counter as (name, value), in a stable order.</summary>
+    public IEnumerable<(string Name, long Value)> Snapshot()
+    {
+        var statistics = _server.Statistics;
+        yield return ("sessions", _server.SessionCount);
+        yield return ("keys", _server.KeyCount);
+        yield return ("connections.open", Servers.Sum(s => s.ActiveConnections));
+        yield return ("connections.accepted", Servers.Sum(s => s.AcceptedConnections));
+        yield return ("connections.rejected", Servers.Sum(s => s.RejectedConnections));
+        yield return ("connections.tls_failed", Servers.Sum(s => s.AdapterFailures));
+        yield return ("master.up", _server.MasterLinkUp ? 1 : 0);
+        yield return ("fanout.encodes", statistics.FanOutEncodes);
+        yield return ("fanout.deliveries", statistics.FanOutDeliveries);
+        yield return ("errors.slow_consumer", statistics.SlowConsumersDropped);
+        yield return ("errors.line_too_long", statistics.OverlongLines);
+        yield return ("errors.unauthenticated_flood", statistics.UnauthenticatedFloods);
+        yield return ("errors.login_failed", statistics.LoginFailures);
+        yield return ("intake.waits_expired", statistics.IntakeWaitsExpired);
     }
 }

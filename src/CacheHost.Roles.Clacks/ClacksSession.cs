@@ -1,25 +1,32 @@
 using System.Buffers;
-using System.Threading.Channels;
+using System.IO.Pipelines;
 using CacheHost.Protocols.Clacks;
 using CacheHost.Transport;
 
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// One connection's state (spec 3-4, 7, 10). Mutable fields are only touched under the server's gate;
-/// output goes through an unbounded queue drained by <see cref="RunWriterAsync"/>, so producers never
-/// block on a slow peer (the peer is dropped when its queue exceeds the configured limit instead).
+/// One connection's state (spec 3-4, 7, 10). Everything here is touched only under the server's gate, output
+/// included: lines are written straight into the transport's output pipe and flushed, which completes at once
+/// while less than <see cref="TransportOptions.MaxWriteBufferSize"/> waits to be sent. When a flush does not
+/// complete the peer is that far behind; one more line for it drops the connection (the slow-consumer bound),
+/// so producers never block on a slow peer and nothing is buffered beyond the transport's limit.
 /// </summary>
 internal sealed class ClacksSession
 {
-    private readonly Channel<byte[]> _output = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly object _gate;
+    private readonly PipeWriter _output;
     private readonly List<byte[]> _deferred = [];
-    private long _pendingBytes;
-    private long _flushStartedTicks;
+    private long _blockedSinceTicks;
+    private long _bytesWhileBlocked;
+    private bool _outputDone;
 
-    public ClacksSession(TransportConnection connection, string cid, string host, string port, double now)
+    public ClacksSession(TransportConnection connection, object gate, long serial, string cid, string host, string port, double now)
     {
         Connection = connection;
+        _gate = gate;
+        _output = connection.Transport.Output;
+        Serial = serial;
         Cid = cid;
         Host = host;
         Port = port;
@@ -28,6 +35,15 @@ internal sealed class ClacksSession
         LastLinkActivity = now;
         LastSent = now;
     }
+
+    /// <summary>Accept order (also part of the CID).</summary>
+    public long Serial { get; }
+
+    /// <summary>Set by the reader while it holds input it has not processed yet (see ClacksServer's intake order).</summary>
+    public bool InputInHand { get; set; }
+
+    /// <summary>Set when the peer fell more than MaxWriteBufferSize behind and the connection was dropped.</summary>
+    public bool Overflowed { get; private set; }
 
     public TransportConnection Connection { get; }
 
@@ -81,30 +97,77 @@ internal sealed class ClacksSession
     /// <summary>Set once the session is being closed: no more lines are processed.</summary>
     public bool Closing { get; private set; }
 
-    public long PendingBytes => Interlocked.Read(ref _pendingBytes);
+    /// <summary>Bytes written while the transport had MaxWriteBufferSize unsent (0 while the peer keeps up).</summary>
+    public long PendingBytes => _blockedSinceTicks == 0 ? 0 : _bytesWhileBlocked;
 
     /// <summary>Seconds the current flush has been waiting for the peer (0 when not blocked).</summary>
-    public double FlushBlockedSeconds
-    {
-        get
-        {
-            var started = Interlocked.Read(ref _flushStartedTicks);
-            return started == 0 ? 0 : TimeSpan.FromTicks(Environment.TickCount64 * TimeSpan.TicksPerMillisecond - started).TotalSeconds;
-        }
-    }
+    public double FlushBlockedSeconds => _blockedSinceTicks == 0 ? 0 : TimeSpan.FromMilliseconds(Environment.TickCount64 - _blockedSinceTicks).TotalSeconds;
 
-    /// <summary>Queues a line (CR LF appended).</summary>
-    public void Send(string line, double now)
+    /// <summary>Completes when the last flush has completed (at once when none is pending).</summary>
+    public Task Drained { get; private set; } = Task.CompletedTask;
+
+    /// <summary>Encodes and sends a line (CR LF appended). Under the gate.</summary>
+    public void Send(string line, double now) => Send(ClacksWire.EncodeLine(line), now);
+
+    /// <summary>Sends an already encoded line (fan-out encodes once for every recipient). Under the gate.</summary>
+    public void Send(byte[] encoded, double now)
     {
         if (Closing)
         {
             return;
         }
 
-        var bytes = ClacksWire.EncodeLine(line);
-        Interlocked.Add(ref _pendingBytes, bytes.Length);
+        if (_blockedSinceTicks != 0)
+        {
+            // The transport already holds MaxWriteBufferSize for this peer and it has not taken it.
+            Overflowed = true;
+            Abort("peer does not read its output");
+            return;
+        }
+
         LastSent = now;
-        _output.Writer.TryWrite(bytes);
+        ValueTask<FlushResult> flush;
+        try
+        {
+            _output.Write(encoded);
+            flush = _output.FlushAsync();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or ObjectDisposedException)
+        {
+            Abort("write failed");
+            return;
+        }
+
+        if (!flush.IsCompleted)
+        {
+            _blockedSinceTicks = Environment.TickCount64 | 1;
+            _bytesWhileBlocked = encoded.Length;
+            Drained = AwaitFlushAsync(flush);
+            return;
+        }
+
+        if (flush.IsFaulted || flush.IsCanceled || flush.Result.IsCompleted)
+        {
+            // The transport's sender ended (peer gone); the reader notices and removes the session.
+            Connection.Transport.Input.CancelPendingRead();
+        }
+    }
+
+    private async Task AwaitFlushAsync(ValueTask<FlushResult> flush)
+    {
+        try
+        {
+            await flush.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
+
+        lock (_gate)
+        {
+            _blockedSinceTicks = 0;
+            _bytesWhileBlocked = 0;
+        }
     }
 
     /// <summary>Queues a line to be sent after the current batch's direct replies (spec 3.4 ordering quirk Q3).</summary>
@@ -121,20 +184,13 @@ internal sealed class ClacksSession
     {
         foreach (var bytes in _deferred)
         {
-            if (Closing)
-            {
-                break;
-            }
-
-            Interlocked.Add(ref _pendingBytes, bytes.Length);
-            LastSent = now;
-            _output.Writer.TryWrite(bytes);
+            Send(bytes, now);
         }
 
         _deferred.Clear();
     }
 
-    /// <summary>Stops processing; queued output is still sent, then the connection is closed.</summary>
+    /// <summary>Stops processing; what was written is still sent, then the connection is closed.</summary>
     public void CloseAfterFlush()
     {
         if (Closing)
@@ -144,60 +200,35 @@ internal sealed class ClacksSession
 
         Closing = true;
         _deferred.Clear();
-        _output.Writer.TryComplete();
         Connection.Transport.Input.CancelPendingRead();
     }
 
-    /// <summary>Drops the connection now; returns the number of unsent bytes discarded.</summary>
+    /// <summary>Drops the connection now; returns the number of unsent bytes known to be discarded.</summary>
     public long Abort(string reason)
     {
         Closing = true;
-        _output.Writer.TryComplete();
+        _deferred.Clear();
         var discarded = PendingBytes;
         Connection.Abort(reason);
         return discarded;
     }
 
-    /// <summary>Writes queued lines to the socket until the queue is completed, then ends the output side.</summary>
-    public async Task RunWriterAsync()
+    /// <summary>Ends the output side once (the transport sends what is left, then closes). Under the gate.</summary>
+    public void CompleteOutput()
     {
-        var output = Connection.Transport.Output;
-        var reader = _output.Reader;
+        if (_outputDone)
+        {
+            return;
+        }
+
+        _outputDone = true;
+        Closing = true;
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
-            {
-                long batch = 0;
-                while (reader.TryRead(out var bytes))
-                {
-                    output.Write(bytes);
-                    batch += bytes.Length;
-                    if (batch > 256 * 1024)
-                    {
-                        break;
-                    }
-                }
-
-                Interlocked.Exchange(ref _flushStartedTicks, Environment.TickCount64 * TimeSpan.TicksPerMillisecond);
-                var result = await output.FlushAsync().ConfigureAwait(false);
-                Interlocked.Exchange(ref _flushStartedTicks, 0);
-                Interlocked.Add(ref _pendingBytes, -batch);
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    break;
-                }
-            }
-
-            await output.CompleteAsync().ConfigureAwait(false);
+            _output.Complete();
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException
-            or System.Net.Sockets.SocketException or ConnectionResetException or ConnectionAbortedException)
+        catch (InvalidOperationException)
         {
-            // The peer is gone; the read side notices too.
-        }
-        finally
-        {
-            Connection.Transport.Input.CancelPendingRead();
         }
     }
 

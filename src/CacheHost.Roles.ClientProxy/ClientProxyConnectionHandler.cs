@@ -22,7 +22,6 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
         var input = connection.Transport.Input;
         var output = connection.Transport.Output;
         using var pending = new PendingRequest();
-        using var shutdown = stopping.Register(static state => ((UpstreamLink)state!).AbandonInFlight(), link);
         var idleMs = options.IdleMs;
         var lastMark = Stopwatch.GetTimestamp();
         try

@@ -25,6 +25,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     private readonly ClientProxyConnectionHandler _handler;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly List<PosixSignalRegistration> _signals = [];
+    private readonly List<CancellationTokenRegistration> _shutdownRegistrations = [];
 
     /// <summary>Created by DI.</summary>
     public ClientProxyService(
@@ -150,6 +151,13 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
 
         // Only now: "listening" must not be logged before the listener accepts (issue 21 item 13).
         ClientProxyLog.Started(Logger, _options.Listen, _options.Server!, _options.RetryMs, _options.IdleMs, _options.MaxInFlight, _options.EffectiveDepth);
+
+        // Once per link, not once per local connection: when the listener asks its connections to finish,
+        // every in-flight request is answered at once so their handlers end within the shutdown budget.
+        foreach (var server in Servers)
+        {
+            _shutdownRegistrations.Add(server.Stopping.Register(static state => ((UpstreamLink)state!).AbandonInFlight(), _link));
+        }
     }
 
     /// <inheritdoc />
@@ -168,6 +176,11 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     public override void Dispose()
     {
         foreach (var registration in _signals)
+        {
+            registration.Dispose();
+        }
+
+        foreach (var registration in _shutdownRegistrations)
         {
             registration.Dispose();
         }

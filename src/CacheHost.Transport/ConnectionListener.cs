@@ -10,8 +10,10 @@ namespace CacheHost.Transport;
 /// A bound listener for one address. <see cref="AcceptAsync"/> returns null once the listener is unbound,
 /// so accept loops end without exceptions (Kestrel's IConnectionListener contract).
 /// Accept errors are handled by kind (Garnet's HandleAcceptError tiers): resets of a not-yet-accepted
-/// client are transient and skipped; descriptor or buffer exhaustion backs off exponentially from 100 ms
-/// to 5 s; anything else is fatal and thrown.
+/// client are skipped at once; every other error is transient (logged, backed off exponentially from 100 ms
+/// to 5 s, then accepting goes on), because Linux passes pending network errors of the new socket (ENETDOWN,
+/// EPROTO, EHOSTUNREACH, ENETUNREACH, ...) through accept(2), see accept(2) "Error handling". Only the short
+/// list in <see cref="IsFatalAcceptError"/>, which says the listening socket itself is unusable, is thrown.
 /// </summary>
 public sealed class ConnectionListener : IAsyncDisposable
 {
@@ -53,13 +55,17 @@ public sealed class ConnectionListener : IAsyncDisposable
         _ => Address.Text,
     };
 
-    /// <summary>Binds and starts listening on <paramref name="address"/>.</summary>
-    public static ConnectionListener Bind(TransportAddress address, TransportOptions options, ILogger logger)
+    /// <summary>
+    /// Binds and starts listening on <paramref name="address"/>. <paramref name="prepareUnixSocket"/> runs on a
+    /// new unix socket file (given its current path) after the permission options and before it listens.
+    /// </summary>
+    public static ConnectionListener Bind(TransportAddress address, TransportOptions options, ILogger logger, Action<string>? prepareUnixSocket = null)
     {
+        SocketTransport.Prepare(options);
         switch (address.Kind)
         {
             case TransportAddressKind.Unix:
-                return BindUnix(address, options, logger);
+                return BindUnix(address, options, logger, prepareUnixSocket);
             case TransportAddressKind.Tcp4:
             case TransportAddressKind.Tcp6:
                 return BindTcp(address, options, logger);
@@ -109,7 +115,7 @@ public sealed class ConnectionListener : IAsyncDisposable
         {
             try
             {
-                var accepted = await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                var accepted = await (AcceptOverride?.Invoke(_socket, cancellationToken) ?? _socket.AcceptAsync(cancellationToken)).ConfigureAwait(false);
                 backoff = MinBackoff;
                 return accepted;
             }
@@ -130,9 +136,14 @@ public sealed class ConnectionListener : IAsyncDisposable
             {
                 TransportLog.AcceptTransient(_logger, Address.Text, ex.SocketErrorCode);
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable
-                or SocketError.ProtocolNotSupported or SocketError.SystemNotReady)
+            catch (SocketException ex) when (IsFatalAcceptError(ex.SocketErrorCode))
             {
+                TransportLog.AcceptFatal(_logger, Address.Text, ex);
+                throw;
+            }
+            catch (SocketException ex)
+            {
+                // Resource pressure (EMFILE, ENFILE, ENOBUFS, ENOMEM) and every error not known to be fatal.
                 TransportLog.AcceptBackoff(_logger, Address.Text, ex.SocketErrorCode, (int)backoff.TotalMilliseconds);
                 try
                 {
@@ -145,15 +156,45 @@ public sealed class ConnectionListener : IAsyncDisposable
 
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
             }
-            catch (SocketException ex)
-            {
-                TransportLog.AcceptFatal(_logger, Address.Text, ex);
-                throw;
-            }
         }
 
         return null;
     }
+
+    /// <summary>
+    /// Errors that say the listening socket itself is unusable (EINVAL: not listening, ENOTSOCK, EOPNOTSUPP,
+    /// EFAULT, EBADF surfaces as ObjectDisposedException): accepting again cannot succeed, so the role fails
+    /// and the host exits non-zero. Everything else is about one pending connection or a passing shortage.
+    /// </summary>
+    public static bool IsFatalAcceptError(SocketError error) => error is SocketError.InvalidArgument or SocketError.NotSocket
+        or SocketError.OperationNotSupported or SocketError.Fault or SocketError.SocketNotSupported or SocketError.AddressFamilyNotSupported;
+
+    /// <summary>
+    /// True when a connection waits in the listen queue (poll(2) for readability, without waiting). Lets a protocol
+    /// that must see connections in the order they arrived (Clacks, spec 2.1) let pending accepts go first.
+    /// </summary>
+    public bool HasPendingConnection
+    {
+        get
+        {
+            if (_socket is null || _unbound)
+            {
+                return false;
+            }
+
+            try
+            {
+                return _socket.Poll(0, SelectMode.SelectRead);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>Test seam: replaces the accept call so tests can inject the errors accept(2) passes through.</summary>
+    internal Func<Socket, CancellationToken, ValueTask<Socket>>? AcceptOverride { get; set; }
 
     /// <summary>Stops listening. Pending and future AcceptAsync calls return null.</summary>
     public void Unbind()
@@ -193,7 +234,7 @@ public sealed class ConnectionListener : IAsyncDisposable
         }
     }
 
-    private static ConnectionListener BindUnix(TransportAddress address, TransportOptions options, ILogger logger)
+    private static ConnectionListener BindUnix(TransportAddress address, TransportOptions options, ILogger logger, Action<string>? prepare)
     {
         var path = address.Path!;
         // The reference unlinks whatever is at the path. We only replace a stale socket: deleting a regular
@@ -215,16 +256,31 @@ public sealed class ConnectionListener : IAsyncDisposable
             File.Delete(path);
         }
 
+        // The file must be connectable the moment it exists: a client polling for the path would otherwise get
+        // ECONNREFUSED between bind(2) and listen(2), and could connect before the mode is applied. So bind under
+        // a temporary name in the same directory, apply owner/group/mode (and the role's preparation), listen,
+        // then rename(2) it into place (atomic; the listening socket keeps working under its new name).
+        var staging = StagingPath(path);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            socket.Bind(new UnixDomainSocketEndPoint(path));
-            UnixSocketPermissions.Apply(path, options.SocketOwner, options.SocketGroup, options.SocketMode, logger);
+            socket.Bind(new UnixDomainSocketEndPoint(staging ?? path));
+            UnixSocketPermissions.Apply(staging ?? path, options.SocketOwner, options.SocketGroup, options.SocketMode, logger);
+            prepare?.Invoke(staging ?? path);
             socket.Listen(options.Backlog);
+            if (staging is not null && Syscall.rename(staging, path) != 0)
+            {
+                throw new IOException($"rename {staging} to {path}: {Stdlib.GetLastError()}");
+            }
         }
         catch (Exception ex)
         {
             socket.Dispose();
+            if (staging is not null)
+            {
+                _ = Syscall.unlink(staging);
+            }
+
             throw new IOException($"can't listen on '{address.Text}': {ex.Message}", ex);
         }
 
@@ -301,6 +357,22 @@ public sealed class ConnectionListener : IAsyncDisposable
         }
 
         return found[0];
+    }
+
+    /// <summary>
+    /// A temporary name next to <paramref name="path"/> (same directory, so rename is atomic), or null when it
+    /// would not fit in sun_path (107 bytes); then the socket is bound at its final path directly.
+    /// </summary>
+    private static string? StagingPath(string path)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        var staging = Path.Combine(directory, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Random.Shared.Next(0x10000):x4}");
+        if (System.Text.Encoding.UTF8.GetByteCount(staging) > 107)
+        {
+            staging = Path.Combine(directory, $".s{Environment.ProcessId}{Random.Shared.Next(0x10000):x4}");
+        }
+
+        return System.Text.Encoding.UTF8.GetByteCount(staging) <= 107 ? staging : null;
     }
 
     private static bool IsSocketFile(string path)

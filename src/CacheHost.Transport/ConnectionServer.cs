@@ -12,6 +12,7 @@ public sealed class ConnectionServer : IAsyncDisposable
 {
     private readonly ConnectionListener _listener;
     private readonly IConnectionHandler _handler;
+    private readonly IConnectionAdapter? _adapter;
     private readonly ILogger _logger;
     private readonly LogRateLimiter _warnings;
     private readonly ConcurrentDictionary<long, (TransportConnection Connection, Task Task)> _connections = new();
@@ -20,17 +21,21 @@ public sealed class ConnectionServer : IAsyncDisposable
     private int _active;
     private long _accepted;
     private long _rejected;
+    private long _adapterFailures;
 
     /// <summary>
-    /// Creates a server for an already-bound listener. Warnings its peers trigger are rate-limited by the
+    /// Creates a server for an already-bound listener. <paramref name="adapter"/> (e.g. TLS) wraps each accepted
+    /// connection before <paramref name="handler"/> sees it. Warnings its peers trigger are rate-limited by the
     /// listener's <c>Warnings</c> options on <paramref name="timeProvider"/> (default: the system clock).
     /// </summary>
-    public ConnectionServer(ConnectionListener listener, IConnectionHandler handler, ILogger logger, TimeProvider? timeProvider = null)
+    public ConnectionServer(
+        ConnectionListener listener, IConnectionHandler handler, ILogger logger, IConnectionAdapter? adapter = null, TimeProvider? timeProvider = null)
     {
         _listener = listener;
         _handler = handler;
         _logger = logger;
         _warnings = new LogRateLimiter(logger, listener.Options.Warnings, timeProvider);
+        _adapter = adapter;
     }
 
     /// <summary>The listener this server accepts on.</summary>
@@ -44,6 +49,12 @@ public sealed class ConnectionServer : IAsyncDisposable
 
     /// <summary>Connections refused because of the connection limit.</summary>
     public long RejectedConnections => Interlocked.Read(ref _rejected);
+
+    /// <summary>Connections closed because the adapter failed (e.g. a failed or timed-out TLS handshake).</summary>
+    public long AdapterFailures => Interlocked.Read(ref _adapterFailures);
+
+    /// <summary>Fires when the server asks its connections to finish (graceful stop has begun).</summary>
+    public CancellationToken Stopping => _stopping.Token;
 
     /// <summary>Completes when the accept loop ends; faults if accepting failed fatally.</summary>
     public Task Completion => _acceptLoop;
@@ -93,10 +104,25 @@ public sealed class ConnectionServer : IAsyncDisposable
         }
     }
 
-    private async Task RunConnectionAsync(TransportConnection connection)
+    private async Task RunConnectionAsync(TransportConnection accepted)
     {
+        var connection = accepted;
         try
         {
+            if (_adapter is not null)
+            {
+                try
+                {
+                    connection = await _adapter.AdaptAsync(accepted, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    Interlocked.Increment(ref _adapterFailures);
+                    TransportLog.AdapterFailed(_logger, accepted.Id, _adapter.Name, accepted.RemoteEndPoint?.ToString() ?? _listener.Address.Text, ex.Message);
+                    return;
+                }
+            }
+
             await _handler.HandleAsync(connection, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
@@ -118,7 +144,7 @@ public sealed class ConnectionServer : IAsyncDisposable
                 TransportLog.ConnectionError(_logger, connection.Id, ex);
             }
 
-            _connections.TryRemove(connection.Id, out _);
+            _connections.TryRemove(accepted.Id, out _);
             Interlocked.Decrement(ref _active);
         }
     }

@@ -79,17 +79,7 @@ public abstract class PipeSocketConnection : TransportConnection
             return;
         }
 
-        // Callbacks registered on ConnectionClosed must not run inside the transport.
-        ThreadPool.UnsafeQueueUserWorkItem(static cts =>
-        {
-            try
-            {
-                cts.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }, _closed, preferLocal: false);
+        CancelOnThreadPool(_closed);
     }
 
     /// <summary>

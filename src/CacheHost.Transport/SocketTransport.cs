@@ -16,6 +16,24 @@ public static class SocketTransport
             : SocketConnection.Start(socket, options, logger);
 
     /// <summary>
+    /// Does now what the first connection would otherwise do lazily: starts the epoll loops (two descriptors per
+    /// loop) and loads the pipe code. Called before a listener exists, so a process's descriptor count does not
+    /// grow with its first client (the Clacks original's disconnect test measures from the moment the socket
+    /// appears), and the first client does not pay for the set-up.
+    /// </summary>
+    public static void Prepare(TransportOptions options)
+    {
+        if (SocketEngineSettings.UseEpoll)
+        {
+            EpollEngine.EnsureStarted();
+        }
+
+        _ = options.InputPipeOptions;
+        _ = options.OutputPipeOptions;
+        _ = new System.IO.Pipelines.Pipe(options.InputPipeOptions);
+    }
+
+    /// <summary>
     /// Connects <paramref name="socket"/> without the runtime's socket engine when the epoll engine is in use:
     /// a socket the runtime has used asynchronously stays registered with the runtime's epoll, which would then
     /// be woken for every event of our connection too.

@@ -63,6 +63,21 @@ public abstract class TransportConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Fires a ConnectionClosed source on the thread pool: callbacks registered on it must not run inside the transport.</summary>
+    protected static void CancelOnThreadPool(CancellationTokenSource closed)
+    {
+        ThreadPool.UnsafeQueueUserWorkItem(static cts =>
+        {
+            try
+            {
+                cts.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }, closed, preferLocal: false);
+    }
+
     /// <summary>Short text for logs: id and remote endpoint.</summary>
     public override string ToString() => $"#{Id} {RemoteEndPoint?.ToString() ?? "local"}";
 }

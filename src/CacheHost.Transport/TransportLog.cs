@@ -30,7 +30,7 @@ internal static partial class TransportLog
     [LoggerMessage(1007, LogLevel.Debug, "Transient accept error on {Address}: {Error}", EventName = "AcceptTransient")]
     public static partial void AcceptTransient(ILogger logger, string address, SocketError error);
 
-    [LoggerMessage(1008, LogLevel.Warning, "Accept on {Address} under resource pressure ({Error}); backing off {DelayMs} ms", EventName = "AcceptBackoff")]
+    [LoggerMessage(1008, LogLevel.Warning, "Accept on {Address} failed ({Error}); backing off {DelayMs} ms and accepting again", EventName = "AcceptBackoff")]
     public static partial void AcceptBackoff(ILogger logger, string address, SocketError error, int delayMs);
 
     [LoggerMessage(1009, LogLevel.Critical, "Fatal accept error on {Address}", EventName = "AcceptFatal")]
@@ -53,4 +53,7 @@ internal static partial class TransportLog
 
     [LoggerMessage(1015, LogLevel.Warning, "{Count} more {Kind} warnings not logged (at most {Burst} in full per {IntervalSeconds} s; Transport:Warnings)", EventName = "WarningsSuppressed")]
     public static partial void WarningsSuppressed(ILogger logger, long count, string kind, int burst, double intervalSeconds);
+
+    [LoggerMessage(1016, LogLevel.Information, "Connection #{ConnectionId} from {Remote} closed: {Adapter} adapter failed: {Error}", EventName = "AdapterFailed")]
+    public static partial void AdapterFailed(ILogger logger, long connectionId, string adapter, string remote, string error);
 }

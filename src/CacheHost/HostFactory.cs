@@ -56,10 +56,10 @@ internal static class HostFactory
         builder.AddSystemdIntegration();
         SocketEngineSettings.Apply(builder.Configuration.GetValue("CacheHost:Transport:InlineCompletions", true));
         SocketEngineSettings.ApplyEngine(builder.Configuration["CacheHost:Transport:Engine"], builder.Configuration.GetValue("CacheHost:Transport:EngineThreads", 0));
+        var shutdownTimeout = HostShutdownTimeout(builder.Configuration);
         builder.Services.Configure<HostOptions>(o =>
         {
-            // Above the transport's 5 s connection budget, below systemd's default TimeoutStopSec of 90 s.
-            o.ShutdownTimeout = TimeSpan.FromSeconds(15);
+            o.ShutdownTimeout = shutdownTimeout;
             o.BackgroundServiceExceptionBehavior = BackgroundServiceExceptionBehavior.StopHost;
         });
 
@@ -80,6 +80,38 @@ internal static class HostFactory
         }
 
         return builder.Build();
+    }
+
+    /// <summary>The host's shutdown timeout when no role asks for more: above the transport's default 5 s budget.</summary>
+    internal static readonly TimeSpan DefaultShutdownTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Time the host gives the roles to stop after a graceful connection budget ran out: aborting what is left
+    /// and waiting for it (ConnectionServer.StopAsync allows 5 s), saving state.
+    /// </summary>
+    internal static readonly TimeSpan ShutdownMargin = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Derives HostOptions.ShutdownTimeout from the roles' <c>CacheHost:&lt;Role&gt;:Transport:ShutdownTimeout</c>
+    /// (up to 10 min each): the largest budget plus <see cref="ShutdownMargin"/>, at least 15 s. A fixed host
+    /// timeout below a role's budget would cut that role's graceful close short (the host stops waiting and
+    /// the process exits with connections still open). Values that do not parse are left to the role's own
+    /// validation, which names the key.
+    /// </summary>
+    internal static TimeSpan HostShutdownTimeout(IConfiguration configuration)
+    {
+        var longest = TimeSpan.Zero;
+        foreach (var (key, value) in configuration.GetSection("CacheHost").AsEnumerable())
+        {
+            if (value is not null && key.EndsWith(":Transport:ShutdownTimeout", StringComparison.OrdinalIgnoreCase)
+                && TimeSpan.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, out var budget) && budget > longest)
+            {
+                longest = budget;
+            }
+        }
+
+        var derived = longest + ShutdownMargin;
+        return derived > DefaultShutdownTimeout ? derived : DefaultShutdownTimeout;
     }
 }
 

@@ -85,7 +85,7 @@ public sealed class ConfigAndWalkthroughTests
             """);
         using var program = ProgramProcess.Start(dir.Path, "clacks", "c.xml");
         await program.WaitForSocketAsync(dir.File("s.sock"));
-        // chmod and the commands run right after bind (as in the reference); the socket is connectable a moment earlier.
+        // chmod runs before the socket listens and appears at its path; the commands run once it is there (they name it).
         await RawClient.EventuallyAsync(() => Task.FromResult(File.Exists(dir.File("ran"))), what: "socketcommands ran");
         Assert.Equal(UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dir.File("s.sock")));
         Assert.True(File.Exists(dir.File("ran")));

@@ -215,7 +215,7 @@ public sealed class SlowConsumerTests
     public async Task A_listener_that_never_reads_is_dropped_without_stalling_the_publisher()
     {
         using var dir = new TempDir();
-        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new() { ["MaxOutputBytes"] = "65536" });
+        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new() { ["Transport:MaxWriteBufferSize"] = "65536" });
         await using var mon = await RawClient.LoginAsync(server.Socket, "mon");
         await mon.SendAsync("MONITOR\r\n");
         await mon.FlushAsync();
@@ -238,6 +238,7 @@ public sealed class SlowConsumerTests
             await good.SendAsync("CLIENTLIST\r\n");
             return !(await good.FlushAsync("cl")).Any(l => l.Contains($"CID={stuckCid};", StringComparison.Ordinal));
         }, what: "stuck listener dropped");
+        Assert.Equal(1, server.Service.Statistics.SlowConsumersDropped);
     }
 }
 

@@ -20,6 +20,21 @@ public sealed class HostCompositionTests
     }
 
     [Fact]
+    public void HostShutdownTimeoutCoversTheLongestRoleConnectionBudget()
+    {
+        // Before: a fixed 15 s host timeout while a role may take up to 10 min to close connections gracefully.
+        var socket = TestPaths.Socket("hc");
+        using (var defaults = HostFactory.Build(["--CacheHost:Roles=CacheServer", $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}"], useAppSettings: false))
+        {
+            Assert.Equal(TimeSpan.FromSeconds(15), defaults.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<HostOptions>>().Value.ShutdownTimeout);
+        }
+
+        using var host = HostFactory.Build(["--CacheHost:Roles=CacheServer", $"--CacheHost:CacheServer:Listen:0=UNIX:{socket}",
+            "--CacheHost:CacheServer:Transport:ShutdownTimeout=00:02:00"], useAppSettings: false);
+        Assert.Equal(TimeSpan.FromSeconds(130), host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<HostOptions>>().Value.ShutdownTimeout);
+    }
+
+    [Fact]
     public void RolesMayBeGivenAsACommaSeparatedString()
     {
         var socket = TestPaths.Socket("hc");

@@ -246,6 +246,40 @@ public sealed class ConnectionServerTests
         Assert.False(server.Completion.IsFaulted);
     }
 
+    [Theory]
+    [InlineData(SocketError.NetworkDown)]        // ENETDOWN
+    [InlineData(SocketError.ProtocolNotSupported)] // EPROTO maps here on Linux
+    [InlineData(SocketError.HostUnreachable)]    // EHOSTUNREACH
+    [InlineData(SocketError.NetworkUnreachable)] // ENETUNREACH
+    [InlineData(SocketError.SocketError)]        // anything the runtime does not name
+    public async Task PendingNetworkErrorsPassedThroughAcceptAreLoggedAndAcceptingGoesOn(SocketError error)
+    {
+        // accept(2) reports pending network errors of the new socket on Linux; they must not stop the listener
+        // (before: anything outside two lists was rethrown, the accept loop faulted and the host exited 1).
+        var address = "UNIX:" + TestPaths.Socket("acc");
+        var listener = ConnectionListener.Bind(TransportAddress.Parse(address), new TransportOptions(), NullLogger.Instance);
+        var failures = 0;
+        listener.AcceptOverride = (socket, token) =>
+            Interlocked.Increment(ref failures) <= 2 ? ValueTask.FromException<Socket>(new SocketException((int)error)) : socket.AcceptAsync(token);
+        await using var server = new ConnectionServer(listener, new EchoHandler(), NullLogger.Instance);
+        server.Start();
+        using var client = InProcessCacheServer.ConnectTo(listener.DisplayAddress);
+        client.Send("ok"u8.ToArray());
+        Assert.Equal("ok"u8.ToArray(), DistCacheVectorReplayer.ReadExactly(client, 2, Timeout, "after accept errors"));
+        Assert.False(server.Completion.IsCompleted);
+        Assert.True(failures >= 3);
+    }
+
+    [Fact]
+    public void OnlyErrorsAboutTheListeningSocketItselfAreFatal()
+    {
+        Assert.True(ConnectionListener.IsFatalAcceptError(SocketError.InvalidArgument));
+        Assert.True(ConnectionListener.IsFatalAcceptError(SocketError.NotSocket));
+        Assert.False(ConnectionListener.IsFatalAcceptError(SocketError.NetworkDown));
+        Assert.False(ConnectionListener.IsFatalAcceptError(SocketError.TooManyOpenSockets));
+        Assert.False(ConnectionListener.IsFatalAcceptError(SocketError.SocketError));
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + Timeout;

@@ -109,7 +109,7 @@ public sealed class LogRateLimiterTests
         var time = new FakeTimeProvider();
         var options = new TransportOptions { MaxConnections = 1, Warnings = new LogRateLimitOptions { Burst = 3, Interval = Interval } };
         var listener = ConnectionListener.Bind(TransportAddress.Parse("UNIX:" + TestPaths.Socket("flood")), options, log);
-        var server = new ConnectionServer(listener, new HoldingHandler(), log, time);
+        var server = new ConnectionServer(listener, new HoldingHandler(), log, timeProvider: time);
         server.Start();
         try
         {

@@ -52,7 +52,7 @@ public sealed class SocketActivationListenerFactory : IListenerFactory, IDisposa
     }
 
     /// <inheritdoc />
-    public ConnectionListener Bind(string name, TransportAddress address, TransportOptions options)
+    public ConnectionListener Bind(string name, TransportAddress address, TransportOptions options, Action<string>? prepareUnixSocket = null)
     {
         int fd = -1;
         lock (_lock)
@@ -74,7 +74,7 @@ public sealed class SocketActivationListenerFactory : IListenerFactory, IDisposa
 
         if (fd < 0)
         {
-            return ConnectionListener.Bind(address, options, _transportLogger);
+            return ConnectionListener.Bind(address, options, _transportLogger, prepareUnixSocket);
         }
 
         if (Syscall.getsockopt(fd, UnixSocketProtocol.SOL_SOCKET, UnixSocketOptionName.SO_ACCEPTCONN, out int listening) != 0 || listening == 0)

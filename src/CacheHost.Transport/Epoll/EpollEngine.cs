@@ -48,6 +48,9 @@ public static class EpollEngine
     internal static EpollThread ThreadFor(string? affinity) =>
         affinity is null ? NextThread() : s_affinities.GetOrAdd(affinity, static _ => NextThread());
 
+    /// <summary>Starts the loops now (their epoll and wake-up descriptors), not on the first connection.</summary>
+    internal static void EnsureStarted() => _ = Volatile.Read(ref s_threads) ?? Start();
+
     internal static EpollThread NextThread()
     {
         var threads = Volatile.Read(ref s_threads) ?? Start();
