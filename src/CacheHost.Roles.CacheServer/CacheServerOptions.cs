@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.CacheServer;
 
@@ -41,5 +42,15 @@ public sealed class CacheServerOptions
     public bool Killable { get; set; }
 
     /// <summary>Socket limits and unix socket owner/group/mode for the listeners.</summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="CacheServerOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class CacheServerOptionsValidator : IValidateOptions<CacheServerOptions>
+{
 }

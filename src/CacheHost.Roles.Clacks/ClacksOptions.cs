@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Clacks;
 
@@ -48,6 +49,7 @@ public sealed class ClacksOptions
     public List<string> SocketCommands { get; set; } = [];
 
     /// <summary>Master to dial (slave mode); empty = no master.</summary>
+    [ValidateObjectMembers]
     public ClacksMasterOptions Master { get; set; } = new();
 
     /// <summary>Text after <c>CLACKS </c> in the greeting. The Perl client only needs the word CLACKS.</summary>
@@ -127,6 +129,7 @@ public sealed class ClacksOptions
     public double SimulatedTimeOffset { get; set; }
 
     /// <summary>Socket limits (connection count, buffers) for every listener.</summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
 
     /// <summary>Accepted and ignored: pacing of the reference's polling loop (spec 14.2).</summary>
@@ -215,4 +218,13 @@ public sealed class ClacksMasterOptions
     public double ConnectTimeout { get; set; } = 5;
 
     internal bool IsConfigured => !string.IsNullOrEmpty(Socket) || !string.IsNullOrEmpty(Ip);
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="ClacksOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class ClacksOptionsValidator : IValidateOptions<ClacksOptions>
+{
 }
