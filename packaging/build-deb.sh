@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Publishes CacheHost self-contained, single-file, ReadyToRun for linux-x64 (no self-extraction: the unit's
-# ProtectSystem=strict/ProtectHome= would make the extraction directory unwritable) and builds a .deb with
-# dpkg-deb only (no debhelper). Usage: packaging/build-deb.sh [OUTDIR]   (env: VERSION, SKIP_PUBLISH=1)
+# Publishes CacheHost as one NativeAOT executable for linux-x64 (PublishAot in the project: no runtime, no
+# extraction, starts in milliseconds; README "Native binary") and builds a .deb with dpkg-deb only (no
+# debhelper). Usage: packaging/build-deb.sh [OUTDIR]   (env: VERSION, SKIP_PUBLISH=1)
 # DEB_COMPRESSION=zstd|gzip|xz (default xz, readable by every dpkg; zstd is much faster to build).
 # Layout (docs/systemd.md "Packaging"):
 #   /usr/lib/cachehost/cachehost (+ native libraries beside it)   the program
@@ -20,10 +20,8 @@ dropins=(dc_server dc_client dc_snoop dc_test daemonproxy)
 
 if [ "${SKIP_PUBLISH:-0}" != 1 ]; then
   rm -rf "$publish"
-  dotnet publish "$root/src/CacheHost/CacheHost.csproj" -c Release -r linux-x64 --self-contained true \
-    -p:PublishSingleFile=true -p:PublishReadyToRun=true -p:IncludeNativeLibrariesForSelfExtract=false \
-    -p:IncludeAllContentForSelfExtract=false -p:DebugType=none -p:GenerateDocumentationFile=false \
-    -o "$publish" >&2
+  dotnet publish "$root/src/CacheHost/CacheHost.csproj" -c Release -r linux-x64 \
+    -p:DebugType=none -p:GenerateDocumentationFile=false -o "$publish" >&2
 fi
 
 rm -rf "$stage"

@@ -24,3 +24,4 @@ public sealed class ProcessOptions
     /// </summary>
     public string? User { get; set; }
 }
+

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace CacheHost.LoadTool;
 
@@ -24,38 +25,28 @@ internal static class LoadReport
         var h = result.Latency;
         if (settings.Json)
         {
-            var report = new Dictionary<string, object>
-            {
-                ["connect"] = settings.Connect!,
-                ["mode"] = result.Mode,
-            };
-            if (result.Protocol is not null)
-            {
-                report["protocol"] = result.Protocol;
-            }
-
-            report["clients"] = settings.Clients;
-            report["pipeline"] = settings.Pipeline;
-            report["threads"] = settings.Threads;
-            report["persistent"] = result.Persistent;
-            report["ops"] = result.Ops;
-            report["seconds"] = Math.Round(seconds, 4);
-            report["opsPerSecond"] = Math.Round(rate, 1);
-            report["latencyMicroseconds"] = new Dictionary<string, long>
-            {
-                ["p50"] = h.Percentile(50),
-                ["p90"] = h.Percentile(90),
-                ["p99"] = h.Percentile(99),
-                ["p99.9"] = h.Percentile(99.9),
-                ["max"] = h.Max,
-            };
-            if (result.ToolCpu is { } cpu)
-            {
-                report["toolCpuSeconds"] = Math.Round(cpu.TotalSeconds, 4);
-            }
-
-            report["failed"] = result.Failed;
-            stdout.WriteLine(JsonSerializer.Serialize(report));
+            var report = new JsonReport(
+                settings.Connect!,
+                result.Mode,
+                result.Protocol,
+                settings.Clients,
+                settings.Pipeline,
+                settings.Threads,
+                result.Persistent,
+                result.Ops,
+                Math.Round(seconds, 4),
+                Math.Round(rate, 1),
+                new Dictionary<string, long>
+                {
+                    ["p50"] = h.Percentile(50),
+                    ["p90"] = h.Percentile(90),
+                    ["p99"] = h.Percentile(99),
+                    ["p99.9"] = h.Percentile(99.9),
+                    ["max"] = h.Max,
+                },
+                result.ToolCpu is { } cpu ? Math.Round(cpu.TotalSeconds, 4) : null,
+                result.Failed);
+            stdout.WriteLine(JsonSerializer.Serialize(report, LoadReportJson.Default.JsonReport));
         }
         else
         {
@@ -67,4 +58,27 @@ internal static class LoadReport
 
         stdout.Flush();
     }
+}
+
+/// <summary>The <c>-json</c> report, in this key order; null members (protocol, toolCpuSeconds) are left out.</summary>
+internal sealed record JsonReport(
+    [property: JsonPropertyName("connect")] string Connect,
+    [property: JsonPropertyName("mode")] string Mode,
+    [property: JsonPropertyName("protocol")] string? Protocol,
+    [property: JsonPropertyName("clients")] int Clients,
+    [property: JsonPropertyName("pipeline")] int Pipeline,
+    [property: JsonPropertyName("threads")] int Threads,
+    [property: JsonPropertyName("persistent")] bool Persistent,
+    [property: JsonPropertyName("ops")] long Ops,
+    [property: JsonPropertyName("seconds")] double Seconds,
+    [property: JsonPropertyName("opsPerSecond")] double OpsPerSecond,
+    [property: JsonPropertyName("latencyMicroseconds")] Dictionary<string, long> LatencyMicroseconds,
+    [property: JsonPropertyName("toolCpuSeconds")] double? ToolCpuSeconds,
+    [property: JsonPropertyName("failed")] bool Failed);
+
+/// <summary>System.Text.Json source generation for the report: no reflection (NativeAOT).</summary>
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(JsonReport))]
+internal sealed partial class LoadReportJson : JsonSerializerContext
+{
 }

@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Core;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.CacheServer;
 
@@ -64,5 +65,15 @@ public sealed class CacheServerOptions
     public TimeSpan RequestTimeout { get; set; }
 
     /// <summary>Socket limits and unix socket owner/group/mode for the listeners.</summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="CacheServerOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class CacheServerOptionsValidator : IValidateOptions<CacheServerOptions>
+{
 }

@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -18,7 +19,7 @@ public static class CacheServerRole
     /// <summary>Binds <c>CacheHost:CacheServer</c> (validated at start) and registers the role's hosted service.</summary>
     public static IHostApplicationBuilder AddCacheServerRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<CacheServerOptions>(CacheServerOptions.SectionName, Validate);
+        builder.Services.AddValidatedOptions<CacheServerOptions, CacheServerOptionsValidator>(CacheServerOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), Validate);
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<CacheServerStatistics>();
         builder.Services.AddSingleton(sp => new SessionStore(

@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Clacks;
 
@@ -48,6 +49,7 @@ public sealed class ClacksOptions
     public List<string> SocketCommands { get; set; } = [];
 
     /// <summary>Master to dial (slave mode); empty = no master.</summary>
+    [ValidateObjectMembers]
     public ClacksMasterOptions Master { get; set; } = new();
 
     /// <summary>Text after <c>CLACKS </c> in the greeting. The Perl client only needs the word CLACKS.</summary>
@@ -134,6 +136,7 @@ public sealed class ClacksOptions
     /// slow-consumer bound: a connection whose unsent output reaches it and that is sent one more line is dropped.
     /// Its default here is 64 MiB (a cache dump to a new slave or a KEYLIST is written in one go).
     /// </summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new() { MaxWriteBufferSize = 64 * 1024 * 1024 };
 
     /// <summary>Accepted and ignored: pacing of the reference's polling loop (spec 14.2).</summary>
@@ -222,4 +225,13 @@ public sealed class ClacksMasterOptions
     public double ConnectTimeout { get; set; } = 5;
 
     internal bool IsConfigured => !string.IsNullOrEmpty(Socket) || !string.IsNullOrEmpty(Ip);
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="ClacksOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class ClacksOptionsValidator : IValidateOptions<ClacksOptions>
+{
 }

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -16,7 +17,7 @@ public static class ClacksRoleExtensions
     /// <summary>Binds and validates <see cref="ClacksOptions"/> and adds the Clacks hosted service.</summary>
     public static IHostApplicationBuilder AddClacksRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<ClacksOptions>(SectionName, o => o.Validate());
+        builder.Services.AddValidatedOptions<ClacksOptions, ClacksOptionsValidator>(SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o => o.Validate());
         builder.Services.AddSingleton<ClacksService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClacksService>());
         return builder;

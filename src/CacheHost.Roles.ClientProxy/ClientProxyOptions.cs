@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.ClientProxy;
 
@@ -85,9 +86,11 @@ public sealed class ClientProxyOptions
     /// Limits and unix socket owner/group/mode (<c>-sockowner/-sockgroup/-sockperms</c>) of the local listener.
     /// MaxConnections defaults to the reference's 1024 local connections.
     /// </summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new() { MaxConnections = 1024 };
 
     /// <summary>Limits of the upstream connection to the server.</summary>
+    [ValidateObjectMembers]
     public TransportOptions ServerTransport { get; set; } = new();
 
     /// <summary>The effective number of requests outstanding upstream.</summary>
@@ -107,4 +110,13 @@ public enum ClientProxyServerKind
 
     /// <summary>CacheHost's CacheServer: requests are pipelined up to MaxInFlight.</summary>
     CacheHost,
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="ClientProxyOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class ClientProxyOptionsValidator : IValidateOptions<ClientProxyOptions>
+{
 }

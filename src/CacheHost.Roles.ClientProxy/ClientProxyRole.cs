@@ -1,6 +1,7 @@
 using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -16,7 +17,7 @@ public static class ClientProxyRole
     /// <summary>Binds <c>CacheHost:ClientProxy</c> (validated at start) and registers the role's hosted service.</summary>
     public static IHostApplicationBuilder AddClientProxyRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<ClientProxyOptions>(ClientProxyOptions.SectionName, Validate);
+        builder.Services.AddValidatedOptions<ClientProxyOptions, ClientProxyOptionsValidator>(ClientProxyOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), Validate);
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClientProxyService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientProxyService>());

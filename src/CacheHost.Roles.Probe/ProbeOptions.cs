@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Probe;
 
@@ -21,5 +22,15 @@ public sealed class ProbeOptions
     public TimeSpan? FailAfter { get; set; }
 
     /// <summary>Transport limits.</summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="ProbeOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class ProbeOptionsValidator : IValidateOptions<ProbeOptions>
+{
 }

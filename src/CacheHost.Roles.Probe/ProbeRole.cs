@@ -5,6 +5,7 @@ using CacheHost.Core;
 using CacheHost.Core.Control;
 using CacheHost.Core.Status;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -18,7 +19,7 @@ public static class ProbeRoleExtensions
     /// <summary>Binds <c>CacheHost:Probe</c> and registers the role.</summary>
     public static IHostApplicationBuilder AddProbeRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<ProbeOptions>("CacheHost:Probe", o =>
+        builder.Services.AddValidatedOptions<ProbeOptions, ProbeOptionsValidator>("CacheHost:Probe", static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o =>
             TransportAddress.TryParse(o.Listen, out _, out var error) ? [] : [$"Listen: {error}"]);
         builder.Services.AddHostedService<ProbeRole>();
         return builder;

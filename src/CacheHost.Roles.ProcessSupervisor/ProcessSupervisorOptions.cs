@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
@@ -25,4 +26,13 @@ public sealed class ProcessSupervisorOptions
     /// <summary>Supervisor log threshold: none, trace, debug (shows info and above), info, warning, error, fatal.</summary>
     [RegularExpression("^(none|trace|debug|info|warning|error|fatal)$")]
     public string LogFilter { get; set; } = "debug";
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="ProcessSupervisorOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class ProcessSupervisorOptionsValidator : IValidateOptions<ProcessSupervisorOptions>
+{
 }

@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Core;
 using CacheHost.Transport;
+using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Snoop;
 
@@ -59,8 +60,19 @@ public sealed class SnoopOptions
     /// snoop writes a log line per frame, and a slow log sink must stall the thread pool, not an epoll loop
     /// that other connections share.
     /// </summary>
+    [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new() { InlineScheduling = false };
 
     /// <summary>Limits of the connections to the server (InlineScheduling off, as for <see cref="Transport"/>).</summary>
+    [ValidateObjectMembers]
     public TransportOptions ServerTransport { get; set; } = new() { InlineScheduling = false };
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="SnoopOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class SnoopOptionsValidator : IValidateOptions<SnoopOptions>
+{
 }

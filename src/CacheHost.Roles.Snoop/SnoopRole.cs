@@ -1,6 +1,7 @@
 using CacheHost.Core;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -16,7 +17,7 @@ public static class SnoopRole
     /// <summary>Binds <c>CacheHost:Snoop</c> (validated at start) and registers the role's hosted service.</summary>
     public static IHostApplicationBuilder AddSnoopRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<SnoopOptions>(SnoopOptions.SectionName, Validate);
+        builder.Services.AddValidatedOptions<SnoopOptions, SnoopOptionsValidator>(SnoopOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), Validate);
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<SnoopService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SnoopService>());

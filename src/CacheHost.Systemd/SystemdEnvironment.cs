@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Hosting.Systemd;
 
 namespace CacheHost.Systemd;
 
@@ -15,7 +16,15 @@ public sealed class SystemdEnvironment
         "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_PID", "WATCHDOG_USEC",
     ];
 
-    private static readonly Lazy<SystemdEnvironment> CurrentInstance = new(() => Capture(Environment.GetEnvironmentVariable, Environment.ProcessId, remove: true));
+    private static readonly Lazy<SystemdEnvironment> CurrentInstance = new(() =>
+    {
+        // Microsoft.Extensions.Hosting.Systemd's SystemdNotifier reads NOTIFY_SOCKET when it is constructed,
+        // so it is made here, before Capture removes the variable.
+        var notifier = new SystemdNotifier();
+        var environment = Capture(Environment.GetEnvironmentVariable, Environment.ProcessId, remove: true);
+        environment.Notifier = notifier;
+        return environment;
+    });
 
     private SystemdEnvironment()
     {
@@ -23,6 +32,12 @@ public sealed class SystemdEnvironment
 
     /// <summary>The process-wide snapshot, taken (and the variables removed) on first use.</summary>
     public static SystemdEnvironment Current => CurrentInstance.Value;
+
+    /// <summary>
+    /// The package's sd_notify sender for the captured NOTIFY_SOCKET (path or <c>@abstract</c>); disabled when
+    /// the variable was unset, and for snapshots made by <see cref="Capture"/> alone.
+    /// </summary>
+    public ISystemdNotifier Notifier { get; private set; } = Disabled.Instance;
 
     /// <summary>NOTIFY_SOCKET as given (path, <c>@abstract</c>, or null).</summary>
     public string? NotifySocket { get; private init; }
@@ -107,5 +122,16 @@ public sealed class SystemdEnvironment
         }
 
         return (names.Select((name, i) => (3 + i, name)).ToArray(), null);
+    }
+
+    private sealed class Disabled : ISystemdNotifier
+    {
+        public static readonly Disabled Instance = new();
+
+        public bool IsEnabled => false;
+
+        public void Notify(ServiceState state)
+        {
+        }
     }
 }

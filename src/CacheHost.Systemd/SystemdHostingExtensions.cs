@@ -4,6 +4,7 @@ using CacheHost.Systemd.Activation;
 using CacheHost.Systemd.Control;
 using CacheHost.Systemd.Logging;
 using CacheHost.Systemd.Notify;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -11,8 +12,9 @@ using Microsoft.Extensions.Hosting;
 namespace CacheHost.Systemd;
 
 /// <summary>
-/// Wires the systemd integration into the host. This project replaces Microsoft.Extensions.Hosting.Systemd,
-/// which is not on the package mirror, and adds what that package never did: watchdog, reload, STATUS,
+/// Wires the systemd integration into the host: Microsoft.Extensions.Hosting.Systemd's notifier and
+/// lifetime (READY=1, STOPPING=1, SIGTERM), Serilog through Serilog.Extensions.Hosting, and what those
+/// packages lack, each in its own file: STATUS=, the watchdog, reload (RELOADING=1), SIGINT/SIGQUIT/SIGHUP,
 /// socket activation, journald line prefixes and the control socket (docs/systemd.md).
 /// </summary>
 public static class SystemdHostingExtensions
@@ -30,20 +32,24 @@ public static class SystemdHostingExtensions
         var services = builder.Services;
         services.AddSingleton(environment);
         services.TryAddSingleton<RoleFailures>();
-        services.AddSingleton<SystemdNotifier>();
+        // The package's lifetime is registered directly instead of through AddSystemd(): that one activates
+        // only when IsSystemdService() (parent is systemd, or PID 1), so a daemon started by a test, by
+        // supervisord or under -daemon with a NOTIFY_SOCKET would send nothing; and its notifier would read
+        // NOTIFY_SOCKET after SystemdEnvironment removed it. Without NOTIFY_SOCKET the lifetime still handles
+        // SIGTERM and its notifier is disabled.
+        services.AddSingleton(environment.Notifier);
+        services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Systemd.SystemdLifetime>();
         services.AddSingleton<HostStatus>();
         services.AddSingleton<ReloadCoordinator>();
-        services.AddSingleton<IHostLifetime, SystemdLifetime>();
+        services.AddHostedService<HostSignals>();
+        services.AddHostedService<StatusNotifications>();
         services.AddHostedService<WatchdogHeartbeat>();
 
         services.AddSingleton<SocketActivationListenerFactory>();
         services.RemoveAll<IListenerFactory>();
         services.AddSingleton<IListenerFactory>(sp => sp.GetRequiredService<SocketActivationListenerFactory>());
 
-        services.AddOptions<ControlOptions>()
-            .BindConfiguration(ControlOptions.Section, o => o.ErrorOnUnknownConfiguration = true)
-            .ValidateDataAnnotations()
-            .ValidateOnStart();
+        services.AddValidatedOptions<ControlOptions, ControlOptionsValidator>(ControlOptions.Section, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         services.AddSingleton<HostControlCommands>();
         services.AddSingleton<ControlDispatcher>();
         services.AddSingleton<ControlServer>();

@@ -5,8 +5,7 @@ namespace CacheHost.Systemd;
 /// <summary>Systemd integration and control socket log events: ids 5000-5999; never reuse a retired id.</summary>
 internal static partial class SystemdLog
 {
-    [LoggerMessage(5000, LogLevel.Warning, "NOTIFY_SOCKET '{Address}' ignored: {Reason}", EventName = "NotifySocketUnsupported")]
-    public static partial void NotifySocketUnsupported(ILogger logger, string address, string reason);
+    // 5000 (NotifySocketUnsupported) is retired: NOTIFY_SOCKET is parsed by Microsoft.Extensions.Hosting.Systemd.
 
     [LoggerMessage(5001, LogLevel.Warning, "sd_notify {Assignment} not delivered: {Error}", EventName = "NotifyFailed")]
     public static partial void NotifyFailed(ILogger logger, string assignment, string error);

@@ -10,7 +10,9 @@ namespace CacheHost.Transport;
 /// <remarks>
 /// How to add a setting: add a property with a default and a [Range], document default and risk here,
 /// and mention the key in README's configuration table. Roles bind this class from
-/// <c>CacheHost:&lt;Role&gt;:Transport</c>.
+/// <c>CacheHost:&lt;Role&gt;:Transport</c> through the configuration binder's source generator and check it
+/// with a generated validator (the role's options property is marked [ValidateObjectMembers]), so nothing
+/// else is needed. A custom ErrorMessage should contain {0} (the key path) when the class is nested.
 /// </remarks>
 public sealed class TransportOptions
 {
@@ -68,7 +70,7 @@ public sealed class TransportOptions
     public string? SocketGroup { get; set; }
 
     /// <summary>Octal permission bits (e.g. "660") applied to a unix listening socket. Null keeps the umask default.</summary>
-    [RegularExpression("^[0-7]{1,4}$", ErrorMessage = "must be octal permission bits such as 660")]
+    [RegularExpression("^[0-7]{1,4}$", ErrorMessage = "{0} must be octal permission bits such as 660")]
     public string? SocketMode { get; set; }
 
     /// <summary>

@@ -50,7 +50,7 @@ internal static class HostFactory
         }
 
         builder.Services.AddSingleton<RoleFailures>();
-        builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName);
+        builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
         // IListenerFactory), control socket.
         builder.AddSystemdIntegration();

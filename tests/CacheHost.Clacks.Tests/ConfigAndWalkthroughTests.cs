@@ -154,8 +154,8 @@ public sealed class CommandLineTests
         File.WriteAllText(dir.File("noport.xml"), "<clacks><ip>127.0.0.1</ip><username>a</username><password>b</password></clacks>");
         foreach (var (args, expected) in new[] { (new[] { "clacks" }, "usage"), (["clacks", "missing.xml"], "not found"), (["clacks", "bad.xml"], "bad.xml"), (["clacks", "noport.xml"], "CacheHost:Clacks:Port") })
         {
-            var start = new System.Diagnostics.ProcessStartInfo("dotnet") { WorkingDirectory = dir.Path, RedirectStandardError = true, RedirectStandardOutput = true };
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
+            var start = new System.Diagnostics.ProcessStartInfo { WorkingDirectory = dir.Path, RedirectStandardError = true, RedirectStandardOutput = true };
+            CacheHost.Testing.ProgramUnderTest.Configure(start);
             foreach (var a in args)
             {
                 start.ArgumentList.Add(a);

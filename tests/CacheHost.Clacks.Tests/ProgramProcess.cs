@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CacheHost.Testing;
 
 namespace CacheHost.Clacks.Tests;
 
@@ -15,14 +16,14 @@ internal sealed class ProgramProcess : IDisposable
 
     public static ProgramProcess Start(string workingDirectory, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo
         {
             WorkingDirectory = workingDirectory,
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
+        ProgramUnderTest.Configure(start);
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);

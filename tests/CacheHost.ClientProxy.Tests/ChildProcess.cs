@@ -43,14 +43,14 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>Starts <c>dotnet cachehost.dll args…</c>.</summary>
     public static ChildProcess Start(params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cachehost.dll"));
+        ProgramUnderTest.Configure(info);
         foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);

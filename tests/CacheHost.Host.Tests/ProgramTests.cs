@@ -192,7 +192,7 @@ public sealed class ProgramTests
     [Fact]
     public void TheProgramStartedAsDcServerBehavesAsDcServer()
     {
-        var apphost = Path.Combine(AppContext.BaseDirectory, "cachehost");
+        var apphost = ProgramUnderTest.Executable;
         Assert.True(File.Exists(apphost), "the cachehost apphost is next to the tests");
         var dir = TestPaths.Directory("alias");
         var alias = Path.Combine(dir, "dc_server");

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
+using CacheHost.Testing;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
@@ -68,8 +69,7 @@ internal sealed class DaemonProxyProcess : IDisposable
         };
         if (programName is null)
         {
-            psi.FileName = "dotnet";
-            psi.ArgumentList.Add(ProgramDll);
+            ProgramUnderTest.Configure(psi);
             psi.ArgumentList.Add("daemonproxy");
         }
         else

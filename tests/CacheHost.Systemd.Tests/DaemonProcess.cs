@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
+using CacheHost.Testing;
 using Mono.Unix.Native;
 
 namespace CacheHost.Systemd.Tests;
@@ -43,7 +44,7 @@ public sealed class DaemonProcess : IDisposable
     public static string[] ProgramCommand()
     {
         var apphost = Path.Combine(ProgramDirectory, "cachehost");
-        return File.Exists(apphost) ? [apphost] : ["dotnet", Path.Combine(ProgramDirectory, "cachehost.dll")];
+        return ProgramUnderTest.Native is { } native ? [native] : File.Exists(apphost) ? [apphost] : ["dotnet", Path.Combine(ProgramDirectory, "cachehost.dll")];
     }
 
     /// <summary>A start description for cachehost (apphost when present, else dotnet cachehost.dll).</summary>
@@ -61,6 +62,10 @@ public sealed class DaemonProcess : IDisposable
         if (fileName is not null)
         {
             start.FileName = fileName;
+        }
+        else if (ProgramUnderTest.Native is { } native)
+        {
+            start.FileName = native;
         }
         else if (File.Exists(apphost))
         {

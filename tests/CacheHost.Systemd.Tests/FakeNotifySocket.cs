@@ -62,6 +62,36 @@ public sealed class FakeNotifySocket : IDisposable
         }
     }
 
+    /// <summary>
+    /// Waits for READY=1 and returns it with the start-up STATUS= line appended: Microsoft.Extensions.Hosting.Systemd's
+    /// lifetime sends READY=1 alone, and StatusNotifications sends STATUS= in its own datagram from the same
+    /// ApplicationStarted event (it registers later, so its callback runs first).
+    /// </summary>
+    public (DateTime At, string Text) WaitForReady(TimeSpan timeout)
+    {
+        var ready = WaitFor(m => m.Contains("READY=1"), timeout, "READY=1");
+        (DateTime At, string Text) status;
+        lock (All)
+        {
+            status = All.LastOrDefault(m => m.At <= ready.At && m.Text.StartsWith("STATUS=", StringComparison.Ordinal));
+        }
+
+        if (status.Text is null)
+        {
+            status = WaitFor(m => m.StartsWith("STATUS=", StringComparison.Ordinal), timeout, "STATUS= at start-up");
+        }
+
+        return (ready.At, ready.Text + "\n" + status.Text);
+    }
+
+    /// <summary>Forgets the messages received but not yet waited for (they stay in <see cref="All"/>).</summary>
+    public void Drain()
+    {
+        while (_messages.TryTake(out _))
+        {
+        }
+    }
+
     /// <summary>True if a matching message arrives within <paramref name="window"/>.</summary>
     public bool Receives(Func<string, bool> match, TimeSpan window)
     {

@@ -6,8 +6,8 @@ using Mono.Unix.Native;
 namespace CacheHost.Systemd.Tests;
 
 /// <summary>
-/// packaging/build-deb.sh end to end, in one test because the self-contained ReadyToRun publish takes a
-/// minute or more: build the .deb from a copy of the sources, check its layout, extract it and run the
+/// packaging/build-deb.sh end to end, in one test because the NativeAOT publish takes a few minutes
+/// (longer on a loaded machine): build the .deb from a copy of the sources, check its layout, extract it and run the
 /// packaged dc_server under a fake systemd until it answers a GET; then build the RPM from the same output.
 /// </summary>
 public sealed class PackagingTests
@@ -27,7 +27,7 @@ public sealed class PackagingTests
         start.ArgumentList.Add(output);
         start.Environment["DEB_COMPRESSION"] = "zstd"; // much faster than xz; the layout is the same
         start.Environment["DOTNET_NOLOGO"] = "1";
-        var (code, stdout, stderr) = DeployTests.Run(start, TimeSpan.FromMinutes(15));
+        var (code, stdout, stderr) = DeployTests.Run(start, TimeSpan.FromMinutes(30));
         Assert.True(code == 0, $"build-deb.sh failed:\n{stderr}");
         Assert.EndsWith("cachehost_0.1.0_amd64.deb", stdout.Trim());
 
@@ -72,7 +72,7 @@ public sealed class PackagingTests
             ["RUNTIME_DIRECTORY"] = dir,
         }, fileName: Path.Combine(root, "usr/bin/dc_server"));
         using var daemon = DaemonProcess.Start(run);
-        var ready = notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1 from the packaged dc_server");
+        var ready = notify.WaitForReady(Timeout);
         Assert.Contains($"CacheServer UNIX:{dir}/dc.sock", ready.Text);
         new DistCacheVectorReplayer(() => Wire.ConnectUnix($"{dir}/dc.sock")).Replay(DistCacheVectors.Server("add_tiny_ok"));
 

@@ -36,7 +36,7 @@ public sealed class SocketActivationTests
 
         // The first connection makes systemd-socket-activate exec the daemon; it must be served by it.
         using var client = Wire.ConnectUnix(activated);
-        var ready = notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
+        var ready = notify.WaitForReady(Timeout);
         Assert.Equal("adopted", Wire.ReadLine(client));
         Wire.Send(client, "x\n");
         Assert.Equal("x", Wire.ReadLine(client));
@@ -61,7 +61,7 @@ public sealed class SocketActivationTests
         daemon.WaitForLine("Listening on", Timeout);
 
         using var client = Wire.Connect(new IPEndPoint(IPAddress.Loopback, port));
-        var ready = notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
+        var ready = notify.WaitForReady(Timeout);
         Wire.Send(client, "tcp\n");
         Assert.Equal("tcp", Wire.ReadLine(client));
         Assert.Contains($"Probe IP:127.0.0.1:{port} conns=", ready.Text);

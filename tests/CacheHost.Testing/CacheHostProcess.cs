@@ -33,12 +33,11 @@ public sealed class CacheHostProcess : IDisposable
     /// <summary>Every line so far (prefixed "out: " or "err: ").</summary>
     public IReadOnlyCollection<string> Lines => _all.ToArray();
 
-    /// <summary>Starts <c>dotnet cachehost.dll args…</c>.</summary>
+    /// <summary>Starts <c>dotnet cachehost.dll args…</c> (or <see cref="ProgramUnderTest.Native"/>).</summary>
     public static CacheHostProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? fileName = null, string? workingDirectory = null)
     {
         var start = new ProcessStartInfo
         {
-            FileName = fileName ?? "dotnet",
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
@@ -47,7 +46,11 @@ public sealed class CacheHostProcess : IDisposable
         };
         if (fileName is null)
         {
-            start.ArgumentList.Add(DllPath);
+            ProgramUnderTest.Configure(start);
+        }
+        else
+        {
+            start.FileName = fileName;
         }
 
         foreach (var arg in args)

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using Mono.Unix.Native;
 
 namespace CacheHost.Systemd.Control;
@@ -63,4 +64,13 @@ public sealed class ControlOptions
 
         return Path.Combine(Path.GetTempPath(), $"cachehost-{Syscall.getuid()}", "control.sock");
     }
+}
+
+/// <summary>
+/// The DataAnnotations checks of <see cref="ControlOptions"/>, generated at build time (no reflection, NativeAOT); nested
+/// option objects are checked where marked [ValidateObjectMembers]. RoleOptionsExtensions names the keys.
+/// </summary>
+[OptionsValidator]
+public sealed partial class ControlOptionsValidator : IValidateOptions<ControlOptions>
+{
 }

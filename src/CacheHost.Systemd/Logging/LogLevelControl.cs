@@ -1,14 +1,18 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
+using Serilog.Core;
+using Serilog.Events;
 
 namespace CacheHost.Systemd.Logging;
 
 /// <summary>
 /// Log levels per namespace, read from <c>Serilog:MinimumLevel</c> (a level, or <c>Default</c> plus
 /// <c>Override:{Namespace}</c>) and changed live by SIGHUP / <c>config.reload</c> (re-read) or by the
-/// control command <c>log.filter</c> (until the next reload). Applied as the Microsoft.Extensions.Logging
-/// filter, so a disabled level costs one cached lookup and no message formatting.
+/// control command <c>log.filter</c> (until the next reload). Applied to Serilog (the logger factory under
+/// Serilog.Extensions.Hosting): <see cref="LowestEnabled"/> is the lowest level any namespace enables, so
+/// a level no namespace enables is rejected before its message is formatted; <see cref="IsEnabled(LogEvent)"/>
+/// then decides per namespace (one cached lookup).
 /// </summary>
 public sealed class LogLevelControl
 {
@@ -16,6 +20,9 @@ public sealed class LogLevelControl
     private volatile Levels _levels = new(LogLevel.Information, new Dictionary<string, LogLevel>(StringComparer.Ordinal));
 
     private sealed record Levels(LogLevel Default, IReadOnlyDictionary<string, LogLevel> Overrides);
+
+    /// <summary>Serilog's minimum level: the lowest level enabled for any namespace; follows every change.</summary>
+    public LoggingLevelSwitch LowestEnabled { get; } = new(LogEventLevel.Information);
 
     /// <summary>The level for categories without an override.</summary>
     public LogLevel Default => _levels.Default;
@@ -40,6 +47,10 @@ public sealed class LogLevelControl
 
         return level >= minimum;
     }
+
+    /// <summary>Whether a Serilog event passes: its SourceContext (the logger category) at its level.</summary>
+    public bool IsEnabled(LogEvent logEvent) =>
+        IsEnabled(logEvent.Properties.TryGetValue(Constants.SourceContextPropertyName, out var value) && value is ScalarValue { Value: string category } ? category : null, ToMicrosoft(logEvent.Level));
 
     /// <summary>Replaces all levels with those in <paramref name="configuration"/>.</summary>
     public void Load(IConfiguration configuration)
@@ -139,10 +150,35 @@ public sealed class LogLevelControl
     {
         _levels = levels;
         _resolved.Clear();
+        var lowest = levels.Overrides.Values.Append(levels.Default).Min();
+        LowestEnabled.MinimumLevel = lowest switch
+        {
+            LogLevel.Trace => LogEventLevel.Verbose,
+            LogLevel.Debug => LogEventLevel.Debug,
+            LogLevel.Information => LogEventLevel.Information,
+            LogLevel.Warning => LogEventLevel.Warning,
+            LogLevel.Error => LogEventLevel.Error,
+            _ => LogEventLevel.Fatal,
+        };
     }
+
+    private static LogLevel ToMicrosoft(LogEventLevel level) => level switch
+    {
+        LogEventLevel.Verbose => LogLevel.Trace,
+        LogEventLevel.Debug => LogLevel.Debug,
+        LogEventLevel.Information => LogLevel.Information,
+        LogEventLevel.Warning => LogLevel.Warning,
+        LogEventLevel.Error => LogLevel.Error,
+        _ => LogLevel.Critical,
+    };
 
     private static LogLevel ParseOrThrow(string text, string key) =>
         TryParse(text, out var level) ? level : throw new FormatException($"{key}: '{text}' is not a log level (Verbose, Debug, Information, Warning, Error, Fatal)");
+
+    private const string HostingLifetimeCategory = "Microsoft.Hosting.Lifetime";
+
+    private static bool InNamespace(string category, string ns) =>
+        category.StartsWith(ns, StringComparison.Ordinal) && (category.Length == ns.Length || category[ns.Length] == '.');
 
     private static LogLevel Resolve(Levels levels, string category)
     {
@@ -151,12 +187,19 @@ public sealed class LogLevelControl
         var result = levels.Default;
         foreach (var (ns, level) in levels.Overrides)
         {
-            if (ns.Length > best && category.StartsWith(ns, StringComparison.Ordinal)
-                && (category.Length == ns.Length || category[ns.Length] == '.'))
+            if (ns.Length > best && InNamespace(category, ns))
             {
                 best = ns.Length;
                 result = level;
             }
+        }
+
+        // Microsoft.Extensions.Hosting.Systemd's lifetime logs "Application started…" and "Application is
+        // shutting down…" at Information, which repeat this host's Ready and Stopping lines: at least Warning
+        // unless that namespace itself is configured.
+        if (best < HostingLifetimeCategory.Length && InNamespace(category, HostingLifetimeCategory) && result < LogLevel.Warning)
+        {
+            result = LogLevel.Warning;
         }
 
         return result;

@@ -7,11 +7,11 @@ using Serilog;
 namespace CacheHost.Systemd.Logging;
 
 /// <summary>
-/// Serilog on the Generic Host without Serilog.Extensions.Hosting (missing from the mirror; ecosystem.md 3):
-/// providers cleared, one Serilog console sink on stdout that is journald-formatted when stdout is the
-/// journal and readable otherwise, further sinks (e.g. File) and enrichers from the <c>Serilog</c>
-/// section, and levels per namespace from <c>Serilog:MinimumLevel</c> through <see cref="LogLevelControl"/>
-/// so they can change on reload.
+/// Serilog on the Generic Host through Serilog.Extensions.Hosting (<c>AddSerilog</c>: Serilog is the logger
+/// factory, the logger is flushed and disposed with the host): one Serilog console sink on stdout that is
+/// journald-formatted when stdout is the journal and readable otherwise, File sinks, enrichers and
+/// properties from the <c>Serilog</c> section (<see cref="SerilogSettings"/>: no reflection, NativeAOT), and levels per namespace from <c>Serilog:MinimumLevel</c>
+/// through <see cref="LogLevelControl"/> so they can change on reload or by <c>log.filter</c>.
 /// </summary>
 public static class SystemdLogging
 {
@@ -26,58 +26,32 @@ public static class SystemdLogging
         builder.Services.AddSingleton(levels);
 
         builder.Logging.ClearProviders();
-        // Serilog passes everything; the Microsoft.Extensions.Logging filter below decides, per category.
-        var configuration = new LoggerConfiguration()
-            .MinimumLevel.Verbose()
-            .ReadFrom.Configuration(
-                SerilogSectionWithoutLevelsAndConsole(builder.Configuration),
-                new Serilog.Settings.Configuration.ConfigurationReaderOptions(
-                    typeof(ConsoleLoggerConfigurationExtensions).Assembly,
-                    typeof(FileLoggerConfigurationExtensions).Assembly));
-        // A Console entry in Serilog:WriteTo may still shape the console line (outputTemplate) and send it to
-        // stderr (standardErrorFromLevel): dc_snoop's drop-in prints bare reference lines on stderr.
-        var console = ConsoleEntry(builder.Configuration);
-        var stderrFrom = Enum.TryParse<Serilog.Events.LogEventLevel>(console?["Args:standardErrorFromLevel"], ignoreCase: true, out var level)
-            ? level
-            : (Serilog.Events.LogEventLevel?)null;
-        configuration = JournalStream.StdoutIsJournal()
-            ? configuration.WriteTo.Console(new JournaldTextFormatter(), standardErrorFromLevel: stderrFrom)
-            : configuration.WriteTo.Console(
-                outputTemplate: console?["Args:outputTemplate"] ?? ConsoleTemplate,
-                formatProvider: System.Globalization.CultureInfo.InvariantCulture,
-                standardErrorFromLevel: stderrFrom);
-
-        Log.Logger = configuration.CreateLogger();
-        builder.Logging.AddSerilog(Log.Logger, dispose: true);
-        builder.Services.PostConfigure<LoggerFilterOptions>(options =>
+        // Read (and checked) now, so that a bad key stops start-up with its name before anything runs.
+        var settings = SerilogSettings.Read(builder.Configuration);
+        builder.Services.AddSerilog((_, logger) =>
         {
-            // Rules from a "Logging" section would shadow ours for their categories; one rule decides.
-            options.Rules.Clear();
-            options.MinLevel = LogLevel.Trace;
-            options.AddFilter((category, level) => levels.IsEnabled(category, level));
+            // The level switch (the lowest level any namespace enables) rejects most disabled events in
+            // IsEnabled, before a message is formatted; the filter then decides per namespace.
+            logger.MinimumLevel.ControlledBy(levels.LowestEnabled).Filter.ByIncludingOnly(levels.IsEnabled);
+            settings.ApplyTo(logger);
+            // A Console entry in Serilog:WriteTo shapes the program's one console sink (outputTemplate) and may send
+            // it to stderr (standardErrorFromLevel): dc_snoop's drop-in prints bare reference lines on stderr.
+            var console = settings.Console;
+            var stderrFrom = console?.Level(settings.WriteTo.IndexOf(console), "standardErrorFromLevel");
+            var consoleMinimum = console?.Level(settings.WriteTo.IndexOf(console), "restrictedToMinimumLevel") ?? Serilog.Events.LogEventLevel.Verbose;
+            if (JournalStream.StdoutIsJournal())
+            {
+                logger.WriteTo.Console(new JournaldTextFormatter(), restrictedToMinimumLevel: consoleMinimum, standardErrorFromLevel: stderrFrom);
+            }
+            else
+            {
+                logger.WriteTo.Console(
+                    outputTemplate: console?.Arg("outputTemplate") ?? ConsoleTemplate,
+                    formatProvider: System.Globalization.CultureInfo.InvariantCulture,
+                    restrictedToMinimumLevel: consoleMinimum,
+                    standardErrorFromLevel: stderrFrom);
+            }
         });
         return levels;
-    }
-
-    private static IConfigurationSection? ConsoleEntry(IConfiguration configuration) =>
-        configuration.GetSection("Serilog:WriteTo").GetChildren()
-            .FirstOrDefault(c => string.Equals(c["Name"], "Console", StringComparison.OrdinalIgnoreCase));
-
-    // Serilog's own MinimumLevel would hide what LogLevelControl enables, and the console sink is chosen
-    // above from JOURNAL_STREAM; everything else in the section (File sinks, enrichers, properties) is kept.
-    private static IConfiguration SerilogSectionWithoutLevelsAndConsole(IConfiguration configuration)
-    {
-        var writeTo = configuration.GetSection("Serilog:WriteTo");
-        var consoleEntries = writeTo.GetChildren()
-            .Where(c => string.Equals(c["Name"], "Console", StringComparison.OrdinalIgnoreCase))
-            .Select(c => c.Path + ":")
-            .ToArray();
-        var values = configuration.GetSection("Serilog").AsEnumerable()
-            .Where(kv => kv.Value is not null)
-            .Where(kv => !kv.Key.Equals("Serilog:MinimumLevel", StringComparison.OrdinalIgnoreCase)
-                && !kv.Key.StartsWith("Serilog:MinimumLevel:", StringComparison.OrdinalIgnoreCase)
-                && !kv.Key.StartsWith("Serilog:Using", StringComparison.OrdinalIgnoreCase)
-                && !consoleEntries.Any(prefix => (kv.Key + ":").StartsWith(prefix, StringComparison.OrdinalIgnoreCase)));
-        return new ConfigurationBuilder().AddInMemoryCollection(values).Build();
     }
 }

@@ -32,7 +32,6 @@ public static class DaemonHandoff
     /// <summary>Sends MAINPID=<paramref name="childPid"/> (no-op without NOTIFY_SOCKET).</summary>
     public static void AnnounceMainPid(int childPid)
     {
-        using var notifier = new SystemdNotifier(SystemdEnvironment.Current, NullLogger<SystemdNotifier>.Instance);
-        notifier.Notify("MAINPID=" + childPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        SystemdEnvironment.Current.Notifier.Send(NullLogger.Instance, "MAINPID=" + childPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 }

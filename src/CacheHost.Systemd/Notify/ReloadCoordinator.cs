@@ -1,6 +1,9 @@
+// Microsoft.Extensions.Hosting.Systemd lacks this: its SystemdLifetime knows no reload and sends no
+// RELOADING=1. Built on the package's ISystemdNotifier.
 using CacheHost.Systemd.Logging;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Systemd.Notify;
@@ -15,7 +18,7 @@ namespace CacheHost.Systemd.Notify;
 public sealed class ReloadCoordinator(
     IConfiguration configuration,
     LogLevelControl levels,
-    SystemdNotifier notifier,
+    ISystemdNotifier notifier,
     HostStatus status,
     IHostApplicationLifetime lifetime,
     ILogger<ReloadCoordinator> logger)
@@ -35,7 +38,7 @@ public sealed class ReloadCoordinator(
         try
         {
             SystemdLog.Reloading(logger, trigger);
-            notifier.Notify("RELOADING=1", "MONOTONIC_USEC=" + NativeMethods.MonotonicMicroseconds(), SystemdNotifier.Status("reloading"));
+            notifier.Send(logger, "RELOADING=1", "MONOTONIC_USEC=" + NativeMethods.MonotonicMicroseconds(), NotifierExtensions.Status("reloading"));
             string? problem = null;
             try
             {
@@ -54,7 +57,7 @@ public sealed class ReloadCoordinator(
             }
 
             status.LastReloadProblem = problem;
-            notifier.Notify("READY=1", SystemdNotifier.Status(status.Line()));
+            notifier.Send(logger, "READY=1", NotifierExtensions.Status(status.Line()));
             return problem;
         }
         finally

@@ -1,4 +1,7 @@
+// Microsoft.Extensions.Hosting.Systemd lacks this: its SystemdLifetime sends no WATCHDOG=1 (nor STATUS=
+// refreshes). Built on the package's ISystemdNotifier.
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Systemd.Notify;
@@ -13,7 +16,7 @@ namespace CacheHost.Systemd.Notify;
 /// </summary>
 public sealed class WatchdogHeartbeat(
     SystemdEnvironment environment,
-    SystemdNotifier notifier,
+    ISystemdNotifier notifier,
     HostStatus status,
     IHostApplicationLifetime lifetime,
     ILogger<WatchdogHeartbeat> logger) : BackgroundService
@@ -77,16 +80,16 @@ public sealed class WatchdogHeartbeat(
                 {
                     if (sendStatus)
                     {
-                        notifier.Notify("WATCHDOG=1", SystemdNotifier.Status(line));
+                        notifier.Send(logger, "WATCHDOG=1", NotifierExtensions.Status(line));
                     }
                     else
                     {
-                        notifier.Notify("WATCHDOG=1");
+                        notifier.Send(logger, "WATCHDOG=1");
                     }
                 }
                 else if (sendStatus)
                 {
-                    notifier.Notify(SystemdNotifier.Status(line));
+                    notifier.Send(logger, NotifierExtensions.Status(line));
                 }
 
                 if (sendStatus)
