@@ -118,7 +118,11 @@ public sealed class ConnectionServer : IAsyncDisposable
                 catch (Exception ex)
                 {
                     Interlocked.Increment(ref _adapterFailures);
-                    TransportLog.AdapterFailed(_logger, accepted.Id, _adapter.Name, accepted.RemoteEndPoint?.ToString() ?? _listener.Address.Text, ex.Message);
+                    if (_warnings.Allow(nameof(TransportLog.AdapterFailed)))
+                    {
+                        TransportLog.AdapterFailed(_logger, accepted.Id, _adapter.Name, accepted.RemoteEndPoint?.ToString() ?? _listener.Address.Text, ex.Message);
+                    }
+
                     return;
                 }
             }

@@ -77,6 +77,7 @@ public sealed class TransportOptions
     /// Rate limit for the warnings a peer can trigger once per connection or request (bad frames, refused
     /// connections): per kind the first Burst (10) are logged, then one line per Interval (1 min) with the count.
     /// </summary>
+    [Microsoft.Extensions.Options.ValidateObjectMembers]
     public LogRateLimitOptions Warnings { get; set; } = new();
 
     /// <summary>Pipe options derived from these limits.</summary>
