@@ -159,7 +159,9 @@ internal sealed unsafe class Controller
         }
 
         var errno = n == 0 ? 0 : Libc.Errno;
-        if (Log.Enabled(DaemonLogLevel.Trace))
+        // The loop reads every controller on every pass (the original only after select()), so "nothing there
+        // yet" is not traced.
+        if (errno != Libc.EAGAIN && Log.Enabled(DaemonLogLevel.Trace))
         {
             Log.Trace($"controller[{Slot}] input read failed: {n} {Libc.StrError(errno)}");
         }

@@ -51,6 +51,7 @@ internal sealed partial class Supervisor : IDisposable
     private volatile bool _stopRequested;
     private volatile bool _childExited = true;
     private long _nextReapScanNs;
+    private bool _warmUpStarted;
 
     public unsafe Supervisor(SupervisorSettings settings)
     {
@@ -85,7 +86,6 @@ internal sealed partial class Supervisor : IDisposable
         try
         {
             Startup();
-            StartWarmUp();
             _settings.OnReady?.Invoke();
             while (true)
             {
@@ -114,9 +114,9 @@ internal sealed partial class Supervisor : IDisposable
 
     /// <summary>
     /// Issue 14 item 6: the first reply on a new controller, the first <c>service.start</c> and the first use
-    /// of each command paid for JIT compilation (tens of ms on a loaded machine). A background thread compiles
-    /// the supervisor's methods right after start-up, in parallel with the idle loop, so the first client is
-    /// served by compiled code. Nothing to do where code is compiled ahead of time (NativeAOT).
+    /// of each command paid for JIT compilation (tens of ms on a loaded machine). A background thread, started
+    /// after the loop's first pass, compiles the supervisor's methods in parallel with the idle loop, so the
+    /// first client is served by compiled code. Nothing to do where code is compiled ahead of time (NativeAOT).
     /// </summary>
     private static void StartWarmUp()
     {
@@ -469,6 +469,13 @@ internal sealed partial class Supervisor : IDisposable
             if (_terminate)
             {
                 return FinishTerminate();
+            }
+
+            if (!_warmUpStarted)
+            {
+                // After the first pass, so the banner and the first events are not delayed by it.
+                _warmUpStarted = true;
+                StartWarmUp();
             }
 
             Poll(busy ? 0 : NextTimeoutMs(Now()));

@@ -121,25 +121,48 @@ public sealed class SupervisionUnderFailureTests
     [Fact]
     public void AControllerServicesLastCommandArrivingWithEpipeIsNeverLost()
     {
+        // The service waits for a go on a FIFO, writes 100 `echo` commands (more than the 1024-byte input
+        // buffer) and then its real command, and exits without reading anything. The supervisor is stopped
+        // (SIGSTOP) meanwhile, so when it runs again the peer is gone: the replies to the first 1024 bytes hit
+        // EPIPE while the last command is still unread in the socket. It must still be run.
+        var dir = TempDir.Create();
+        var fifo = Path.Combine(dir, "go");
+        TestLibc.MakeFifo(fifo);
+        var script = Path.Combine(dir, "ctl.sh");
+        File.WriteAllText(script, $"#!/bin/sh\nread x < '{fifo}'\ni=0\nwhile [ $i -lt 100 ]; do printf 'echo\\tfill-%03d\\n' $i; i=$((i+1)); done\nprintf 'service.tags\\tctl\\tdone-%s\\n' \"$x\"\n");
+        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         using var dp = Start(["-i"]);
-        // The service writes one command and exits without reading its events: the supervisor's next write
-        // to it fails (EPIPE/ECONNRESET) while the command is still unread in the socket.
-        dp.Send("service.args\tctl\t/bin/sh\t-c\tprintf 'service.tags\\tctl\\tdone\\n'");
+        dp.Send("service.args\tctl\t" + script);
         dp.Send("service.fds\tctl\tcontrol.event\tcontrol.cmd\tstderr");
         dp.Sync("configured");
         for (var run = 0; run < 50; run++)
         {
-            dp.Send("service.tags\tctl\tpending");
-            dp.WaitFor(l => l == "service.tags\tctl\tpending");
             dp.Send("service.start\tctl");
+            var pid = int.Parse(dp.WaitFor(l => l.StartsWith("service.state\tctl\tup\t", StringComparison.Ordinal)).Line.Split('\t')[4]);
+            dp.Signal(19); // SIGSTOP
+            try
+            {
+                File.WriteAllText(fifo, $"{run}\n");
+                var deadline = DateTime.UtcNow + DefaultTimeout;
+                while (!File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].StartsWith(" Z", StringComparison.Ordinal))
+                {
+                    Assert.True(DateTime.UtcNow < deadline, $"run {run}: the service did not finish");
+                    Thread.Sleep(5);
+                }
+            }
+            finally
+            {
+                dp.Signal(18); // SIGCONT
+            }
+
             bool done = false, down = false;
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            var until = DateTime.UtcNow + DefaultTimeout;
             while (!(done && down))
             {
-                var left = deadline - DateTime.UtcNow;
+                var left = until - DateTime.UtcNow;
                 string? line = null;
                 Assert.True(left > TimeSpan.Zero && dp.TryNextLine(left, out line), $"run {run}: command lost (done={done}, down={down})");
-                done |= line == "service.tags\tctl\tdone";
+                done |= line == $"service.tags\tctl\tdone-{run}";
                 down |= line!.StartsWith("service.state\tctl\tdown\t", StringComparison.Ordinal);
             }
         }
