@@ -23,6 +23,7 @@ internal sealed class ClacksServer
     private readonly HashSet<ClacksSession> _monitors = [];
     private readonly HashSet<ClacksSession> _links = [];
     private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<ClacksSession> _written = [];
     private TaskCompletionSource _unlocked = CompletedSource();
     private long _serial;
 
@@ -59,6 +60,42 @@ internal sealed class ClacksServer
 
     public object Gate => _gate;
 
+    /// <summary>
+    /// Takes the gate; leaving it flushes every session written to meanwhile, so the replies and deliveries of one
+    /// batch leave in one send per connection (and no line written under the gate is ever left unflushed).
+    /// </summary>
+    private GateScope EnterGate()
+    {
+        Monitor.Enter(_gate);
+        return new GateScope(this);
+    }
+
+    private void FlushWrites()
+    {
+        // Index loop: a flush never adds to the list, but an abort inside one must not break the iteration.
+        for (var i = 0; i < _written.Count; i++)
+        {
+            _written[i].FlushWritten();
+        }
+
+        _written.Clear();
+    }
+
+    private readonly struct GateScope(ClacksServer server) : IDisposable
+    {
+        public void Dispose()
+        {
+            try
+            {
+                server.FlushWrites();
+            }
+            finally
+            {
+                Monitor.Exit(server._gate);
+            }
+        }
+    }
+
     private static TaskCompletionSource CompletedSource()
     {
         var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -69,7 +106,7 @@ internal sealed class ClacksServer
     /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (spec 3.1).</summary>
     public ClacksSession Accept(TransportConnection connection, bool unixSocket)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             var serial = ++_serial;
@@ -87,7 +124,7 @@ internal sealed class ClacksServer
             }
 
             cid = $"{host}:{port}";
-            var session = new ClacksSession(connection, _gate, serial, cid, host, port, now);
+            var session = new ClacksSession(connection, _gate, _written, serial, cid, host, port, now);
             _sessions[cid] = session;
             Statistics.Accepted++;
             Pulse();
@@ -102,7 +139,7 @@ internal sealed class ClacksServer
     /// <summary>Registers this slave's own link to its master and sends the opening lines (spec 12.3).</summary>
     public ClacksSession AttachMasterLink(TransportConnection connection, string cid)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             if (_sessions.Remove(cid, out var stale))
@@ -111,7 +148,7 @@ internal sealed class ClacksServer
             }
 
             var colon = cid.IndexOf(':');
-            var session = new ClacksSession(connection, _gate, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now)
+            var session = new ClacksSession(connection, _gate, _written, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now)
             {
                 IsMasterLink = true,
                 ClientInfo = "Interclacks link",
@@ -137,7 +174,7 @@ internal sealed class ClacksServer
     /// </summary>
     public void Finish(ClacksSession session, string reason)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             session.CompleteOutput();
             Remove(session, reason, abort: false);
@@ -147,7 +184,7 @@ internal sealed class ClacksServer
     /// <summary>Server shutdown for one connection registered after <see cref="QuitAll"/> ran.</summary>
     public void Quit(ClacksSession session)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             if (!session.Closing)
             {
@@ -162,7 +199,7 @@ internal sealed class ClacksServer
     {
         get
         {
-            lock (_gate)
+            using (EnterGate())
             {
                 return Cache.Count;
             }
@@ -174,7 +211,7 @@ internal sealed class ClacksServer
     {
         get
         {
-            lock (_gate)
+            using (EnterGate())
             {
                 return _sessions.Values.Any(static s => s.IsMasterLink);
             }
@@ -184,7 +221,7 @@ internal sealed class ClacksServer
     /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (spec 3.5).</summary>
     public void Remove(ClacksSession session, string reason, bool abort = true)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             if (!_sessions.TryGetValue(session.Cid, out var current) || !ReferenceEquals(current, session))
             {
@@ -230,7 +267,7 @@ internal sealed class ClacksServer
         while (index < lines.Count)
         {
             Task wait;
-            lock (_gate)
+            using (EnterGate())
             {
                 var now = Now;
                 while (index < lines.Count && !session.Closing && (!SyncLocked || session.IsMasterLink))
@@ -271,7 +308,7 @@ internal sealed class ClacksServer
         while (true)
         {
             Task progress;
-            lock (_gate)
+            using (EnterGate())
             {
                 if (!MustWaitForOlderInput(session))
                 {
@@ -327,7 +364,7 @@ internal sealed class ClacksServer
     /// <summary>A batch was read and framed into no line (e.g. the start of a long line): nothing in hand any more.</summary>
     public void NothingInHand(ClacksSession session)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             session.InputInHand = false;
             Pulse();
@@ -337,7 +374,7 @@ internal sealed class ClacksServer
     /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
     public void RejectOverlong(ClacksSession session, int limit)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             Statistics.OverlongLines++;
             ClacksLog.BadInput(_logger, session.Cid, $"line longer than {limit} bytes{(session.Authenticated ? "" : " before login")}");
@@ -957,7 +994,7 @@ internal sealed class ClacksServer
     /// <summary>Server shutdown (spec 3.5): every connection gets QUIT and is closed.</summary>
     public void QuitAll()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             foreach (var session in _sessions.Values.ToList())
@@ -971,7 +1008,7 @@ internal sealed class ClacksServer
     /// <summary>The peer half-closed: stop reading but still deliver what is queued for it.</summary>
     public void CloseAfterPeerEof(ClacksSession session)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             session.CloseAfterFlush();
         }
@@ -980,7 +1017,7 @@ internal sealed class ClacksServer
     /// <summary>Drops every connection still open (end of the shutdown budget).</summary>
     public void AbortAll()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             foreach (var session in _sessions.Values.ToList())
             {
@@ -993,7 +1030,7 @@ internal sealed class ClacksServer
     {
         get
         {
-            lock (_gate)
+            using (EnterGate())
             {
                 return _sessions.Count;
             }
@@ -1003,7 +1040,7 @@ internal sealed class ClacksServer
     /// <summary>Periodic checks (spec 10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
     public void Tick()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             var linkInterval = Math.Max(1, Math.Floor(_options.InterclacksPingTimeout / 3));
@@ -1062,7 +1099,7 @@ internal sealed class ClacksServer
     /// <summary>Cache housekeeping (spec 8.3).</summary>
     public void CleanCache()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             foreach (var (key, wasDeleted) in Cache.Clean(now, _options.DeletedCacheTime, _options.StaleCacheTime))
@@ -1075,7 +1112,7 @@ internal sealed class ClacksServer
     /// <summary>Snapshot for persistence if the cache changed since the last one (clears the dirty flag).</summary>
     public List<KeyValuePair<string, CacheEntry>>? TakeSnapshot(bool force)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             if (!force && !Cache.Dirty)
             {
@@ -1089,7 +1126,7 @@ internal sealed class ClacksServer
 
     public void MarkDirty()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             Cache.Dirty = true;
         }
