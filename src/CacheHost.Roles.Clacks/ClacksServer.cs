@@ -23,6 +23,7 @@ internal sealed class ClacksServer
     private readonly HashSet<ClacksSession> _monitors = [];
     private readonly HashSet<ClacksSession> _links = [];
     private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<ClacksSession> _written = [];
     private TaskCompletionSource _unlocked = CompletedSource();
     private long _serial;
 
@@ -63,6 +64,42 @@ internal sealed class ClacksServer
 
     public object Gate => _gate;
 
+    /// <summary>
+    /// Takes the gate; leaving it flushes every session written to meanwhile, so the replies and deliveries of one
+    /// batch leave in one send per connection (and no line written under the gate is ever left unflushed).
+    /// </summary>
+    private GateScope EnterGate()
+    {
+        Monitor.Enter(_gate);
+        return new GateScope(this);
+    }
+
+    private void FlushWrites()
+    {
+        // Index loop: a flush never adds to the list, but an abort inside one must not break the iteration.
+        for (var i = 0; i < _written.Count; i++)
+        {
+            _written[i].FlushWritten();
+        }
+
+        _written.Clear();
+    }
+
+    private readonly struct GateScope(ClacksServer server) : IDisposable
+    {
+        public void Dispose()
+        {
+            try
+            {
+                server.FlushWrites();
+            }
+            finally
+            {
+                Monitor.Exit(server._gate);
+            }
+        }
+    }
+
     private static TaskCompletionSource CompletedSource()
     {
         var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -73,7 +110,7 @@ internal sealed class ClacksServer
     /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (spec 3.1).</summary>
     public ClacksSession Accept(TransportConnection connection, bool unixSocket)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             var serial = ++_serial;
@@ -91,7 +128,7 @@ internal sealed class ClacksServer
             }
 
             cid = $"{host}:{port}";
-            var session = new ClacksSession(connection, _gate, serial, cid, host, port, now);
+            var session = new ClacksSession(connection, _gate, _written, serial, cid, host, port, now);
             _sessions[cid] = session;
             Statistics.Accepted++;
             Pulse();
@@ -106,7 +143,7 @@ internal sealed class ClacksServer
     /// <summary>Registers this slave's own link to its master and sends the opening lines (spec 12.3).</summary>
     public ClacksSession AttachMasterLink(TransportConnection connection, string cid)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             if (_sessions.Remove(cid, out var stale))
@@ -115,7 +152,7 @@ internal sealed class ClacksServer
             }
 
             var colon = cid.IndexOf(':');
-            var session = new ClacksSession(connection, _gate, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now)
+            var session = new ClacksSession(connection, _gate, _written, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now)
             {
                 IsMasterLink = true,
                 ClientInfo = "Interclacks link",
@@ -141,7 +178,7 @@ internal sealed class ClacksServer
     /// </summary>
     public void Finish(ClacksSession session, string reason)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             session.CompleteOutput();
             Remove(session, reason, abort: false);
@@ -151,7 +188,7 @@ internal sealed class ClacksServer
     /// <summary>Server shutdown for one connection registered after <see cref="QuitAll"/> ran.</summary>
     public void Quit(ClacksSession session)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             if (!session.Closing)
             {
@@ -166,7 +203,7 @@ internal sealed class ClacksServer
     {
         get
         {
-            lock (_gate)
+            using (EnterGate())
             {
                 return Cache.Count;
             }
@@ -178,7 +215,7 @@ internal sealed class ClacksServer
     {
         get
         {
-            lock (_gate)
+            using (EnterGate())
             {
                 return _sessions.Values.Any(static s => s.IsMasterLink);
             }
@@ -188,7 +225,7 @@ internal sealed class ClacksServer
     /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (spec 3.5).</summary>
     public void Remove(ClacksSession session, string reason, bool abort = true)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             if (!_sessions.TryGetValue(session.Cid, out var current) || !ReferenceEquals(current, session))
             {
@@ -234,7 +271,7 @@ internal sealed class ClacksServer
         while (index < lines.Count)
         {
             Task wait;
-            lock (_gate)
+            using (EnterGate())
             {
                 var now = Now;
                 while (index < lines.Count && !session.Closing && (!SyncLocked || session.IsMasterLink))
@@ -275,7 +312,7 @@ internal sealed class ClacksServer
         while (true)
         {
             Task progress;
-            lock (_gate)
+            using (EnterGate())
             {
                 if (!MustWaitForOlderInput(session))
                 {
@@ -331,7 +368,7 @@ internal sealed class ClacksServer
     /// <summary>A batch was read and framed into no line (e.g. the start of a long line): nothing in hand any more.</summary>
     public void NothingInHand(ClacksSession session)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             session.InputInHand = false;
             Pulse();
@@ -341,7 +378,7 @@ internal sealed class ClacksServer
     /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
     public void RejectOverlong(ClacksSession session, int limit)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             Statistics.OverlongLines++;
             if (Warnings.Allow(nameof(ClacksLog.BadInput)))
@@ -976,7 +1013,7 @@ internal sealed class ClacksServer
     /// <summary>Server shutdown (spec 3.5): every connection gets QUIT and is closed.</summary>
     public void QuitAll()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             foreach (var session in _sessions.Values.ToList())
@@ -990,7 +1027,7 @@ internal sealed class ClacksServer
     /// <summary>The peer half-closed: stop reading but still deliver what is queued for it.</summary>
     public void CloseAfterPeerEof(ClacksSession session)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             session.CloseAfterFlush();
         }
@@ -999,7 +1036,7 @@ internal sealed class ClacksServer
     /// <summary>Drops every connection still open (end of the shutdown budget).</summary>
     public void AbortAll()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             foreach (var session in _sessions.Values.ToList())
             {
@@ -1012,7 +1049,7 @@ internal sealed class ClacksServer
     {
         get
         {
-            lock (_gate)
+            using (EnterGate())
             {
                 return _sessions.Count;
             }
@@ -1022,7 +1059,7 @@ internal sealed class ClacksServer
     /// <summary>Periodic checks (spec 10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
     public void Tick()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             var linkInterval = Math.Max(1, Math.Floor(_options.InterclacksPingTimeout / 3));
@@ -1085,7 +1122,7 @@ internal sealed class ClacksServer
     /// <summary>Cache housekeeping (spec 8.3).</summary>
     public void CleanCache()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             var now = Now;
             foreach (var (key, wasDeleted) in Cache.Clean(now, _options.DeletedCacheTime, _options.StaleCacheTime))
@@ -1098,7 +1135,7 @@ internal sealed class ClacksServer
     /// <summary>Snapshot for persistence if the cache changed since the last one (clears the dirty flag).</summary>
     public List<KeyValuePair<string, CacheEntry>>? TakeSnapshot(bool force)
     {
-        lock (_gate)
+        using (EnterGate())
         {
             if (!force && !Cache.Dirty)
             {
@@ -1112,7 +1149,7 @@ internal sealed class ClacksServer
 
     public void MarkDirty()
     {
-        lock (_gate)
+        using (EnterGate())
         {
             Cache.Dirty = true;
         }

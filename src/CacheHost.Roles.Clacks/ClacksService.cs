@@ -29,6 +29,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     private readonly ClacksServer _server;
     private readonly PersistenceStore? _persistence;
     private readonly object _saveLock = new();
+    private readonly CancellationTokenSource _shutdown = new();
     private long _lastTickTimestamp;
 
     public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory)
@@ -101,15 +102,18 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         }
     }
 
-    protected override Task RunAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
+        using var linkStopping = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, _shutdown.Token);
         var tasks = new List<Task> { TimersAsync(stoppingToken) };
         if (_options.Master.IsConfigured)
         {
-            tasks.Add(MasterLinkLoopAsync(stoppingToken));
+            // The link stops with the listeners (StopAsync), not after them: a link re-dialled during the
+            // connection budget would never get its QUIT.
+            tasks.Add(MasterLinkLoopAsync(linkStopping.Token));
         }
 
-        return Task.WhenAll(tasks);
+        await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -121,6 +125,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
             server.Listener.Unbind();
         }
 
+        await _shutdown.CancelAsync().ConfigureAwait(false);
         SavePersistence(force: true);
         _server.QuitAll();
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
@@ -133,13 +138,17 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     {
         // Registered synchronously on the accept loop: the greeting and DEBUG CONNECTED go out in accept order.
         var session = _server.Accept(connection, unixSocket: connection.RemoteEndPoint is not System.Net.IPEndPoint);
-        using var quit = stopping.Register(static state =>
+        using var quit = QuitWhen(stopping, session);
+        await RunSessionAsync(session).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends QUIT and closes <paramref name="session"/> when <paramref name="token"/> fires (shutdown, spec 3.5).</summary>
+    private CancellationTokenRegistration QuitWhen(CancellationToken token, ClacksSession session) =>
+        token.Register(static state =>
         {
             var (server, s) = ((ClacksServer, ClacksSession))state!;
             server.Quit(s);
         }, (_server, session));
-        await RunSessionAsync(session).ConfigureAwait(false);
-    }
 
     /// <summary>Reads lines until the connection ends, then lets the output drain (graceful) or drops it.</summary>
     private async Task RunSessionAsync(ClacksSession session)
@@ -291,6 +300,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
                 {
                     ClacksLog.MasterConnected(Logger, display);
                     var session = _server.AttachMasterLink(connection, cid);
+                    using var quit = QuitWhen(stoppingToken, session);
                     await RunSessionAsync(session).ConfigureAwait(false);
                 }
             }
@@ -403,6 +413,12 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     {
         await Task.Delay(TimeSpan.FromSeconds(seconds)).ConfigureAwait(false);
         _lifetime.StopApplication();
+    }
+
+    public override void Dispose()
+    {
+        _shutdown.Dispose();
+        base.Dispose();
     }
 
     /// <inheritdoc />

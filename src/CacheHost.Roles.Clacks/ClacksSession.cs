@@ -7,24 +7,28 @@ namespace CacheHost.Roles.Clacks;
 
 /// <summary>
 /// One connection's state (spec 3-4, 7, 10). Everything here is touched only under the server's gate, output
-/// included: lines are written straight into the transport's output pipe and flushed, which completes at once
-/// while less than <see cref="TransportOptions.MaxWriteBufferSize"/> waits to be sent. When a flush does not
-/// complete the peer is that far behind; one more line for it drops the connection (the slow-consumer bound),
-/// so producers never block on a slow peer and nothing is buffered beyond the transport's limit.
+/// included: lines are written straight into the transport's output pipe, and the server flushes every session
+/// written to once per gate section (one send per batch of replies, not one per line). A flush completes at once
+/// while less than <see cref="TransportOptions.MaxWriteBufferSize"/> waits to be sent. When it does not complete
+/// the peer is that far behind; one more line for it drops the connection (the slow-consumer bound), so
+/// producers never block on a slow peer and nothing is buffered beyond the transport's limit.
 /// </summary>
 internal sealed class ClacksSession
 {
     private readonly object _gate;
     private readonly PipeWriter _output;
     private readonly List<byte[]> _deferred = [];
+    private readonly List<ClacksSession> _written;
+    private bool _unflushed;
     private long _blockedSinceTicks;
     private long _bytesWhileBlocked;
     private bool _outputDone;
 
-    public ClacksSession(TransportConnection connection, object gate, long serial, string cid, string host, string port, double now)
+    public ClacksSession(TransportConnection connection, object gate, List<ClacksSession> written, long serial, string cid, string host, string port, double now)
     {
         Connection = connection;
         _gate = gate;
+        _written = written;
         _output = connection.Transport.Output;
         Serial = serial;
         Cid = cid;
@@ -120,16 +124,47 @@ internal sealed class ClacksSession
         if (_blockedSinceTicks != 0)
         {
             // The transport already holds MaxWriteBufferSize for this peer and it has not taken it.
+            _bytesWhileBlocked += encoded.Length;
             Overflowed = true;
             Abort("peer does not read its output");
             return;
         }
 
         LastSent = now;
-        ValueTask<FlushResult> flush;
         try
         {
             _output.Write(encoded);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or ObjectDisposedException)
+        {
+            Abort("write failed");
+            return;
+        }
+
+        if (!_unflushed)
+        {
+            _unflushed = true;
+            _written.Add(this);
+        }
+    }
+
+    /// <summary>Flushes what this gate section wrote (called by the server for every session written to). Under the gate.</summary>
+    public void FlushWritten()
+    {
+        if (!_unflushed)
+        {
+            return;
+        }
+
+        _unflushed = false;
+        if (Closing && Overflowed)
+        {
+            return;
+        }
+
+        ValueTask<FlushResult> flush;
+        try
+        {
             flush = _output.FlushAsync();
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or ObjectDisposedException)
@@ -141,7 +176,7 @@ internal sealed class ClacksSession
         if (!flush.IsCompleted)
         {
             _blockedSinceTicks = Environment.TickCount64 | 1;
-            _bytesWhileBlocked = encoded.Length;
+            _bytesWhileBlocked = 0;
             Drained = AwaitFlushAsync(flush);
             return;
         }
@@ -223,6 +258,7 @@ internal sealed class ClacksSession
 
         _outputDone = true;
         Closing = true;
+        FlushWritten();
         try
         {
             _output.Complete();
