@@ -47,7 +47,8 @@ public sealed partial class JournaldTests
         Assert.StartsWith("<3>", lines[first]);
         var frames = lines.Skip(first + 1).TakeWhile(l => l.StartsWith("<3>   at ", StringComparison.Ordinal) || l.StartsWith("<3>--- End of stack trace", StringComparison.Ordinal)).ToArray();
         Assert.NotEmpty(frames);
-        Assert.Contains(frames, f => f.Contains("ProbeRole.RunAsync"));
+        // The JIT prints the async method as "ProbeRole.RunAsync(…)", NativeAOT as "ProbeRole.<RunAsync>d__N.MoveNext()".
+        Assert.Contains(frames, f => f.Contains("ProbeRole.RunAsync") || f.Contains("ProbeRole.<RunAsync>"));
         Assert.StartsWith("<3>", lines[first - 1]); // the record's message line
     }
 
