@@ -50,7 +50,18 @@ public abstract class ListenerRoleService : BackgroundService
         {
             foreach (var spec in GetListeners())
             {
-                var listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options);
+                ConnectionListener listener;
+                try
+                {
+                    listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options);
+                }
+                catch (IOException ex) when (spec.Key is not null)
+                {
+                    // Name the key the address came from (one line, README "exit status").
+                    throw new IOException($"{spec.Key}: {ex.Message}", ex);
+                }
+
+
                 var server = new ConnectionServer(listener, spec.Handler, Logger);
                 _servers.Add(server);
                 server.Start();
@@ -111,5 +122,5 @@ public abstract class ListenerRoleService : BackgroundService
     }
 }
 
-/// <summary>One listener a role wants bound.</summary>
-public sealed record ListenerSpec(string Name, TransportAddress Address, TransportOptions Options, IConnectionHandler Handler);
+/// <summary>One listener a role wants bound; <paramref name="Key"/> is the configuration key of the address, for errors.</summary>
+public sealed record ListenerSpec(string Name, TransportAddress Address, TransportOptions Options, IConnectionHandler Handler, string? Key = null);

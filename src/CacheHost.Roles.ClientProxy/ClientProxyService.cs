@@ -123,7 +123,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
 
     /// <inheritdoc />
     protected override IEnumerable<ListenerSpec> GetListeners() =>
-        [new ListenerSpec(ClientProxyRole.Name, TransportAddress.Parse(_options.Listen), _options.Transport, _handler)];
+        [new ListenerSpec(ClientProxyRole.Name, TransportAddress.Parse(_options.Listen), _options.Transport, _handler, ClientProxyOptions.SectionName + ":Listen")];
 
     /// <inheritdoc />
     public override Task StartAsync(CancellationToken cancellationToken)

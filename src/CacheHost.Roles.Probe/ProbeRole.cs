@@ -69,7 +69,7 @@ public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider
     protected override IEnumerable<ListenerSpec> GetListeners()
     {
         var options = _options.CurrentValue;
-        yield return new ListenerSpec("Probe", TransportAddress.Parse(options.Listen), options.Transport, this);
+        yield return new ListenerSpec("Probe", TransportAddress.Parse(options.Listen), options.Transport, this, "CacheHost:Probe:Listen");
     }
 
     /// <inheritdoc />
