@@ -5,19 +5,7 @@ namespace CacheHost.Systemd.Tests;
 /// <summary>Static checks of deploy/ with the systemd tools (no running systemd needed; ecosystem.md 4.3).</summary>
 public sealed class DeployTests
 {
-    internal static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "CacheHost.sln")))
-            {
-                dir = dir.Parent;
-            }
-
-            return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-        }
-    }
+    internal static string RepoRoot => CacheHost.Testing.TestPaths.RepoRoot;
 
     internal static (int Code, string Stdout, string Stderr) Run(string file, params string[] args)
     {
