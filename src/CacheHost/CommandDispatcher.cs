@@ -71,6 +71,13 @@ internal static class CommandDispatcher
                 return ProcessControl.StartDaemonChild(childArguments, CacheHost.Systemd.Notify.DaemonHandoff.ChildEnvironment(), CacheHost.Systemd.Notify.DaemonHandoff.AnnounceMainPid);
             }
 
+            // A first run in a terminal says how to stop it (under systemd, systemctl does).
+            if (host.Services.GetRequiredService<CacheHost.Systemd.SystemdEnvironment>().NotifySocket is null && !Console.IsInputRedirected)
+            {
+                host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(
+                    () => logger.LogInformation("Running; press Ctrl+C (or send SIGTERM) to stop"));
+            }
+
             // Resolved now: the host disposes its services when Run returns.
             backgroundServices = host.Services.GetServices<IHostedService>().OfType<BackgroundService>().ToArray();
             host.Run();

@@ -87,9 +87,15 @@ public sealed class CacheServerSystemdTests
         ], fileName: "systemd-socket-activate");
         using var daemon = DaemonProcess.Start(start);
         daemon.WaitForLine("Listening on", Timeout);
-        // The first connection triggers the exec; it must be answered by the adopted listener.
+        // The first connection triggers the exec. The exchange's read budget must not include the cold start
+        // of the runtime (it failed once at a CI load peak): wait for READY=1 first, then it must be answered
+        // by the adopted listener.
+        using (Wire.ConnectUnix(activated))
+        {
+            notify.WaitFor(m => m.Contains("READY=1"), TimeSpan.FromMinutes(2), "READY=1");
+        }
+
         AnswersAddThenGet(activated);
-        notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
         Assert.False(File.Exists($"{dir}/configured.sock"));
         daemon.Signal(Signum.SIGTERM);
         Assert.Equal(0, daemon.WaitForExit(Timeout));

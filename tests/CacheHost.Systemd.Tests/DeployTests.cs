@@ -78,9 +78,10 @@ public sealed class DeployTests
     [Fact]
     public void The_service_is_hardened_and_the_sysusers_file_creates_the_account()
     {
-        var (code, stdout, _) = Run("systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold=25" /* tenths: 2.5 */, Path.Combine(RepoRoot, "deploy/cachehost.service"));
+        // At most 1.6, the score when the package was first hardened (issue 19: never less strict).
+        var (code, stdout, _) = Run("systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold=16" /* tenths */, Path.Combine(RepoRoot, "deploy/cachehost.service"));
         Assert.Equal(0, code);
-        Assert.Matches(@"Overall exposure level for cachehost.service: [0-2]\.\d", stdout);
+        Assert.Matches(@"Overall exposure level for cachehost.service: (0\.\d|1\.[0-6]) ", stdout);
 
         var (sysusersCode, sysusersOut, sysusersErr) = Run("systemd-sysusers", "--dry-run", Path.Combine(RepoRoot, "deploy/cachehost.sysusers.conf"));
         Assert.Equal(0, sysusersCode);
