@@ -112,7 +112,7 @@ roff() { sed -e 's/\\/\\e/g' -e 's/^\./\\\&./' -e "s/^'/\\\\\&'/"; }
   echo "systemd integration: notify, watchdog, reload, socket activation, control commands"
   echo ".SH SEE ALSO"
   echo "systemctl(1), journalctl(1), systemd.socket(5)"
-} > "$out/cachehost.1"
+} | iconv -f UTF-8 -t ASCII//TRANSLIT > "$out/cachehost.1"
 gzip -9n < "$out/cachehost.1" > "$stage/usr/share/man/man1/cachehost.1.gz"
 for name in "${dropins[@]}"; do
   ln -s cachehost.1.gz "$stage/usr/share/man/man1/$name.1.gz"

@@ -130,10 +130,14 @@ public sealed class PackagingTests
     private static void InstallIntoScratchRootStartAndPurge(string deb, string work)
     {
         var root = Path.Combine(work, "installed");
-        foreach (var dir in new[] { "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "etc", "var/log", "run" })
+        // What every Debian system with systemd has: dpkg's database, the account files (with root only) and
+        // their lock, systemd's configuration and state directories.
+        foreach (var dir in new[] { "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "etc/systemd/system", "var/lib/systemd", "var/log", "run" })
         {
             Directory.CreateDirectory(Path.Combine(root, dir));
         }
+
+        File.WriteAllText(Path.Combine(root, "etc/.pwd.lock"), "");
 
         File.WriteAllText(Path.Combine(root, "var/lib/dpkg/status"), "");
         File.WriteAllText(Path.Combine(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
