@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CacheHost.Core;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
@@ -86,12 +87,16 @@ internal static class HostFactory
         builder.Services.AddProcessControl();
 
         // A failed start is reported by CommandDispatcher in one line; the host's own "Hosting failed to
-        // start" / "BackgroundService failed" errors carry the whole stack trace: only at debug level.
+        // start" error carries the whole stack trace: only at debug level. Once started, the host's errors
+        // (a crashed role's "BackgroundService failed" with its trace) are logged as before.
+        var started = new StrongBox<bool>();
         builder.Services.AddOptions<LoggerFilterOptions>().PostConfigure<CacheHost.Systemd.Logging.LogLevelControl>((options, levels) =>
             options.AddFilter(HostLogCategory, level => levels.IsEnabled(HostLogCategory, level)
-                && (level < LogLevel.Error || levels.IsEnabled(HostLogCategory, LogLevel.Debug))));
+                && (level < LogLevel.Error || Volatile.Read(ref started.Value) || levels.IsEnabled(HostLogCategory, LogLevel.Debug))));
 
-        return builder.Build();
+        var host = builder.Build();
+        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(() => Volatile.Write(ref started.Value, true));
+        return host;
     }
 
     /// <summary>The Generic Host's own logger category.</summary>
