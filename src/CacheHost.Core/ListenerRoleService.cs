@@ -52,7 +52,17 @@ public abstract class ListenerRoleService : BackgroundService
         {
             foreach (var spec in GetListeners())
             {
-                var listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options, spec.PrepareUnixSocket);
+                ConnectionListener listener;
+                try
+                {
+                    listener = _listenerFactory.Bind(spec.Name, spec.Address, spec.Options, spec.PrepareUnixSocket);
+                }
+                catch (IOException ex) when (spec.Key is not null)
+                {
+                    // Name the key the address came from (one line, README "exit status").
+                    throw new IOException($"{spec.Key}: {ex.Message}", ex);
+                }
+
                 var server = new ConnectionServer(listener, spec.Handler, Logger, spec.Adapter, _timeProvider);
                 _servers.Add(server);
                 server.Start();
@@ -117,6 +127,7 @@ public abstract class ListenerRoleService : BackgroundService
 /// One listener a role wants bound. <paramref name="Adapter"/> (e.g. <see cref="TlsConnectionAdapter"/>) wraps
 /// every accepted connection before <paramref name="Handler"/> sees it; null serves the plain connection.
 /// <paramref name="PrepareUnixSocket"/> runs on a new unix socket file before it listens and appears at its path.
+/// <paramref name="Key"/> is the configuration key of the address, for errors.
 /// </summary>
 public sealed record ListenerSpec(string Name, TransportAddress Address, TransportOptions Options, IConnectionHandler Handler,
-    IConnectionAdapter? Adapter = null, Action<string>? PrepareUnixSocket = null);
+    IConnectionAdapter? Adapter = null, Action<string>? PrepareUnixSocket = null, string? Key = null);

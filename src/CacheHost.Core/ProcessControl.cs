@@ -1,14 +1,16 @@
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Mono.Unix;
+using Microsoft.Extensions.Options;
 using Mono.Unix.Native;
 
 namespace CacheHost.Core;
 
 /// <summary>
 /// dc_server's start-up order after listening (spec 9.2): daemonise, write the pid file, drop privileges.
-/// Runs when the host has started, i.e. after every role has bound its listeners.
+/// The pid file and the privilege drop run after every role has bound its listeners and before READY.
 /// </summary>
 public static class ProcessControl
 {
@@ -18,35 +20,29 @@ public static class ProcessControl
     /// <summary>Line the daemon child writes to its parent once it is running.</summary>
     public const string DaemonReadyLine = "CACHEHOST-READY";
 
-    /// <summary>Registers the post-start steps on <paramref name="lifetime"/>.</summary>
-    public static void ApplyAfterStart(ProcessOptions options, IHostApplicationLifetime lifetime, ILogger logger)
-    {
-        lifetime.ApplicationStarted.Register(() =>
-        {
-            if (!string.IsNullOrEmpty(options.PidFile))
-            {
-                WritePidFile(options.PidFile);
-            }
-
-            if (!string.IsNullOrEmpty(options.User))
-            {
-                DropPrivileges(options.User, logger);
-            }
-
-            if (Environment.GetEnvironmentVariable(DaemonChildVariable) == "1")
-            {
-                CompleteDaemonStart();
-            }
-        });
-    }
+    /// <summary>
+    /// Registers the -pidfile / -user steps as the last hosted service, so they run after every role has
+    /// bound its listeners (spec 9.2 order) but before the host reports that it started (READY=1, the
+    /// -daemon parent's exit): a failure stops start-up with exit 1 instead of serving as root.
+    /// Call after the roles are added.
+    /// </summary>
+    public static void AddProcessControl(this IServiceCollection services) => services.AddHostedService<ProcessControlService>();
 
     /// <summary>Writes the pid without a newline, atomically (write then rename).</summary>
     public static void WritePidFile(string path)
     {
         var full = Path.GetFullPath(path);
         var temporary = full + ".tmp";
-        File.WriteAllText(temporary, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        File.Move(temporary, full, overwrite: true);
+        try
+        {
+            File.WriteAllText(temporary, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            File.Move(temporary, full, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            var reason = ex is DirectoryNotFoundException ? $"no such directory {Path.GetDirectoryName(full)}" : ex.Message;
+            throw new ProcessControlException($"{ProcessOptions.SectionName}:PidFile: cannot write '{path}': {reason}", ex);
+        }
     }
 
     /// <summary>initgroups + setgid + setuid to <paramref name="user"/>; glibc applies them to every thread.</summary>
@@ -59,13 +55,20 @@ public static class ProcessControl
         }
         catch (ArgumentException)
         {
-            throw new InvalidOperationException($"CacheHost:Process:User: unknown user '{user}'");
+            throw new ProcessControlException($"{ProcessOptions.SectionName}:User: unknown user '{user}'");
         }
 
+        // initgroups, not setgroups([gid]): the user's supplementary groups (e.g. ssl-cert for a key file)
+        // are part of what "running as that user" means, and the README promises them.
         var gid = (uint)info.GroupId;
-        if (Syscall.setgroups([gid]) != 0 || Syscall.setgid(gid) != 0 || Syscall.setuid((uint)info.UserId) != 0)
+        if (Libc.InitGroups(info.UserName, gid) != 0)
         {
-            throw new InvalidOperationException($"CacheHost:Process:User: cannot switch to user '{user}': {Stdlib.GetLastError()}");
+            throw new ProcessControlException($"{ProcessOptions.SectionName}:User: cannot set the groups of '{user}': {new System.ComponentModel.Win32Exception(System.Runtime.InteropServices.Marshal.GetLastPInvokeError()).Message}");
+        }
+
+        if (Syscall.setgid(gid) != 0 || Syscall.setuid((uint)info.UserId) != 0)
+        {
+            throw new ProcessControlException($"{ProcessOptions.SectionName}:User: cannot switch to user '{user}': {Stdlib.GetLastError()}");
         }
 
         logger.LogInformation("Dropped privileges to user {User} (uid {Uid}, gid {Gid})", info.UserName, info.UserId, gid);
@@ -164,6 +167,37 @@ public static class ProcessControl
         }
     }
 
+    /// <summary>
+    /// The pid file and privilege drop, in StartAsync of the last hosted service: an exception here fails the
+    /// host's start, so nothing reports ready and the exit status is 1 (never serve with more privilege than asked).
+    /// </summary>
+    private sealed class ProcessControlService(IOptions<ProcessOptions> options, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            var process = options.Value;
+            if (!string.IsNullOrEmpty(process.PidFile))
+            {
+                WritePidFile(process.PidFile);
+            }
+
+            if (!string.IsNullOrEmpty(process.User))
+            {
+                DropPrivileges(process.User, loggerFactory.CreateLogger("CacheHost.Process"));
+            }
+
+            if (Environment.GetEnvironmentVariable(DaemonChildVariable) == "1")
+            {
+                // The -daemon parent exits 0 only once the child has started completely.
+                lifetime.ApplicationStarted.Register(CompleteDaemonStart);
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
     private static void CompleteDaemonStart()
     {
         // Tell the parent we run, then put stdio on /dev/null as daemon(0,0) does (the Console's own
@@ -186,4 +220,14 @@ public static class ProcessControl
 
         Environment.SetEnvironmentVariable(DaemonChildVariable, null);
     }
+}
+
+/// <summary>A -pidfile or -user step failed; the message names the key and the reason in one line.</summary>
+public sealed class ProcessControlException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>libc calls Mono.Posix lacks.</summary>
+internal static partial class Libc
+{
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "initgroups", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int InitGroups(string user, uint group);
 }

@@ -155,12 +155,12 @@ public sealed class LoadToolSettings
                     case "-json": s.Json = true; break;
                     case "-quiet": s.Quiet = true; break;
                     case "-h" or "-help" or "-?" or "--help":
-                        error.Write(Usage);
+                        error.WriteLine(Usage);
                         exitCode = 0;
                         return null;
                     default:
                         error.WriteLine($"Error, \"{arg}\" not recognised");
-                        error.Write(Usage);
+                        error.WriteLine(Usage);
                         exitCode = 1;
                         return null;
                 }

@@ -14,11 +14,14 @@ public sealed class CacheServerOptions
     /// <summary>Configuration section.</summary>
     public const string SectionName = "CacheHost:CacheServer";
 
+    /// <summary>The listen address when none is configured: loopback only.</summary>
+    public const string DefaultListen = "IP:127.0.0.1:9001";
+
     /// <summary>
     /// Addresses to listen on (<c>UNIX:/path</c>, <c>IP:host:port</c>, <c>IP:port</c>, <c>IPv6:[addr]:port</c>,
-    /// <c>FD:n</c>). dc_server's <c>-listen</c>. Required.
+    /// <c>FD:n</c>); a single string is a one-element list. dc_server's <c>-listen</c>. Default
+    /// <see cref="DefaultListen"/>.
     /// </summary>
-    [MinLength(1, ErrorMessage = "at least one listen address is required (e.g. \"UNIX:/run/cachehost/dc.sock\" or \"IP:127.0.0.1:9001\")")]
     public List<string> Listen { get; set; } = [];
 
     /// <summary>

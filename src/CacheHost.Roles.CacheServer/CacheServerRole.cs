@@ -19,7 +19,16 @@ public static class CacheServerRole
     /// <summary>Binds <c>CacheHost:CacheServer</c> (validated at start) and registers the role's hosted service.</summary>
     public static IHostApplicationBuilder AddCacheServerRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<CacheServerOptions, CacheServerOptionsValidator>(CacheServerOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), Validate);
+        builder.Services.AddValidatedOptions<CacheServerOptions, CacheServerOptionsValidator>(CacheServerOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), Validate)
+            .PostConfigure(o =>
+            {
+                // Loopback unless told otherwise: the cache has no authentication (memcached and Redis
+                // default to loopback too). Not a property initialiser: the binder appends to lists.
+                if (o.Listen.Count == 0)
+                {
+                    o.Listen.Add(CacheServerOptions.DefaultListen);
+                }
+            });
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<CacheServerStatistics>();
         builder.Services.AddSingleton(sp => new SessionStore(

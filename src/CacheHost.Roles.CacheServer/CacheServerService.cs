@@ -58,7 +58,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
 
     /// <inheritdoc />
     protected override IEnumerable<ListenerSpec> GetListeners() =>
-        _options.Listen.Select(a => new ListenerSpec(CacheServerRole.Name, TransportAddress.Parse(a), _options.Transport, _handler));
+        _options.Listen.Select((a, i) => new ListenerSpec(CacheServerRole.Name, TransportAddress.Parse(a), _options.Transport, _handler, Key: $"{CacheServerOptions.SectionName}:Listen:{i}"));
 
     /// <inheritdoc />
     public override Task StartAsync(CancellationToken cancellationToken)

@@ -128,7 +128,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
 
     /// <inheritdoc />
     protected override IEnumerable<ListenerSpec> GetListeners() =>
-        [new ListenerSpec(ClientProxyRole.Name, TransportAddress.Parse(_options.Listen), _options.Transport, _handler)];
+        [new ListenerSpec(ClientProxyRole.Name, TransportAddress.Parse(_options.Listen), _options.Transport, _handler, Key: ClientProxyOptions.SectionName + ":Listen")];
 
     /// <inheritdoc />
     public override async Task StartAsync(CancellationToken cancellationToken)

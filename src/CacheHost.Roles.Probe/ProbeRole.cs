@@ -70,7 +70,7 @@ public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider
     protected override IEnumerable<ListenerSpec> GetListeners()
     {
         var options = _options.CurrentValue;
-        yield return new ListenerSpec("Probe", TransportAddress.Parse(options.Listen), options.Transport, this);
+        yield return new ListenerSpec("Probe", TransportAddress.Parse(options.Listen), options.Transport, this, Key: "CacheHost:Probe:Listen");
     }
 
     /// <inheritdoc />

@@ -60,7 +60,7 @@ public sealed class SnoopService : ListenerRoleService, IRoleStatusProvider, ICo
 
     /// <inheritdoc />
     protected override IEnumerable<ListenerSpec> GetListeners() =>
-        [new ListenerSpec(SnoopRole.Name, TransportAddress.Parse(_options.Listen!), _options.Transport, _handler)];
+        [new ListenerSpec(SnoopRole.Name, TransportAddress.Parse(_options.Listen!), _options.Transport, _handler, Key: SnoopOptions.SectionName + ":Listen")];
 
     /// <inheritdoc />
     public override async Task StartAsync(CancellationToken cancellationToken)

@@ -17,6 +17,8 @@ namespace CacheHost.Transport;
 /// </summary>
 public sealed class ConnectionListener : IAsyncDisposable
 {
+    private const int SolSocket = 1, SoReuseAddr = 2; // Linux <asm-generic/socket.h>
+
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
 
@@ -256,6 +258,13 @@ public sealed class ConnectionListener : IAsyncDisposable
             File.Delete(path);
         }
 
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
+        {
+            // bind(2) says ENOENT, which .NET reports as "Cannot assign requested address".
+            throw new IOException($"can't listen on '{address.Text}': no such directory {directory}");
+        }
+
         // The file must be connectable the moment it exists: a client polling for the path would otherwise get
         // ECONNREFUSED between bind(2) and listen(2), and could connect before the mode is applied. So bind under
         // a temporary name in the same directory, apply owner/group/mode (and the role's preparation), listen,
@@ -310,9 +319,17 @@ public sealed class ConnectionListener : IAsyncDisposable
                 socket.DualMode = false;
             }
 
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR only (restart while old connections sit in TIME_WAIT). Not
+            // SetSocketOption(ReuseAddress): on Linux .NET sets SO_REUSEPORT with it, and a second daemon
+            // would then bind the same port and silently get half of the clients, with its own cache.
+            socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
             socket.Bind(new IPEndPoint(ip, address.Port));
             socket.Listen(options.Backlog);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            socket.Dispose();
+            throw new IOException($"can't listen on '{address.Text}': address already in use (another process is listening on it)", ex);
         }
         catch (Exception ex)
         {
@@ -350,7 +367,16 @@ public sealed class ConnectionListener : IAsyncDisposable
         }
 
         var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
-        var found = Dns.GetHostAddresses(address.Host!, family);
+        IPAddress[] found;
+        try
+        {
+            found = Dns.GetHostAddresses(address.Host!, family);
+        }
+        catch (SocketException ex)
+        {
+            throw new IOException($"'{address.Text}': cannot resolve host '{address.Host}': {ex.Message}", ex);
+        }
+
         if (found.Length == 0)
         {
             throw new IOException($"'{address.Text}': host '{address.Host}' has no {(v6 ? "IPv6" : "IPv4")} address");

@@ -22,7 +22,7 @@ internal static class CommandDispatcher
             return RunHost(rest, overrides: null, childArguments: args);
         }
 
-        return DropInCommands.Run(command, rest);
+        return DropInCommands.Run(command, rest, asSubcommand: !DropInCommands.IsProgramName(invokedAs));
     }
 
     private static bool ControlSocketRequested(string[] args) =>
@@ -49,15 +49,21 @@ internal static class CommandDispatcher
         {
             host = HostFactory.Build(args, overrides, useAppSettings: overrides is null);
         }
-        catch (Exception ex) when (ex is ConfigurationException or InvalidOperationException or FormatException)
+        catch (Exception ex) when (ex is ConfigurationException or InvalidOperationException or FormatException or ArgumentException)
         {
             CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: configuration error: {ex.Message}");
             return 1;
         }
 
         var failures = host.Services.GetRequiredService<RoleFailures>();
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("CacheHost");
+        BackgroundService[] backgroundServices = [];
         try
         {
+            // Options are validated here, before the host starts, so that an invalid key is one line and not
+            // the host's "Hosting failed to start" with a stack trace (README: one line, exit 1).
+            ConfigurationKeyCheck.Warn(host.Services.GetRequiredService<Microsoft.Extensions.Configuration.IConfiguration>(), logger);
+            host.Services.GetService<IStartupValidator>()?.Validate();
             var process = host.Services.GetRequiredService<IOptions<ProcessOptions>>().Value;
             if (process.Daemon && Environment.GetEnvironmentVariable(ProcessControl.DaemonChildVariable) != "1")
             {
@@ -65,24 +71,22 @@ internal static class CommandDispatcher
                 return ProcessControl.StartDaemonChild(childArguments, CacheHost.Systemd.Notify.DaemonHandoff.ChildEnvironment(), CacheHost.Systemd.Notify.DaemonHandoff.AnnounceMainPid);
             }
 
-            ProcessControl.ApplyAfterStart(process, host.Services.GetRequiredService<IHostApplicationLifetime>(),
-                host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("CacheHost.Process"));
+            // A first run in a terminal says how to stop it (under systemd, systemctl does).
+            if (host.Services.GetRequiredService<CacheHost.Systemd.SystemdEnvironment>().NotifySocket is null && !Console.IsInputRedirected)
+            {
+                host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(
+                    () => logger.LogInformation("Running; press Ctrl+C (or send SIGTERM) to stop"));
+            }
+
+            // Resolved now: the host disposes its services when Run returns.
+            backgroundServices = host.Services.GetServices<IHostedService>().OfType<BackgroundService>().ToArray();
             host.Run();
-        }
-        catch (OptionsValidationException ex)
-        {
-            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: invalid configuration: {string.Join("; ", ex.Failures)}");
-            return 1;
-        }
-        catch (InvalidOperationException ex) when (ex.Message.Contains("configuration", StringComparison.OrdinalIgnoreCase))
-        {
-            // Binder errors name the key, e.g. "Failed to convert configuration value at 'CacheHost:CacheServer:Capacity'".
-            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: invalid configuration: {ex.Message}");
-            return 1;
         }
         catch (Exception ex)
         {
-            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: failed: {ex.Message}");
+            // The stack trace only at debug level (Serilog:MinimumLevel:Override:CacheHost = Debug).
+            logger.LogDebug(ex, "Start-up failed");
+            CacheHost.Systemd.Logging.JournalStream.WriteError("cachehost: " + StartFailure(ex));
             return 1;
         }
         finally
@@ -90,16 +94,37 @@ internal static class CommandDispatcher
             Serilog.Log.CloseAndFlush();
         }
 
-        if (failures.Any)
+        var failed = false;
+        foreach (var (role, error) in failures.Snapshot())
         {
-            foreach (var (role, error) in failures.Snapshot())
-            {
-                CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: role {role} failed: {error.Message}");
-            }
-
-            return 1;
+            CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: role {role} failed: {error.Message}");
+            failed = true;
         }
 
-        return 0;
+        // A background service that is not a role (watchdog, supervisor work) and crashed stops the host
+        // (BackgroundServiceExceptionBehavior.StopHost) without an exit code: report it, exit 1.
+        foreach (var service in backgroundServices)
+        {
+            if (service.ExecuteTask is { IsFaulted: true } task && !(service is ListenerRoleService role && failures.Snapshot().Any(f => f.Role == role.RoleName)))
+            {
+                CacheHost.Systemd.Logging.JournalStream.WriteError($"cachehost: {service.GetType().Name} failed: {task.Exception!.GetBaseException().Message}");
+                failed = true;
+            }
+        }
+
+        return failed ? 1 : 0;
     }
+
+    /// <summary>One line for an exception that stopped start-up.</summary>
+    private static string StartFailure(Exception ex) => ex switch
+    {
+        OptionsValidationException validation => "invalid configuration: " + string.Join("; ", validation.Failures),
+        AggregateException aggregate when aggregate.InnerExceptions.All(e => e is OptionsValidationException) =>
+            "invalid configuration: " + string.Join("; ", aggregate.InnerExceptions.Cast<OptionsValidationException>().SelectMany(e => e.Failures)),
+        AggregateException aggregate => string.Join("; ", aggregate.InnerExceptions.Select(StartFailure)),
+        // Binder errors name the key, e.g. "Failed to convert configuration value at 'CacheHost:CacheServer:Capacity'".
+        InvalidOperationException when ex.Message.Contains("configuration", StringComparison.OrdinalIgnoreCase) => "invalid configuration: " + ex.Message,
+        ProcessControlException => ex.Message,
+        _ => "failed: " + ex.Message,
+    };
 }

@@ -129,11 +129,11 @@ internal static class DistCacheToolCommands
                     overrides[Section + "Killable"] = "true";
                     break;
                 case "-h" or "-help" or "-?":
-                    Console.Error.Write(ClientUsage);
+                    Console.Error.WriteLine(ClientUsage);
                     return 0;
                 default:
                     Console.Error.WriteLine($"Error, \"{arg}\" not recognised");
-                    Console.Error.Write(ClientUsage);
+                    Console.Error.WriteLine(ClientUsage);
                     return 1;
             }
         }
@@ -203,11 +203,11 @@ internal static class DistCacheToolCommands
 
                     break;
                 case "-h" or "-help" or "-?":
-                    Console.Error.Write(SnoopUsage);
+                    Console.Error.WriteLine(SnoopUsage);
                     return 0;
                 default:
                     Console.Error.WriteLine($"Error, \"{arg}\" not recognised");
-                    Console.Error.Write(SnoopUsage);
+                    Console.Error.WriteLine(SnoopUsage);
                     return 1;
             }
         }

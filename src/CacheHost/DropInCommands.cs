@@ -52,9 +52,14 @@ internal static class DropInCommands
                 return ("help", args[1..]);
             }
 
+            if (args[0] is "--version" or "version")
+            {
+                return ("version", args[1..]);
+            }
+
             if (args[0] is "run")
             {
-                return (null, args[1..]);
+                return args.Length > 1 && IsHelp(args[1]) ? ("run-help", []) : (null, args[1..]);
             }
 
             foreach (var entry in Commands)
@@ -64,22 +69,83 @@ internal static class DropInCommands
                     return (entry.Subcommand, args[1..]);
                 }
             }
+
+            // Anything else that is not a --Key=Value (or Key=Value) setting is a mistyped subcommand: it
+            // must not start the daemon.
+            if (!args[0].StartsWith('-') && !args[0].StartsWith('/') && !args[0].Contains('=', StringComparison.Ordinal))
+            {
+                return ("unknown", args);
+            }
         }
 
         return (null, args);
     }
 
-    /// <summary>Runs a resolved command.</summary>
-    public static int Run(string command, string[] args)
+    private static bool IsHelp(string arg) => arg is "-h" or "--help" or "-help" or "-?";
+
+    /// <summary>The version printed by <c>--version</c> (the assembly's informational version, without a source hash).</summary>
+    public static string Version()
     {
-        if (command == "help")
+        var version = typeof(DropInCommands).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "0.0.0";
+        var plus = version.IndexOf('+', StringComparison.Ordinal);
+        return plus < 0 ? version : version[..plus];
+    }
+
+    /// <summary>True when <paramref name="invokedAs"/> is a drop-in program name (dc_server, daemonproxy, …).</summary>
+    public static bool IsProgramName(string invokedAs) => Commands.Any(c => c.ProgramNames.Contains(invokedAs, StringComparer.Ordinal));
+
+    /// <summary>Runs a resolved command; <paramref name="asSubcommand"/> when started as <c>cachehost SUBCOMMAND</c>.</summary>
+    public static int Run(string command, string[] args, bool asSubcommand = true)
+    {
+        switch (command)
         {
-            Console.Out.Write(HelpText());
+            case "help":
+                Console.Out.Write(HelpText());
+                return 0;
+            case "version":
+                Console.Out.WriteLine($"cachehost {Version()}");
+                return 0;
+            case "run-help":
+                Console.Out.Write(RunHelpText);
+                return 0;
+            case "unknown":
+                Console.Error.WriteLine($"cachehost: unknown command '{args[0]}' (cachehost --help lists the commands)");
+                return 1;
+        }
+
+        var entry = Commands.First(c => c.Subcommand == command);
+        if (asSubcommand && args.Length == 1 && IsHelp(args[0]))
+        {
+            // "cachehost SUBCOMMAND --help" is CacheHost's own interface: help on stdout, exit 0. The drop-in
+            // names (dc_server -h: stderr, exit 0; daemonproxy --help: exit 1) keep the originals' behaviour.
+            var error = Console.Error;
+            Console.SetError(Console.Out);
+            try
+            {
+                entry.Run(["-h"]);
+            }
+            finally
+            {
+                Console.SetError(error);
+            }
+
             return 0;
         }
 
-        return Commands.First(c => c.Subcommand == command).Run(args);
+        return entry.Run(args);
     }
+
+    private const string RunHelpText = """
+        usage: cachehost [run] [--Key=Value ...]
+          Runs the roles listed in CacheHost:Roles until SIGTERM or SIGINT (Ctrl+C); exit 0 on a clean stop,
+          1 on an invalid configuration, a failed bind or a crashed role.
+          Configuration, later sources winning: appsettings.json beside the executable, the file named by
+          $CACHEHOST_CONFIG, environment variables (CacheHost__CacheServer__Capacity=100000), --Key=Value
+          arguments (--CacheHost:CacheServer:Capacity=100000). Keys: README.md and cachehost(1).
+
+        """;
 
     private static string HelpText()
     {
@@ -87,6 +153,7 @@ internal static class DropInCommands
         text.AppendLine("cachehost - SSL session cache, client proxy, snoop, load tool, process supervisor and Clacks server");
         text.AppendLine();
         text.AppendLine("usage: cachehost [run] [--Key=Value ...]   run the roles listed in CacheHost:Roles (appsettings.json)");
+        text.AppendLine("       cachehost --version               print the version");
         foreach (var entry in Commands)
         {
             text.AppendLine($"       cachehost {entry.Subcommand,-12} {entry.Summary}");

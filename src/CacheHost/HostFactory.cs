@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CacheHost.Core;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
@@ -34,11 +35,11 @@ internal static class HostFactory
         // configuration, so a role list or listener in appsettings.json cannot leak into them.
         if (useAppSettings)
         {
-            builder.Configuration.AddJsonFile("appsettings.json", optional: true, reloadOnChange: false);
+            AddJsonFile(builder.Configuration, Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, source: null);
             var extraConfig = Environment.GetEnvironmentVariable("CACHEHOST_CONFIG");
             if (!string.IsNullOrEmpty(extraConfig))
             {
-                builder.Configuration.AddJsonFile(Path.GetFullPath(extraConfig), optional: false, reloadOnChange: false);
+                AddJsonFile(builder.Configuration, Path.GetFullPath(extraConfig), optional: false, source: "CACHEHOST_CONFIG");
             }
         }
 
@@ -48,6 +49,9 @@ internal static class HostFactory
         {
             builder.Configuration.AddInMemoryCollection(overrides);
         }
+
+        // Last source: a single string at a list key becomes the list's first item.
+        builder.Configuration.AddSingleValueLists(RoleCatalog.AddressListKeys);
 
         builder.Services.AddSingleton<RoleFailures>();
         builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
@@ -79,7 +83,51 @@ internal static class HostFactory
             add(builder);
         }
 
-        return builder.Build();
+        // After the roles: -pidfile and -user run once every listener is bound, before READY.
+        builder.Services.AddProcessControl();
+
+        // A failed start is reported by CommandDispatcher in one line; the host's own "Hosting failed to
+        // start" error carries the whole stack trace: only at debug level. Once started, the host's errors
+        // (a crashed role's "BackgroundService failed" with its trace) are logged as before.
+        var started = new StrongBox<bool>();
+        builder.Services.AddOptions<LoggerFilterOptions>().PostConfigure<CacheHost.Systemd.Logging.LogLevelControl>((options, levels) =>
+            options.AddFilter(HostLogCategory, level => levels.IsEnabled(HostLogCategory, level)
+                && (level < LogLevel.Error || Volatile.Read(ref started.Value) || levels.IsEnabled(HostLogCategory, LogLevel.Debug))));
+
+        var host = builder.Build();
+        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(() => Volatile.Write(ref started.Value, true));
+        return host;
+    }
+
+    /// <summary>The Generic Host's own logger category.</summary>
+    public const string HostLogCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+
+    // A JSON file that cannot be read is one line naming the file and the reason (README: exit 1), not an
+    // unhandled InvalidDataException with its stack.
+    private static void AddJsonFile(ConfigurationManager configuration, string path, bool optional, string? source)
+    {
+        var name = source is null ? path : $"{source}={path}";
+        if (!optional && !File.Exists(path))
+        {
+            throw new ConfigurationException(Directory.Exists(path)
+                ? $"{name}: is a directory, not a JSON file"
+                : $"{name}: no such file" + (Directory.Exists(Path.GetDirectoryName(path)) ? "" : " (no such directory)"));
+        }
+
+        try
+        {
+            configuration.AddJsonFile(path, optional, reloadOnChange: false);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException or FormatException)
+        {
+            var reason = ex;
+            while (reason.InnerException is not null)
+            {
+                reason = reason.InnerException;
+            }
+
+            throw new ConfigurationException($"{name}: {reason.Message}", ex);
+        }
     }
 
     /// <summary>The host's shutdown timeout when no role asks for more: above the transport's default 5 s budget.</summary>
@@ -116,4 +164,4 @@ internal static class HostFactory
 }
 
 /// <summary>A configuration problem found while composing the host; the message names the key.</summary>
-internal sealed class ConfigurationException(string message) : Exception(message);
+internal sealed class ConfigurationException(string message, Exception? inner = null) : Exception(message, inner);

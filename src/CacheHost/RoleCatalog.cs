@@ -22,4 +22,15 @@ internal static class RoleCatalog
             ["Clacks"] = b => CacheHost.Roles.Clacks.ClacksRoleExtensions.AddClacksRole(b),
             ["ProcessSupervisor"] = b => CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.AddProcessSupervisorRole(b),
         };
+
+    /// <summary>
+    /// Keys that take a list of addresses. A single string there is accepted as a one-element list
+    /// (<see cref="CacheHost.Core.SingleValueListConfiguration"/>); users write <c>"Listen": "IP:…"</c>.
+    /// </summary>
+    public static readonly IReadOnlyCollection<string> AddressListKeys =
+    [
+        CacheHost.Roles.CacheServer.CacheServerOptions.SectionName + ":Listen",
+        CacheHost.Roles.Clacks.ClacksRoleExtensions.SectionName + ":Ips",
+        CacheHost.Roles.Clacks.ClacksRoleExtensions.SectionName + ":Sockets",
+    ];
 }

@@ -232,7 +232,7 @@ public sealed class ProgramTests
         }
     }
 
-    private static void WaitFor(Func<bool> condition)
+    internal static void WaitFor(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (!condition())
@@ -250,16 +250,16 @@ public sealed class ProgramTests
         Assert.Equal(Hex.Bytes("00110000 01 00000001 00 00 01 0001 00"), DistCacheVectorReplayer.ReadExactly(client, 15, Start, "add"));
     }
 
-    private static Socket Connect(string path) => InProcessCacheServer.ConnectTo("UNIX:" + path);
+    internal static Socket Connect(string path) => InProcessCacheServer.ConnectTo("UNIX:" + path);
 
-    private static byte[] Frame(uint uid, DistCacheOperation op, byte[] payload)
+    internal static byte[] Frame(uint uid, DistCacheOperation op, byte[] payload)
     {
         var writer = new System.Buffers.ArrayBufferWriter<byte>();
         DistCacheMessageWriter.Write(writer, false, uid, op, payload);
         return writer.WrittenSpan.ToArray();
     }
 
-    private static byte[] Have(Socket client, string id)
+    internal static byte[] Have(Socket client, string id)
     {
         client.Send(Frame(77, DistCacheOperation.Have, System.Text.Encoding.ASCII.GetBytes(id)));
         return DistCacheVectorReplayer.ReadExactly(client, 15, Start, "have")[14..];

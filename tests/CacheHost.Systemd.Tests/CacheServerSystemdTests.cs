@@ -87,11 +87,12 @@ public sealed class CacheServerSystemdTests
         ], fileName: "systemd-socket-activate");
         using var daemon = DaemonProcess.Start(start);
         daemon.WaitForLine("Listening on", Timeout);
-        // The first connection triggers the exec; the adopted listener must then answer. READY=1 is awaited
-        // first: a JIT start on a loaded machine can outlast the replayer's 5 s reply timeout.
+        // The first connection triggers the exec. The exchange's read budget must not include the cold start
+        // of the runtime (it failed once at a CI load peak): wait for READY=1 first, then it must be answered
+        // by the adopted listener.
         using (Wire.ConnectUnix(activated))
         {
-            notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
+            notify.WaitFor(m => m.Contains("READY=1"), TimeSpan.FromMinutes(2), "READY=1");
         }
 
         AnswersAddThenGet(activated);

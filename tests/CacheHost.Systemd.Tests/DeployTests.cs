@@ -5,19 +5,7 @@ namespace CacheHost.Systemd.Tests;
 /// <summary>Static checks of deploy/ with the systemd tools (no running systemd needed; ecosystem.md 4.3).</summary>
 public sealed class DeployTests
 {
-    internal static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "CacheHost.sln")))
-            {
-                dir = dir.Parent;
-            }
-
-            return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-        }
-    }
+    internal static string RepoRoot => CacheHost.Testing.TestPaths.RepoRoot;
 
     internal static (int Code, string Stdout, string Stderr) Run(string file, params string[] args)
     {
@@ -90,9 +78,10 @@ public sealed class DeployTests
     [Fact]
     public void The_service_is_hardened_and_the_sysusers_file_creates_the_account()
     {
-        var (code, stdout, _) = Run("systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold=25" /* tenths: 2.5 */, Path.Combine(RepoRoot, "deploy/cachehost.service"));
+        // At most 1.6, the score when the package was first hardened (issue 19: never less strict).
+        var (code, stdout, _) = Run("systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold=16" /* tenths */, Path.Combine(RepoRoot, "deploy/cachehost.service"));
         Assert.Equal(0, code);
-        Assert.Matches(@"Overall exposure level for cachehost.service: [0-2]\.\d", stdout);
+        Assert.Matches(@"Overall exposure level for cachehost.service: (0\.\d|1\.[0-6]) ", stdout);
 
         var (sysusersCode, sysusersOut, sysusersErr) = Run("systemd-sysusers", "--dry-run", Path.Combine(RepoRoot, "deploy/cachehost.sysusers.conf"));
         Assert.Equal(0, sysusersCode);

@@ -20,4 +20,19 @@ public static class TestPaths
         System.IO.Directory.CreateDirectory(dir);
         return dir;
     }
+
+    /// <summary>The repository root (the folder holding CacheHost.sln) above the test output.</summary>
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "CacheHost.sln")))
+            {
+                dir = dir.Parent;
+            }
+
+            return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
+        }
+    }
 }

@@ -9,7 +9,7 @@ namespace CacheHost.Systemd.Control;
 /// <c>cachehost ctl [--socket PATH] [--timeout SECONDS] COMMAND [ARG…]</c>: sends one command to the
 /// running daemon's control socket, then <c>echo</c> with a unique marker (the daemonproxy sync
 /// convention), prints every reply line until the marker, and exits 0, or 1 when a reply line is an
-/// <c>error</c>, 2 when the daemon cannot be reached. With COMMAND <c>-</c>, command lines are read from stdin.
+/// <c>error</c>, 2 when the daemon cannot be reached, 1 on a usage error. With COMMAND <c>-</c>, command lines are read from stdin.
 /// Bytes pass unchanged both ways (the socket's lines are byte strings): the command's words are taken from the
 /// raw argv, and reply lines are written to stdout as received.
 /// </summary>
@@ -47,8 +47,8 @@ public static class ControlClient
 
         if (i >= args.Length)
         {
-            error.WriteLine("cachehost ctl: missing command (try 'cachehost ctl help')");
-            return 2;
+            error.WriteLine("cachehost ctl: missing command (usage: cachehost ctl [--socket PATH] [--timeout SECONDS] COMMAND [ARG...]; try 'cachehost ctl help')");
+            return 1;
         }
 
         var commands = args[i] == "-" ? ReadAll(input) : [string.Join('\t', RawArguments(args)[i..])];
@@ -56,6 +56,14 @@ public static class ControlClient
         try
         {
             return Exchange(socket, commands, timeout, output);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
+        {
+            // connect(2) on a missing path is ENOENT, which .NET reports as "Cannot assign requested address".
+            error.WriteLine(File.Exists(socket) || Directory.Exists(socket)
+                ? $"cachehost ctl: no daemon at {socket} (connection refused: a stale socket?)"
+                : $"cachehost ctl: no daemon at {socket} (no such socket; is cachehost running? --socket PATH chooses another)");
+            return 2;
         }
         catch (Exception ex) when (ex is SocketException or IOException or TimeoutException or OperationCanceledException)
         {
@@ -155,6 +163,9 @@ public static class ControlClient
         return result;
     }
 
+    /// <summary>The control socket of the packaged service (RuntimeDirectory=cachehost).</summary>
+    public const string ServiceSocket = "/run/cachehost/control.sock";
+
     // Same resolution as the daemon: CacheHost:Control:Socket from appsettings.json (exe folder),
     // $CACHEHOST_CONFIG and the environment, else the default path.
     private static string DefaultSocket()
@@ -168,8 +179,14 @@ public static class ControlClient
         }
 
         var configured = builder.AddEnvironmentVariables().Build()["CacheHost:Control:Socket"];
-        return string.IsNullOrWhiteSpace(configured)
-            ? ControlOptions.DefaultSocketPath(Environment.GetEnvironmentVariable("RUNTIME_DIRECTORY")?.Split(':')[0])
-            : configured;
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            return configured;
+        }
+
+        var runtime = Environment.GetEnvironmentVariable("RUNTIME_DIRECTORY")?.Split(':')[0];
+        var own = ControlOptions.DefaultSocketPath(runtime);
+        // A daemon of this user (development run) first, else the packaged service's socket.
+        return string.IsNullOrEmpty(runtime) && !File.Exists(own) && File.Exists(ServiceSocket) ? ServiceSocket : own;
     }
 }

@@ -17,8 +17,7 @@ public sealed class ControlOptions
 
     /// <summary>
     /// Unix socket path. Default: <c>$RUNTIME_DIRECTORY/control.sock</c> under systemd, else
-    /// <c>/run/cachehost/control.sock</c> when that directory is writable, else
-    /// <c>$TMPDIR/cachehost-&lt;uid&gt;/control.sock</c>.
+    /// <c>control.sock</c> in <see cref="PrivateDirectory"/> (which must be the daemon user's, mode 0700).
     /// </summary>
     public string? Socket { get; set; }
 
@@ -49,20 +48,58 @@ public sealed class ControlOptions
         string.IsNullOrWhiteSpace(Socket) ? DefaultSocketPath(environment.RuntimeDirectory) : Socket;
 
     /// <summary>The default control socket path (shared by the daemon and <c>cachehost ctl</c>).</summary>
-    public static string DefaultSocketPath(string? runtimeDirectory)
+    public static string DefaultSocketPath(string? runtimeDirectory) =>
+        !string.IsNullOrEmpty(runtimeDirectory) ? Path.Combine(runtimeDirectory, "control.sock") : Path.Combine(PrivateDirectory(), "control.sock");
+
+    /// <summary>
+    /// Where the control socket goes without systemd's RuntimeDirectory=: <c>$XDG_RUNTIME_DIR/cachehost</c>,
+    /// else <c>$TMPDIR/cachehost-&lt;uid&gt;</c>. Never <c>/run/cachehost</c>: that is the packaged service's
+    /// directory, and a development run as root must not take it.
+    /// </summary>
+    public static string PrivateDirectory()
     {
-        if (!string.IsNullOrEmpty(runtimeDirectory))
+        var xdg = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        return !string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)
+            ? Path.Combine(xdg, "cachehost")
+            : Path.Combine(Path.GetTempPath(), $"cachehost-{Syscall.geteuid()}");
+    }
+
+    /// <summary>
+    /// Makes sure <paramref name="directory"/> is private to this process's user: created with mode 0700 if
+    /// missing; otherwise it must be a real directory (not a symlink) owned by the effective uid with mode
+    /// 0700. In a shared temp directory anyone could have created it first and own the socket's
+    /// directory. Returns null when usable, else the reason.
+    /// </summary>
+    public static string? PreparePrivateDirectory(string directory)
+    {
+        var uid = Syscall.geteuid();
+        if (Syscall.mkdir(directory, FilePermissions.S_IRWXU) != 0 && Stdlib.GetLastError() != Errno.EEXIST)
         {
-            return Path.Combine(runtimeDirectory, "control.sock");
+            return $"cannot create {directory}: {Stdlib.GetLastError()}";
         }
 
-        const string run = "/run/cachehost";
-        if (Directory.Exists(run) ? Syscall.access(run, AccessModes.W_OK) == 0 : Syscall.access("/run", AccessModes.W_OK) == 0)
+        if (Syscall.lstat(directory, out var st) != 0)
         {
-            return Path.Combine(run, "control.sock");
+            return $"cannot inspect {directory}: {Stdlib.GetLastError()}";
         }
 
-        return Path.Combine(Path.GetTempPath(), $"cachehost-{Syscall.getuid()}", "control.sock");
+        if ((st.st_mode & FilePermissions.S_IFMT) != FilePermissions.S_IFDIR)
+        {
+            return $"{directory} is not a directory";
+        }
+
+        if (st.st_uid != uid)
+        {
+            return $"{directory} is owned by uid {st.st_uid}, not by this process's uid {uid}";
+        }
+
+        var mode = (uint)st.st_mode & 0x1FF;
+        if (mode != 0x1C0)
+        {
+            return $"{directory} has mode {Convert.ToString(mode, 8)}, not 700";
+        }
+
+        return null;
     }
 }
 

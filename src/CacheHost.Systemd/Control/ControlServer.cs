@@ -45,7 +45,17 @@ public sealed class ControlServer(
 
         var path = settings.ResolveSocketPath(environment);
         var directory = Path.GetDirectoryName(path);
-        if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
+        if (string.IsNullOrWhiteSpace(settings.Socket) && string.IsNullOrEmpty(environment.RuntimeDirectory))
+        {
+            // The fallback in a shared directory: only a private one of our own (a directory someone else
+            // created first would give them the socket), else run without a control socket.
+            if (ControlOptions.PreparePrivateDirectory(directory!) is { } problem)
+            {
+                SystemdLog.ControlDisabled(_logger, problem);
+                return Task.CompletedTask;
+            }
+        }
+        else if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
         {
             Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
         }
