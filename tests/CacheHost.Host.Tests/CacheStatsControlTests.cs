@@ -40,6 +40,11 @@ public sealed class CacheStatsControlTests
         Assert.Equal(1, stats["sessions"]);
         Assert.Equal(64, stats["capacity"]);
         Assert.Equal(3, stats["bytes.stored"]);
+        Assert.Equal(1 << 20, stats["bytes.slabs"]); // one slab page holds the one session (issue 13)
+        Assert.True(stats["gc.allocated_bytes"] > 0);
+        Assert.True(stats.ContainsKey("gc.heap_bytes")); // 0 until the first collection
+        Assert.True(stats["gc.gen0"] >= stats["gc.gen1"] && stats["gc.gen1"] >= stats["gc.gen2"], "gen-0 counts include older collections");
+        Assert.Equal(stats["gc.gen0"] * 1_000_000 / 3, stats["gc.gen0.per_million_ops"]);
         Assert.True(stats["errors.protocolLevel"] >= 1);
         Assert.True(stats["connections.accepted"] >= 2);
         foreach (var key in new[] { "ops.remove", "ops.have", "evictions", "expirations", "bytes.in", "bytes.out", "connections.open", "connections.rejected", "errors.total", "add.rejected" })
