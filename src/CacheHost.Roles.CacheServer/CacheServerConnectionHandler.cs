@@ -89,6 +89,7 @@ internal sealed class CacheServerConnectionHandler(
 
                     if (session.HeldLength > 0)
                     {
+                        await Task.Delay(DistCacheProtocol.CPeerSplitPause, clock).ConfigureAwait(false);
                         DistCacheMessageWriter.WriteFinalFrame(output, isResponse: true, session.HeldUid, DistCacheOperation.Get, session.Held.AsSpan(0, session.HeldLength));
                         session.HeldLength = 0;
                         replies = 1;
@@ -167,7 +168,9 @@ internal sealed class CacheServerConnectionHandler(
             }
 
             var wire = buffer.Slice(0, message.WireLength);
-            if (!Execute(wire, message, output, session))
+            // libdistcache never pipelines: a reply with requests queued behind it goes to some other client.
+            var alone = buffer.Length == message.WireLength;
+            if (!Execute(wire, message, output, session, alone))
             {
                 // ADD shorter than its 8-byte prefix: the reference closes silently (spec 5.1 check 0).
                 if (connection.Warnings.Allow(nameof(CacheServerLog.AddTooShort)))
@@ -188,7 +191,7 @@ internal sealed class CacheServerConnectionHandler(
         }
     }
 
-    private bool Execute(in ReadOnlySequence<byte> wire, in DistCacheMessage message, PipeWriter output, Session session)
+    private bool Execute(in ReadOnlySequence<byte> wire, in DistCacheMessage message, PipeWriter output, Session session, bool alone)
     {
         ReadOnlySpan<byte> payload;
         var single = message.FrameCount == 1 ? message.SingleFramePayload(wire) : default;
@@ -225,7 +228,7 @@ internal sealed class CacheServerConnectionHandler(
                 break;
 
             case DistCacheOperation.Get:
-                var reply = new GetReply(output, uid, session);
+                var reply = new GetReply(output, uid, session, alone);
                 if (store.TryGet(payload, now, ref reply))
                 {
                     statistics.Hits.Increment();
@@ -280,14 +283,15 @@ internal sealed class CacheServerConnectionHandler(
     }
 
     /// <summary>Writes a GET's reply straight from the store's memory (no copy of the session in between).</summary>
-    private struct GetReply(PipeWriter output, uint uid, Session session) : ISessionReader
+    private struct GetReply(PipeWriter output, uint uid, Session session, bool alone) : ISessionReader
     {
         public int Length;
 
         public void Read(ReadOnlySpan<byte> data)
         {
             Length = data.Length;
-            if (DistCacheProtocol.IsCPeerReadHazard(data.Length))
+            // libdistcache never pipelines: a reply with requests queued behind it goes to some other client.
+            if (alone && DistCacheProtocol.IsCPeerReadHazard(data.Length))
             {
                 // The original libdistcache mis-reads this reply when it arrives in one piece (distcache §13.1):
                 // send the final frame in its own write after the others, as the original server's

@@ -14,7 +14,7 @@ namespace CacheHost.Roles.ClientProxy;
 /// order. Malformed frames, a foreign protocol level (13.2) or an ADD shorter than 8 bytes close this connection
 /// only; such an ADD is not forwarded, because the server would drop the shared link for it.
 /// </summary>
-internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ProxyStats stats, ILogger logger) : IConnectionHandler
+internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ProxyStats stats, TimeProvider clock, ILogger logger) : IConnectionHandler
 {
     /// <inheritdoc />
     public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
@@ -175,6 +175,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                             break;
                         }
 
+                        await Task.Delay(DistCacheProtocol.CPeerSplitPause, clock).ConfigureAwait(false);
                         response = pending.Response;
                         DistCacheMessageWriter.WriteFinalFrame(output, isResponse: true, localUid, operation, response[(response.Length - DistCacheProtocol.FinalFrameData(response.Length))..]);
                     }

@@ -49,7 +49,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         _lifetime = lifetime;
         var stats = new ProxyStats();
         _link = new UpstreamLink(_options, stats, clock, logger);
-        _handler = new ClientProxyConnectionHandler(_link, _options, stats, logger);
+        _handler = new ClientProxyConnectionHandler(_link, _options, stats, clock, logger);
     }
 
     /// <summary>The effective settings (tests).</summary>

@@ -148,6 +148,11 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                         source.AdvanceTo(buffer.Start, buffer.End);
                         return;
                     }
+
+                    if (frames.Separated)
+                    {
+                        await Task.Delay(DistCacheProtocol.CPeerSplitPause, clock, done).ConfigureAwait(false);
+                    }
                 }
 
                 source.AdvanceTo(buffer.Start, buffer.End);

@@ -22,13 +22,14 @@ public sealed class RoleStatsCommandTests
         "answers.disconnected", "answers.empty", "inflight", "connections.open", "connections.accepted",
         "connections.rejected", "connections.idle_closed", "link.up", "link.connects", "link.reconnects", "link.losses",
         "errors.malformed_request", "errors.protocol_level", "errors.add_too_short", "errors.malformed_response",
-        "errors.unknown_uid", "bytes.from_clients", "bytes.to_server", "bytes.from_server",
+        "errors.unknown_uid", "errors.mismatched_response", "errors.add_refused", "link.request_timeouts",
+        "bytes.from_clients", "bytes.to_server", "bytes.from_server",
     ];
 
     private static readonly string[] SnoopNames =
     [
         "pairs.open", "pairs.total", "pairs.connect_failed", "frames.client_to_server", "frames.server_to_client",
-        "bytes.client_to_server", "bytes.server_to_client", "errors.decode",
+        "bytes.client_to_server", "bytes.server_to_client", "errors.decode", "pairs.timed_out",
     ];
 
     [Fact]
