@@ -13,6 +13,9 @@ namespace CacheHost.Host.Tests;
 /// and the control socket's fallback directory outside systemd (never /run/cachehost, never a directory
 /// someone else owns).
 /// </summary>
+// Not in parallel with each other: useradd/groupdel replace /etc/group, and replacing a file drops the
+// bind mount a shipped-config run has on it (PackageLayout.WithAccounts), so the group would vanish.
+[Collection("Accounts")]
 public sealed class ProcessIdentityTests
 {
     private static readonly TimeSpan Start = TimeSpan.FromSeconds(60);

@@ -12,6 +12,9 @@ namespace CacheHost.Host.Tests;
 /// (to scratch unix sockets; an upstream to an in-process CacheServer). Each listener and the control
 /// socket must answer, and SIGTERM must stop it with exit 0.
 /// </summary>
+// Not in parallel with each other: useradd/groupdel replace /etc/group, and replacing a file drops the
+// bind mount a shipped-config run has on it (PackageLayout.WithAccounts), so the group would vanish.
+[Collection("Accounts")]
 public sealed class ShippedConfigTests
 {
     private static readonly TimeSpan Start = TimeSpan.FromSeconds(60);

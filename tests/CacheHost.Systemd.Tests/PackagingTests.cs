@@ -229,7 +229,7 @@ public sealed class PackagingTests
 
     private static void CopySources(string from, string to)
     {
-        foreach (var name in new[] { "Directory.Build.props", "Directory.Packages.props", "global.json", "appsettings.json", ".editorconfig" })
+        foreach (var name in new[] { "Directory.Build.props", "Directory.Packages.props", "global.json", "appsettings.json", ".editorconfig", "README.md" })
         {
             if (File.Exists(Path.Combine(from, name)))
             {
