@@ -36,7 +36,10 @@ public sealed class ConnectionListener : IAsyncDisposable
         _options = options;
         _logger = logger;
         _unixPathToRemove = unixPath;
-        EndPoint = socket?.LocalEndPoint;
+
+        // A unix socket is bound under a staging name and renamed into place; the kernel keeps reporting the
+        // staging name, so report the path clients connect to.
+        EndPoint = unixPath is not null ? new UnixDomainSocketEndPoint(unixPath) : socket?.LocalEndPoint;
     }
 
     /// <summary>The configured address.</summary>
