@@ -22,12 +22,13 @@ public static class SystemdHostingExtensions
     /// <summary>
     /// Logging (journald or console, levels per namespace), the systemd lifetime (READY/STOPPING/RELOADING,
     /// signals), the watchdog heartbeat, the socket-activation listener factory and the control socket.
-    /// Call before the roles are added. Reads (and removes) the systemd environment variables.
+    /// Call before the roles are added. Reads (and removes) the systemd environment variables. Returns the
+    /// log level control the logger uses.
     /// </summary>
-    public static void AddSystemdIntegration(this HostApplicationBuilder builder)
+    public static LogLevelControl AddSystemdIntegration(this HostApplicationBuilder builder)
     {
         var environment = SystemdEnvironment.Current;
-        SystemdLogging.Configure(builder);
+        var levels = SystemdLogging.Configure(builder);
 
         var services = builder.Services;
         services.AddSingleton(environment);
@@ -56,6 +57,8 @@ public static class SystemdHostingExtensions
         services.AddSingleton<IControlEvents>(sp => sp.GetRequiredService<ControlServer>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlServer>());
         services.AddHostedService<ActivationCleanup>();
+
+        return levels;
     }
 
     /// <summary>Closes socket-activated descriptors no role claimed, once every role has bound.</summary>

@@ -18,9 +18,9 @@ internal static partial class ConfigurationKeyCheck
     private static readonly string[] CacheHostKeys = ["Roles", "Process", "Control", "Transport", .. RoleCatalog.Roles.Keys];
     private static readonly string[] TransportKeys = ["Engine", "EngineThreads", "InlineCompletions"];
 
-    // Serilog.Settings.Configuration's section names.
-    private static readonly string[] SerilogKeys = ["Using", "MinimumLevel", "WriteTo", "Enrich", "Filter", "Properties", "Destructure", "AuditTo", "LevelSwitches", "FilterSwitches"];
-    private static readonly string[] MinimumLevelKeys = ["Default", "Override", "ControlledBy"];
+    // The Serilog sections this program reads (no Serilog.Settings.Configuration: NativeAOT, docs/systemd.md).
+    private static readonly string[] SerilogKeys = CacheHost.Systemd.Logging.SerilogSettings.TopLevelKeys;
+    private static readonly string[] MinimumLevelKeys = ["Default", "Override"];
 
     /// <summary>One warning per unknown key, with the closest known name when there is one.</summary>
     public static void Warn(IConfiguration configuration, ILogger logger)

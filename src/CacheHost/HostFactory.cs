@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using CacheHost.Core;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
@@ -57,7 +56,7 @@ internal static class HostFactory
         builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
         // IListenerFactory), control socket.
-        builder.AddSystemdIntegration();
+        var levels = builder.AddSystemdIntegration();
         SocketEngineSettings.Apply(builder.Configuration.GetValue("CacheHost:Transport:InlineCompletions", true));
         SocketEngineSettings.ApplyEngine(builder.Configuration["CacheHost:Transport:Engine"], builder.Configuration.GetValue("CacheHost:Transport:EngineThreads", 0));
         var shutdownTimeout = HostShutdownTimeout(builder.Configuration);
@@ -89,13 +88,10 @@ internal static class HostFactory
         // A failed start is reported by CommandDispatcher in one line; the host's own "Hosting failed to
         // start" error carries the whole stack trace: only at debug level. Once started, the host's errors
         // (a crashed role's "BackgroundService failed" with its trace) are logged as before.
-        var started = new StrongBox<bool>();
-        builder.Services.AddOptions<LoggerFilterOptions>().PostConfigure<CacheHost.Systemd.Logging.LogLevelControl>((options, levels) =>
-            options.AddFilter(HostLogCategory, level => levels.IsEnabled(HostLogCategory, level)
-                && (level < LogLevel.Error || Volatile.Read(ref started.Value) || levels.IsEnabled(HostLogCategory, LogLevel.Debug))));
+        levels.QuietUntilStarted = HostLogCategory;
 
         var host = builder.Build();
-        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(() => Volatile.Write(ref started.Value, true));
+        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(levels.MarkStarted);
         return host;
     }
 

@@ -72,6 +72,9 @@ public sealed class EveryEntryPointTests
             connection.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(dir, socket)));
         }
 
+        // The proxy's link may have tried snoop.sock before the Snoop role bound it (roles start in turn; the
+        // proxy answers empty replies while its link is down, like dc_client): wait for the link first.
+        process.WaitForLine("connected to server", Start);
         new DistCacheVectorReplayer(() => InProcessCacheServer.ConnectTo($"UNIX:{dir}/proxy.sock")).Replay(DistCacheVectors.Server("add_tiny_ok"));
         process.Signal(15);
         Assert.Equal(0, process.WaitForExit(Start));

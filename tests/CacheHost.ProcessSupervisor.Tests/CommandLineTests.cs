@@ -14,14 +14,32 @@ public sealed class CommandLineTests
         return (code, p.StdoutRaw, string.Join("\n", p.Stderr));
     }
 
+    // The drop-in name: a link called `daemonproxy` to the apphost selects this tool (argv[0]) with the
+    // original's exit codes; `cachehost daemonproxy --help` is CacheHost's own interface (exit 0, issue 19).
+    private static (int Code, string Out) RunDropIn(params string[] args)
+    {
+        var dir = TempDir.Create();
+        var link = Path.Combine(dir, "daemonproxy");
+        File.CreateSymbolicLink(link, Path.Combine(AppContext.BaseDirectory, "cachehost"));
+        var env = new Dictionary<string, string> { ["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(typeof(object).Assembly.Location)!)!)! };
+        using var p = DaemonProxyProcess.Start(args, skipBanner: false, programName: link, env: env);
+        p.CloseInput();
+        var code = p.WaitForExit(TimeSpan.FromSeconds(20));
+        return (code, p.StdoutRaw);
+    }
+
     [Fact]
     public void HelpVersionAndUsageErrors()
     {
-        var (code, output, _) = RunToEnd("--help");
+        var (code, output) = RunDropIn("--help");
         Assert.Equal(1, code);
         Assert.Contains("options", output);
         Assert.Contains("--interactive", output);
         Assert.Contains("--exit-exec", output);
+
+        (code, output, _) = RunToEnd("--help");
+        Assert.Equal(0, code);
+        Assert.Contains("--interactive", output);
 
         (code, output, _) = RunToEnd("--version");
         Assert.Equal(1, code);

@@ -48,9 +48,30 @@ public sealed class LogLevelControl
         return level >= minimum;
     }
 
+    /// <summary>
+    /// A category whose errors are held back until <see cref="MarkStarted"/> unless it is enabled at Debug: the
+    /// Generic Host's "Hosting failed to start" error repeats, with its whole stack trace, the one line the
+    /// dispatcher prints for a failed start (README "exit status"). Null: nothing is held back.
+    /// </summary>
+    public string? QuietUntilStarted { get; set; }
+
+    /// <summary>Start-up is over: errors of <see cref="QuietUntilStarted"/> (a crashed role's trace) are logged again.</summary>
+    public void MarkStarted() => _started = true;
+
+    private volatile bool _started;
+
     /// <summary>Whether a Serilog event passes: its SourceContext (the logger category) at its level.</summary>
-    public bool IsEnabled(LogEvent logEvent) =>
-        IsEnabled(logEvent.Properties.TryGetValue(Constants.SourceContextPropertyName, out var value) && value is ScalarValue { Value: string category } ? category : null, ToMicrosoft(logEvent.Level));
+    public bool IsEnabled(LogEvent logEvent)
+    {
+        var category = logEvent.Properties.TryGetValue(Constants.SourceContextPropertyName, out var value) && value is ScalarValue { Value: string name } ? name : null;
+        var level = ToMicrosoft(logEvent.Level);
+        if (!IsEnabled(category, level))
+        {
+            return false;
+        }
+
+        return _started || level < LogLevel.Error || category is null || category != QuietUntilStarted || IsEnabled(category, LogLevel.Debug);
+    }
 
     /// <summary>Replaces all levels with those in <paramref name="configuration"/>.</summary>
     public void Load(IConfiguration configuration)

@@ -21,7 +21,8 @@ public sealed class SerilogSettings
     /// <summary>Configuration section.</summary>
     public const string SectionName = "Serilog";
 
-    private static readonly string[] TopLevelKeys = ["MinimumLevel", "Using", "WriteTo", "Enrich", "Properties"];
+    /// <summary>The <c>Serilog</c> sections this program reads; any other is warned about at start and ignored.</summary>
+    public static readonly string[] TopLevelKeys = ["MinimumLevel", "Using", "WriteTo", "Enrich", "Properties"];
     private static readonly string[] ConsoleArgs = ["outputTemplate", "standardErrorFromLevel", "restrictedToMinimumLevel"];
     private static readonly string[] FileArgs =
     [
@@ -45,14 +46,8 @@ public sealed class SerilogSettings
     public static SerilogSettings Read(IConfiguration configuration)
     {
         var section = configuration.GetSection(SectionName);
-        foreach (var child in section.GetChildren())
-        {
-            if (!TopLevelKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
-            {
-                throw new FormatException($"{child.Path}: not supported (supported: {string.Join(", ", TopLevelKeys)})");
-            }
-        }
-
+        // Other top-level sections (a misspelt MinimumLevle, Serilog.Settings.Configuration's Filter or
+        // Destructure) are not errors: ConfigurationKeyCheck warns about each at start, as for CacheHost keys.
         var settings = new SerilogSettings();
         section.Bind(settings);
         for (var i = 0; i < settings.WriteTo.Count; i++)
