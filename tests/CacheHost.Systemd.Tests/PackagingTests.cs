@@ -186,9 +186,12 @@ public sealed class PackagingTests
         {
             notify.WaitFor(m => m.Contains("READY=1"), TimeSpan.FromMinutes(2), "READY=1 from the installed program");
             Assert.Equal(2, rewritten.Listeners.Count);
-            foreach (var (_, address) in rewritten.Listeners)
+            // Both listeners serve one store: a different case on each, so the second does not meet the first's session.
+            string[] cases = ["add_tiny_ok", "get_miss"];
+            for (var i = 0; i < rewritten.Listeners.Count; i++)
             {
-                new DistCacheVectorReplayer(() => Wire.ConnectUnix(address["UNIX:".Length..])).Replay(DistCacheVectors.Server("add_tiny_ok"));
+                var address = rewritten.Listeners[i].Address;
+                new DistCacheVectorReplayer(() => Wire.ConnectUnix(address["UNIX:".Length..])).Replay(DistCacheVectors.Server(cases[i]));
             }
 
             Assert.Equal(0, Syscall.stat($"{scratch}/control.sock", out var controlSocket));
