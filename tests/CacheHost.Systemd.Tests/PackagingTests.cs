@@ -87,14 +87,19 @@ public sealed class PackagingTests
         Assert.Equal("", DeployTests.Run("sh", "-c", $"cd '{root}' && md5sum --quiet -c '{control}/md5sums'").Stdout);
         Assert.DoesNotContain("etc/cachehost", File.ReadAllText(Path.Combine(control, "md5sums")));
 
-        // The packaged program, started under its drop-in name, is a working dc_server under systemd.
+        // The packaged program, started under its drop-in name, is a working dc_server under systemd, with the
+        // unit's MemoryDenyWriteExecute=yes: the kernel's PR_SET_MDWE (inherited across exec) refuses memory that
+        // is writable and executable, as systemd's filter does; a JIT build dies under it at once.
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        var run = DaemonProcess.StartInfo(["-listen", $"UNIX:{dir}/dc.sock"], new Dictionary<string, string?>
+        const string DenyWriteExecute = "import ctypes, os, sys\n"
+            + "if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0: sys.exit('PR_SET_MDWE failed: errno %d' % ctypes.get_errno())\n"
+            + "os.execv(sys.argv[1], sys.argv[1:])";
+        var run = DaemonProcess.StartInfo(["-c", DenyWriteExecute, Path.Combine(root, "usr/bin/dc_server"), "-listen", $"UNIX:{dir}/dc.sock"], new Dictionary<string, string?>
         {
             ["NOTIFY_SOCKET"] = notify.NotifySocket,
             ["RUNTIME_DIRECTORY"] = dir,
-        }, fileName: Path.Combine(root, "usr/bin/dc_server"));
+        }, fileName: "python3");
         using var daemon = DaemonProcess.Start(run);
         var ready = notify.WaitForReady(Timeout);
         Assert.Contains($"CacheServer UNIX:{dir}/dc.sock", ready.Text);
