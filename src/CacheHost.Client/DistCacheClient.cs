@@ -6,7 +6,7 @@ using CacheHost.Transport;
 namespace CacheHost.Client;
 
 /// <summary>
-/// The equivalent of libdistcache's <c>DC_CTX</c> (spec section 8): add/get/remove/has with the C library's
+/// The equivalent of libdistcache's <c>DC_CTX</c> (distcache §8): add/get/remove/has with the C library's
 /// result rules, uids from the process-wide counter, one request at a time per context (callers from several
 /// threads are serialised by an async lock, so a context is thread-safe), and the connection modes of
 /// <see cref="DistCacheClientFlags"/>. On the persistent path an operation allocates nothing besides what the
@@ -67,7 +67,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     private bool IsPersistent => (_flags & DistCacheClientFlags.Persistent) != 0;
 
-    /// <summary>ADD: true only for a response of exactly one byte 0x00 (spec 8).</summary>
+    /// <summary>ADD: true only for a response of exactly one byte 0x00 (distcache §8).</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> AddAsync(ReadOnlyMemory<byte> id, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken = default)
     {
@@ -127,7 +127,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// GET into <paramref name="destination"/>: a hit is a response of at least 5 bytes (shorter ones are misses,
-    /// spec 8 and 13.5). The result reports the session's length even when it did not fit; then (or with an
+    /// distcache §8 and §13.5). The result reports the session's length even when it did not fit; then (or with an
     /// empty destination) <see cref="ReGet"/> copies it without another round trip.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]

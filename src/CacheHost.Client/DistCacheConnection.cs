@@ -10,7 +10,7 @@ namespace CacheHost.Client;
 /// <summary>
 /// One client connection to a distcache peer (server or proxy) on the shared socket transport (the epoll engine
 /// on Linux, see docs/transport.md). Requests are appended to a reusable send buffer and leave in one write
-/// (spec 13.1: whole messages per write keep C peers safe); responses are parsed straight from the transport's
+/// (distcache §13.1: whole messages per write keep C peers safe); responses are parsed straight from the transport's
 /// input pipe. Several requests may be outstanding (pipelining): append N, <see cref="SendAsync"/>, then
 /// <see cref="ReceiveAsync"/> N times. Not thread-safe; <see cref="DistCacheClient"/> adds the locking. No
 /// allocation per request once the buffers have grown.
@@ -68,7 +68,7 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     public void AppendRequest(uint uid, DistCacheOperation operation, ReadOnlySpan<byte> payload) =>
         DistCacheMessageWriter.Write(_send, isResponse: false, uid, operation, payload);
 
-    /// <summary>Appends an ADD request (timeout in milliseconds, spec 5.1 and 13.6).</summary>
+    /// <summary>Appends an ADD request (timeout in milliseconds, distcache §5.1 and §13.6).</summary>
     public void AppendAdd(uint uid, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint timeoutMs)
     {
         if (DistCacheProtocol.AddPrefixSize + id.Length + data.Length > DistCacheProtocol.MaxPayload)
@@ -108,7 +108,7 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     /// <summary>
     /// Reads the next response message. Returns its uid and operation; the payload is in <see cref="Payload"/>.
     /// Throws <see cref="IOException"/> when the peer closes and <see cref="InvalidDataException"/> on a framing
-    /// error (spec 4.2; a foreign protocol level closes only this connection, 13.2).
+    /// error (distcache §4.2; a foreign protocol level closes only this connection, 13.2).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<(uint Uid, DistCacheOperation Operation)> ReceiveAsync(CancellationToken cancellationToken = default)

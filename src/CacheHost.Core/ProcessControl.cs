@@ -9,7 +9,7 @@ using Mono.Unix.Native;
 namespace CacheHost.Core;
 
 /// <summary>
-/// dc_server's start-up order after listening (spec 9.2): daemonise, write the pid file, drop privileges.
+/// dc_server's start-up order after listening (distcache §9.2): daemonise, write the pid file, drop privileges.
 /// The pid file and the privilege drop run after every role has bound its listeners and before READY.
 /// </summary>
 public static class ProcessControl
@@ -22,7 +22,7 @@ public static class ProcessControl
 
     /// <summary>
     /// Registers the -pidfile / -user steps as the last hosted service, so they run after every role has
-    /// bound its listeners (spec 9.2 order) but before the host reports that it started (READY=1, the
+    /// bound its listeners (distcache §9.2 order) but before the host reports that it started (READY=1, the
     /// -daemon parent's exit): a failure stops start-up with exit 1 instead of serving as root.
     /// Call after the roles are added.
     /// </summary>

@@ -8,7 +8,7 @@ using CacheHost.Transport;
 namespace CacheHost.LoadTool;
 
 /// <summary>
-/// One run of the load tool. Default mode is dc_test's barrage (spec 11.2): per client, random sample sessions,
+/// One run of the load tool. Default mode is dc_test's barrage (distcache §11.2): per client, random sample sessions,
 /// uniformly random ADD/REMOVE/GET/HAVE, every result checked against a local model with libdistcache's result
 /// rules; the first wrong result prints dc_test's error line and ends the run with exit code 1. The mix mode
 /// (-mix) is an unmodelled memcached-style workload whose answers are still checked for plausibility (a GET
@@ -187,7 +187,7 @@ internal sealed class LoadRun
                 _sessions = new Session[_s.Sessions];
                 for (var i = 0; i < _sessions.Length; i++)
                 {
-                    // id 10..63 random bytes, data uniform in [datamin, datamax) (spec 11.2).
+                    // id 10..63 random bytes, data uniform in [datamin, datamax) (distcache §11.2).
                     var id = RandomNumberGenerator.GetBytes(10 + Random.Shared.Next(54));
                     var length = _s.DataMax > _s.DataMin ? _s.DataMin + Random.Shared.Next(_s.DataMax - _s.DataMin) : _s.DataMin;
                     _sessions[i] = new Session(id, RandomNumberGenerator.GetBytes(length));

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace CacheHost.LoadTool;
 
 /// <summary>
-/// Command line of the load tool: dc_test's flags with its defaults, limits and messages (spec 11.1), plus the
+/// Command line of the load tool: dc_test's flags with its defaults, limits and messages (distcache §11.1), plus the
 /// CacheHost extensions (-clients, -threads, -pipeline, -duration, -json, -mix, -valuesize, -keys, -quiet).
 /// </summary>
 public sealed class LoadToolSettings

@@ -87,7 +87,7 @@ internal sealed class DistCacheMixConnection(DistCacheConnection connection) : M
             return MixReply.Failed;
         }
 
-        // Result bytes: spec 5 (ADD 0x00 / 0x65 matching session; GET miss 0x01, hit >= 5 bytes; REMOVE/HAVE 0x00/0x01).
+        // Result bytes: distcache §5 (ADD 0x00 / 0x65 matching session; GET miss 0x01, hit >= 5 bytes; REMOVE/HAVE 0x00/0x01).
         switch (operation)
         {
             case MixOperation.Add:

@@ -11,12 +11,12 @@ namespace CacheHost.Roles.CacheServer;
 /// <summary>
 /// Serves one distcache client connection: parse every complete request in the received batch, write each
 /// reply straight into the output pipe, and flush once per batch (pipelined requests are all answered, in
-/// order, however large the replies: fix of spec 13.4). Once a batch's unflushed replies pass half of
+/// order, however large the replies: fix of distcache §13.4). Once a batch's unflushed replies pass half of
 /// Transport:MaxWriteBufferSize the handler flushes and waits for the peer to take them before answering the
 /// rest, so a client that pipelines and does not read holds at most MaxReadBufferSize of requests plus about
 /// 1.5 x MaxWriteBufferSize and one reply of output (issue 21). Any malformed frame, a foreign protocol level or
 /// an ADD shorter than 8 bytes closes this connection only, after flushing the replies already produced
-/// (spec 4.3, fix of 13.2). Optional idle and incomplete-request timeouts close stalled peers. No managed
+/// (distcache §4.3, fix of 13.2). Optional idle and incomplete-request timeouts close stalled peers. No managed
 /// allocation per request: the store keeps sessions in its own native slabs.
 /// </summary>
 internal sealed class CacheServerConnectionHandler(
@@ -172,7 +172,7 @@ internal sealed class CacheServerConnectionHandler(
             var alone = buffer.Length == message.WireLength;
             if (!Execute(wire, message, output, session, alone))
             {
-                // ADD shorter than its 8-byte prefix: the reference closes silently (spec 5.1 check 0).
+                // ADD shorter than its 8-byte prefix: the reference closes silently (distcache §5.1 check 0).
                 if (connection.Warnings.Allow(nameof(CacheServerLog.AddTooShort)))
                 {
                     CacheServerLog.AddTooShort(logger, connection.Id, message.PayloadLength);

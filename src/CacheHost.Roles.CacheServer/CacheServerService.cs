@@ -14,7 +14,7 @@ namespace CacheHost.Roles.CacheServer;
 
 /// <summary>
 /// The CacheServer role: binds its listeners in StartAsync, serves distcache connections, and once per
-/// StatsInterval purges expired sessions and logs dc_server's stats line (spec 9.3).
+/// StatsInterval purges expired sessions and logs dc_server's stats line (distcache §9.3).
 /// </summary>
 public sealed class CacheServerService : ListenerRoleService, IControlCommandProvider, IRoleStatusProvider
 {
@@ -63,7 +63,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     /// <inheritdoc />
     public override Task StartAsync(CancellationToken cancellationToken)
     {
-        // dc_server ignores SIGUSR1/2 unless -killable, which turns them into a clean stop (spec 9.1).
+        // dc_server ignores SIGUSR1/2 unless -killable, which turns them into a clean stop (distcache §9.1).
         // The registrations must stay referenced or the handlers are collected.
         foreach (var (number, name) in new[] { (SigUsr1, "SIGUSR1"), (SigUsr2, "SIGUSR2") })
         {
@@ -203,7 +203,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     }
 
     /// <summary>
-    /// dc_server's stats line (spec 9.3):
+    /// dc_server's stats line (distcache §9.3):
     /// <c>Info, total operations = %7lu  (+ %5lu), total sessions = %5u  (%c%3u)</c>.
     /// </summary>
     public static string FormatStatsLine(long operations, long operationsDelta, int sessions, int sessionsDelta)

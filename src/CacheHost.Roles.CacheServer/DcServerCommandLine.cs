@@ -5,7 +5,7 @@ using CacheHost.Core;
 namespace CacheHost.Roles.CacheServer;
 
 /// <summary>
-/// dc_server's command line (distcache spec 9.1), turned into configuration overrides for the same host:
+/// dc_server's command line (distcache §9.1), turned into configuration overrides for the same host:
 /// <c>cachehost server -listen ADDR [-sessions N] [-progress N] [-daemon] [-pidfile P] [-user U]
 /// [-sockowner U] [-sockgroup G] [-sockperms OCTAL] [-killable]</c>. Options are exact single-dash strings;
 /// numbers are parsed leniently like atoi (garbage reads as 0). Error texts match the reference, which

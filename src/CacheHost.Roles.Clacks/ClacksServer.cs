@@ -6,7 +6,7 @@ namespace CacheHost.Roles.Clacks;
 
 /// <summary>
 /// The protocol engine: every line of every connection is executed under one gate, in arrival order per
-/// connection (spec 2.3), which keeps listen sets, the cache, monitors and links consistent without finer
+/// connection (clacks §2.3), which keeps listen sets, the cache, monitors and links consistent without finer
 /// locking. Output goes straight into each connection's transport output (see <see cref="ClacksSession"/>).
 /// Deliveries use an index (name to listening sessions, monitors, links) and encode a line once for all its
 /// recipients.
@@ -56,7 +56,7 @@ internal sealed class ClacksServer
     /// <summary>Raised (outside the gate is not guaranteed) when a client asks for shutdown (OVERHEAD S).</summary>
     public Action<double>? ShutdownRequested { get; set; }
 
-    /// <summary>Global sync lock set by the master during the initial sync (spec 12.3).</summary>
+    /// <summary>Global sync lock set by the master during the initial sync (clacks §12.3).</summary>
     public bool SyncLocked { get; private set; }
 
     /// <summary>Current time in Unix seconds, shifted by the simulated offset.</summary>
@@ -107,7 +107,7 @@ internal sealed class ClacksServer
         return tcs;
     }
 
-    /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (spec 3.1).</summary>
+    /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (clacks §3.1).</summary>
     public ClacksSession Accept(TransportConnection connection, bool unixSocket)
     {
         using (EnterGate())
@@ -140,7 +140,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Registers this slave's own link to its master and sends the opening lines (spec 12.3).</summary>
+    /// <summary>Registers this slave's own link to its master and sends the opening lines (clacks §12.3).</summary>
     public ClacksSession AttachMasterLink(TransportConnection connection, string cid)
     {
         using (EnterGate())
@@ -222,7 +222,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (spec 3.5).</summary>
+    /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (clacks §3.5).</summary>
     public void Remove(ClacksSession session, string reason, bool abort = true)
     {
         using (EnterGate())
@@ -262,7 +262,7 @@ internal sealed class ClacksServer
 
     /// <summary>
     /// Executes a batch of lines from one connection. While the sync lock is held only the master link's
-    /// lines run; other connections wait here (their lines stay queued, spec 12.3).
+    /// lines run; other connections wait here (their lines stay queued, clacks §12.3).
     /// </summary>
     public async ValueTask ProcessAsync(ClacksSession session, List<string> lines)
     {
@@ -298,12 +298,12 @@ internal sealed class ClacksServer
     internal static readonly TimeSpan IntakeWaitLimit = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// Accept and read order of the reference (spec 2.1: its single loop accepts every pending connection, then
+    /// Accept and read order of the reference (clacks §2.1: its single loop accepts every pending connection, then
     /// reads the connections in the order they were accepted). Before a batch of <paramref name="session"/> runs,
     /// connections still waiting on a listener are accepted, and connections accepted earlier that have input
     /// received (in the kernel or read but not processed) are processed first. So a client that connected and
     /// sent LISTEN before another client connected and sent SET always gets that SET, however the threads are
-    /// scheduled. Bounded by <see cref="IntakeWaitLimit"/>; skipped during the sync lock (spec 12.3), whose own
+    /// scheduled. Bounded by <see cref="IntakeWaitLimit"/>; skipped during the sync lock (clacks §12.3), whose own
     /// rule decides the order then.
     /// </summary>
     private async ValueTask WaitForIntakeTurnAsync(ClacksSession session)
@@ -375,7 +375,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
+    /// <summary>Handles an overlong line (our explicit limit, clacks §2.2): error and close.</summary>
     public void RejectOverlong(ClacksSession session, int limit)
     {
         using (EnterGate())
@@ -393,7 +393,7 @@ internal sealed class ClacksServer
 
     private void ProcessLine(ClacksSession session, string line, double now)
     {
-        // 1. Client identification (spec 3.3).
+        // 1. Client identification (clacks §3.3).
         if (line.StartsWith("CLACKS ", StringComparison.Ordinal))
         {
             if (line.Length > 7)
@@ -404,7 +404,7 @@ internal sealed class ClacksServer
             return;
         }
 
-        // 2. OVERHEAD (spec 6), also before authentication.
+        // 2. OVERHEAD (clacks §6), also before authentication.
         var isOverhead = OverheadLine.TryParse(line, out var overhead);
         if (isOverhead)
         {
@@ -478,7 +478,7 @@ internal sealed class ClacksServer
 
     private void ProcessOverhead(ClacksSession session, string line, OverheadLine overhead, double now)
     {
-        // Spec 6.3 order: A, auth check, T, L, C, S, D/N/E, I, G.
+        // clacks §6.3 order: A, auth check, T, L, C, S, D/N/E, I, G.
         if (overhead.Has(OverheadFlags.Auth))
         {
             Authenticate(session, overhead.Value, now);
@@ -628,7 +628,7 @@ internal sealed class ClacksServer
         session.SendDeferred("OVERHEAD O Welcome!");
     }
 
-    /// <summary>Master side of <c>OVERHEAD I 1</c> (spec 12.3): link mode, lock the slave, dump, unlock, PING.</summary>
+    /// <summary>Master side of <c>OVERHEAD I 1</c> (clacks §12.3): link mode, lock the slave, dump, unlock, PING.</summary>
     private void StartMasterSideSync(ClacksSession session, double now)
     {
         SetLink(session, true);
@@ -657,7 +657,7 @@ internal sealed class ClacksServer
         ? $"KEYSYNC {PerlNumber.FormatTime(entry.CacheTime)} 0 D {key}=REMOVED"
         : $"KEYSYNC {PerlNumber.FormatTime(entry.CacheTime)} {PerlNumber.FormatTime(entry.AccessTime)} U {key}={entry.Data}";
 
-    /// <summary>Runs a command (spec 5.2). Returns true when it was executed (permission granted).</summary>
+    /// <summary>Runs a command (clacks §5.2). Returns true when it was executed (permission granted).</summary>
     private bool Execute(ClacksSession session, ClacksCommand command, string line, double now)
     {
         switch (command.Kind)
@@ -868,7 +868,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>KEYSYNC receiver (spec 12.4): counts as a ping, skew-corrected times, newest wins.</summary>
+    /// <summary>KEYSYNC receiver (clacks §12.4): counts as a ping, skew-corrected times, newest wins.</summary>
     private void MergeKeySync(ClacksSession session, ClacksCommand command, double now)
     {
         session.LastPing = now;
@@ -895,7 +895,7 @@ internal sealed class ClacksServer
         return allowed;
     }
 
-    /// <summary>Delivers to every other connection listening to the name; never echoed (spec 7.1).</summary>
+    /// <summary>Delivers to every other connection listening to the name; never echoed (clacks §7.1).</summary>
     private void Deliver(ClacksSession sender, string name, string text, double now)
     {
         if (!_subscribers.TryGetValue(name, out var listeners) || (listeners.Count == 1 && listeners.Contains(sender)))
@@ -913,7 +913,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Forwards an executed command verbatim to every other link (spec 5.1 step 8, 12.5).</summary>
+    /// <summary>Forwards an executed command verbatim to every other link (clacks §5.1 step 8, 12.5).</summary>
     private void ForwardToLinks(ClacksSession origin, string line, double now)
     {
         if (_links.Count == 0 || (_links.Count == 1 && _links.Contains(origin)))
@@ -931,7 +931,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Mirrors a line to every monitor (spec 11).</summary>
+    /// <summary>Mirrors a line to every monitor (clacks §11).</summary>
     private void Debug(string text, double now)
     {
         if (_monitors.Count == 0)
@@ -995,7 +995,7 @@ internal sealed class ClacksServer
         _unlocked.TrySetResult();
     }
 
-    /// <summary>OVERHEAD C (spec 6.1): QUIT to everybody; links first get <c>OVERHEAD GC 1</c> when G was set.</summary>
+    /// <summary>OVERHEAD C (clacks §6.1): QUIT to everybody; links first get <c>OVERHEAD GC 1</c> when G was set.</summary>
     private void CloseAll(bool cascade, double now)
     {
         foreach (var session in _sessions.Values.ToList())
@@ -1010,7 +1010,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Server shutdown (spec 3.5): every connection gets QUIT and is closed.</summary>
+    /// <summary>Server shutdown (clacks §3.5): every connection gets QUIT and is closed.</summary>
     public void QuitAll()
     {
         using (EnterGate())
@@ -1056,7 +1056,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Periodic checks (spec 10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
+    /// <summary>Periodic checks (clacks §10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
     public void Tick()
     {
         using (EnterGate())
@@ -1072,7 +1072,7 @@ internal sealed class ClacksServer
 
                 if (!session.Authenticated && now - session.AcceptedAt > _options.AuthTimeout)
                 {
-                    session.CloseAfterFlush(); // silently (spec 3.4)
+                    session.CloseAfterFlush(); // silently (clacks §3.4)
                     continue;
                 }
 
@@ -1119,7 +1119,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Cache housekeeping (spec 8.3).</summary>
+    /// <summary>Cache housekeeping (clacks §8.3).</summary>
     public void CleanCache()
     {
         using (EnterGate())

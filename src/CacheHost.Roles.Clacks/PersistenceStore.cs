@@ -5,7 +5,7 @@ using Mono.Unix.Native;
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// The persistence file on disk (spec 13): load with fallback <c>file</c>, <c>file_bck</c>, <c>file_</c>;
+/// The persistence file on disk (clacks §13): load with fallback <c>file</c>, <c>file_bck</c>, <c>file_</c>;
 /// save by backing up the current file to <c>file_bck</c>, writing <c>file_</c>, fsync, and renaming it over
 /// <c>file</c>, then fsync of the directory. A crash at any point leaves every complete file complete: the
 /// main file is only ever replaced by rename, and the backup is refreshed the same way.
@@ -54,7 +54,7 @@ internal sealed class PersistenceStore(string path, ILogger logger)
         return new Dictionary<string, CacheEntry>(StringComparer.Ordinal);
     }
 
-    /// <summary>Writes a snapshot (spec 13.2 write cycle, made crash-safe).</summary>
+    /// <summary>Writes a snapshot (clacks §13.2 write cycle, made crash-safe).</summary>
     public void Save(IEnumerable<KeyValuePair<string, CacheEntry>> entries)
     {
         var content = PersistenceFormat.Write(entries);

@@ -6,7 +6,7 @@ namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
 /// Settings of the ClientProxy role, section <c>CacheHost:ClientProxy</c>. The dc_client command line
-/// (<c>cachehost client -server … -listen … -retry … -idle …</c>, spec 10.1) maps onto these keys.
+/// (<c>cachehost client -server … -listen … -retry … -idle …</c>, distcache §10.1) maps onto these keys.
 /// </summary>
 public sealed class ClientProxyOptions
 {
@@ -32,7 +32,7 @@ public sealed class ClientProxyOptions
     [Range(0, 3_600_000)]
     public int IdleMs { get; set; }
 
-    /// <summary>Requests in flight to the server at most (the reference's fixed 512, spec 10.2).</summary>
+    /// <summary>Requests in flight to the server at most (the reference's fixed 512, distcache §10.2).</summary>
     [Range(1, 65_536)]
     public int MaxInFlight { get; set; } = 512;
 
@@ -40,7 +40,7 @@ public sealed class ClientProxyOptions
     /// What the server is: <see cref="ClientProxyServerKind.Original"/> (the default: the C dc_server, or not
     /// known) or <see cref="ClientProxyServerKind.CacheHost"/> (CacheHost's own CacheServer). Nothing on the wire
     /// tells them apart safely, so only this setting unlocks pipelining to the server: the original answers
-    /// pipelined requests wrongly (phantom replies of spec 13.1, taken as answers) or drops the link (13.4).
+    /// pipelined requests wrongly (phantom replies of distcache §13.1, taken as answers) or drops the link (13.4).
     /// </summary>
     public ClientProxyServerKind ServerKind { get; set; } = ClientProxyServerKind.Original;
 
@@ -104,7 +104,7 @@ public enum ClientProxyServerKind
 {
     /// <summary>
     /// The original C dc_server, or unknown: one request on the link at a time, and ADDs the original stores
-    /// corrupted (spec 13.1) are refused.
+    /// corrupted (distcache §13.1) are refused.
     /// </summary>
     Original,
 

@@ -39,7 +39,7 @@ public static class ClientProxyRole
             }
             else if (server.Kind is TransportAddressKind.Tcp4 or TransportAddressKind.Tcp6 && server.Host is null)
             {
-                // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (spec 10.1).
+                // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (distcache §10.1).
                 yield return $"Server: '{options.Server}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
             }
         }

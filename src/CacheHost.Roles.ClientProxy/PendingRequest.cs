@@ -5,7 +5,7 @@ using CacheHost.Protocols.DistCache;
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// The one request a local connection may have in flight (spec 10.2), reused for every request of that
+/// The one request a local connection may have in flight (distcache §10.2), reused for every request of that
 /// connection: the local uid and operation to restore, and the server's answer. Awaitable without allocation.
 /// </summary>
 internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
@@ -53,7 +53,7 @@ internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
         _core.SetResult(true);
     }
 
-    /// <summary>The server link died with this request in flight: the client gets 0x02 (spec 10.3).</summary>
+    /// <summary>The server link died with this request in flight: the client gets 0x02 (distcache §10.3).</summary>
     public void CompleteDisconnected() => _core.SetResult(false);
 
     public bool GetResult(short token) => _core.GetResult(token);

@@ -2,7 +2,7 @@ using System.Text;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Log levels of spec 11, lowest first. A message is written when its level is above the filter.</summary>
+/// <summary>Log levels of daemonproxy §11, lowest first. A message is written when its level is above the filter.</summary>
 internal enum DaemonLogLevel
 {
     None = 0,
@@ -15,18 +15,18 @@ internal enum DaemonLogLevel
 }
 
 /// <summary>
-/// The supervisor's own log (spec 11): lines <c>level: message</c> for the descriptor of a named handle
-/// (<c>stderr</c> by default, <c>log.dest</c> changes it). The loop only appends to a 1 KiB buffer (spec 13)
+/// The supervisor's own log (daemonproxy §11): lines <c>level: message</c> for the descriptor of a named handle
+/// (<c>stderr</c> by default, <c>log.dest</c> changes it). The loop only appends to a 1 KiB buffer (daemonproxy §13)
 /// and never writes itself: a writer thread does the <c>write(2)</c> on a private close-on-exec duplicate of
 /// the destination, so a blocking descriptor that nobody reads (a full pipe, a stopped terminal) stalls only
 /// that thread, never reaping, restarts or commands (issue 14). A line that does not fit is dropped and
 /// counted; <c>warning: lost N log messages</c> follows as soon as space is free again. After a write error
-/// the writer waits 0.5 s before retrying (spec 11, never a busy loop). When no handle has the destination
+/// the writer waits 0.5 s before retrying (daemonproxy §11, never a busy loop). When no handle has the destination
 /// name the log is silent.
 /// </summary>
 internal sealed unsafe class DaemonLog : IDisposable
 {
-    /// <summary>Buffer size of spec 13.</summary>
+    /// <summary>Buffer size of daemonproxy §13.</summary>
     public const int Capacity = 1024;
 
     private const int RetryMs = 500;
@@ -255,7 +255,7 @@ internal sealed unsafe class DaemonLog : IDisposable
                 Monitor.PulseAll(_gate);
                 if (n < 0)
                 {
-                    // Spec 11: after a failure retry at most every 0.5 s; new lines do not wake it earlier.
+                    // daemonproxy §11: after a failure retry at most every 0.5 s; new lines do not wake it earlier.
                     var until = Environment.TickCount64 + RetryMs;
                     for (var left = RetryMs; !_stopping && left > 0; left = (int)(until - Environment.TickCount64))
                     {

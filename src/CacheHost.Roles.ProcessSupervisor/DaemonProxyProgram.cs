@@ -4,7 +4,7 @@ namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>
 /// <c>daemonproxy …</c> / <c>cachehost daemonproxy …</c>: the original's command line, start-up order and exit
-/// codes (spec 2).
+/// codes (daemonproxy §2).
 /// </summary>
 public static class DaemonProxyProgram
 {
@@ -15,14 +15,14 @@ public static class DaemonProxyProgram
     {
         // First: a parent that left SIGCHLD ignored would make the kernel auto-reap our services (research 2.6).
         Libc.signal(17, 0);
-        Libc.umask(0x3F); // 077, inherited by services (spec 2.4 step 1)
+        Libc.umask(0x3F); // 077, inherited by services (daemonproxy §2.4 step 1)
 
         var cl = new DaemonProxyCommandLine();
         var error = cl.Parse(args);
         var settings = cl.Settings;
         if (Libc.getpid() == 1)
         {
-            // Spec 2.2: PID 1 defaults.
+            // daemonproxy §2.2: PID 1 defaults.
             settings.ConfigFile ??= File.Exists("/etc/daemonproxy.conf") ? "/etc/daemonproxy.conf" : null;
             if (settings.Guard == 0)
             {
@@ -82,7 +82,7 @@ public static class DaemonProxyProgram
     }
 
     /// <summary>
-    /// Exit through the fatal path: exec-on-exit when configured (spec 12), else print and exit. Like the
+    /// Exit through the fatal path: exec-on-exit when configured (daemonproxy §12), else print and exit. Like the
     /// original, the fatal message is not printed before the exec (it is in DAEMONPROXY_ERROR); it is printed
     /// when there is no exec or the exec failed.
     /// </summary>
@@ -143,7 +143,7 @@ public static class DaemonProxyProgram
     }
 
     /// <summary>
-    /// <c>-D</c> (spec 2.1, 16): .NET cannot fork, so the program re-spawns itself in a new session with fds 0-2
+    /// <c>-D</c> (daemonproxy §2.1, §16): .NET cannot fork, so the program re-spawns itself in a new session with fds 0-2
     /// on /dev/null, waits until the child has finished start-up (so its socket exists), prints the child's PID
     /// without a newline and exits 0. A child that fails start-up makes the parent exit with its code.
     /// </summary>

@@ -4,8 +4,8 @@ namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>
 /// The few libc calls the supervisor needs that .NET does not expose: raw descriptors, posix_spawn with exact
-/// fd mapping (research 2.5), per-pid reaping (research 2.6), CLOCK_MONOTONIC (spec 16) and execvp for
-/// exec-on-exit (spec 12). Linux/glibc x86-64 and arm64 constants. Errors come back through errno, read with
+/// fd mapping (research 2.5), per-pid reaping (research 2.6), CLOCK_MONOTONIC (daemonproxy §16) and execvp for
+/// exec-on-exit (daemonproxy §12). Linux/glibc x86-64 and arm64 constants. Errors come back through errno, read with
 /// Marshal.GetLastPInvokeError() immediately after the call.
 /// </summary>
 internal static unsafe partial class Libc
@@ -108,7 +108,7 @@ internal static unsafe partial class Libc
     [DllImport(Lib)] public static extern int sigfillset(void* set);
     [DllImport(Lib)] public static extern int sigdelset(void* set, int sig);
 
-    /// <summary>The text of an errno value, as strerror gives it (the wire quotes these, spec 5).</summary>
+    /// <summary>The text of an errno value, as strerror gives it (the wire quotes these, daemonproxy §5).</summary>
     public static string StrError(int errno) => Marshal.PtrToStringUTF8(strerror(errno)) ?? $"errno {errno}";
 
     /// <summary>NUL-terminated UTF-8 copy for a native call.</summary>

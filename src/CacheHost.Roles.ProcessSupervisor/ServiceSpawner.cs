@@ -5,7 +5,7 @@ using System.Text;
 namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>
-/// Starts a service with posix_spawnp (spec 7.2 step 3, research 2.5): the given descriptors land exactly on
+/// Starts a service with posix_spawnp (daemonproxy §7.2 step 3, research 2.5): the given descriptors land exactly on
 /// child fd 0..N-1, <c>-</c> slots (source -1) stay closed, every other descriptor is closed
 /// (addclosefrom_np), all signals get their default disposition and an empty mask, argv[0] is looked up in
 /// PATH, and the environment, cwd and umask are the supervisor's.

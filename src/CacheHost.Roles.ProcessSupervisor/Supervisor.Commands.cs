@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>The command table of spec 5. Each handler returns null on success or the error message.</summary>
+/// <summary>The command table of daemonproxy §5. Each handler returns null on success or the error message.</summary>
 internal sealed partial class Supervisor
 {
     private delegate string? CommandHandler(Controller c, string[] f, string line, long now);
@@ -38,7 +38,7 @@ internal sealed partial class Supervisor
         ["terminate.exec_args"] = CmdExecArgs,
     };
 
-    /// <summary>Line classification of spec 3.2 and the error reply form.</summary>
+    /// <summary>Line classification of daemonproxy §3.2 and the error reply form.</summary>
     private void Execute(Controller c, string line, long now)
     {
         if (Log.Enabled(DaemonLogLevel.Debug))
@@ -102,7 +102,7 @@ internal sealed partial class Supervisor
         return line[pos..];
     }
 
-    /// <summary>Integers of spec 3.3: optional '-', then at least one digit, nothing else.</summary>
+    /// <summary>Integers of daemonproxy §3.3: optional '-', then at least one digit, nothing else.</summary>
     private static bool TryInt(string s, out long value)
     {
         value = 0;
@@ -243,7 +243,7 @@ internal sealed partial class Supervisor
         return null;
     }
 
-    /// <summary>Spec 5: a service object holds argv, fds and tags in its fixed size.</summary>
+    /// <summary>daemonproxy §5: a service object holds argv, fds and tags in its fixed size.</summary>
     private bool FitsServiceObject(Service svc, string args, string fds, string tags) =>
         _settings.ServicePool is null || args.Length + fds.Length + tags.Length + svc.Name.Length + 64 <= _settings.ServiceObjectSize;
 
@@ -347,7 +347,7 @@ internal sealed partial class Supervisor
         svc.Triggers.AddRange(triggers);
         if (svc.State != ServiceState.Up && WantsUp(svc))
         {
-            ScheduleStart(svc, now, now); // the `start` event comes before the auto_up event (spec 5)
+            ScheduleStart(svc, now, now); // the `start` event comes before the auto_up event (daemonproxy §5)
         }
 
         Broadcast(svc.AutoUpLine(), now);
@@ -379,7 +379,7 @@ internal sealed partial class Supervisor
                 }
 
                 svc.State = ServiceState.Down;
-                svc.ExitReason = null; // cancelling loses the last exit information (spec 6.1)
+                svc.ExitReason = null; // cancelling loses the last exit information (daemonproxy §6.1)
                 svc.Pid = 0;
                 Broadcast(svc.StateLine(now), now);
                 return null;
@@ -474,7 +474,7 @@ internal sealed partial class Supervisor
         return null;
     }
 
-    // ---- statedump (spec 9) -------------------------------------------------------------------------
+    // ---- statedump (daemonproxy §9) -------------------------------------------------------------------------
 
     private void ContinueDump(Controller c, long now)
     {

@@ -2,7 +2,7 @@ using System.Net;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Named-handle commands of spec 5 (fd.*), events of spec 6.3.</summary>
+/// <summary>Named-handle commands of daemonproxy §5 (fd.*), events of daemonproxy §6.3.</summary>
 internal sealed partial class Supervisor
 {
     /// <summary>Checks that NAME may be (re)defined; returns an error or null.</summary>
@@ -27,7 +27,7 @@ internal sealed partial class Supervisor
         return null;
     }
 
-    /// <summary>Installs a handle, closing any old descriptor of that name (spec 10: no `deleted` event).</summary>
+    /// <summary>Installs a handle, closing any old descriptor of that name (daemonproxy §10: no `deleted` event).</summary>
     private void Install(NamedHandle handle, long now, bool broadcast = true)
     {
         if (_handles.TryGetValue(handle.Name, out var old))

@@ -95,7 +95,7 @@ internal sealed partial class Supervisor
                 if (c.Dump is not null)
                 {
                     ContinueDump(c, now); // captured output never runs out of space: one call finishes it
-                    DeliverSignals(c, now); // statedump part 3: the signal list (spec 9)
+                    DeliverSignals(c, now); // statedump part 3: the signal list (daemonproxy §9)
                 }
 
                 command.Reply.TrySetResult(capture.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));

@@ -1,11 +1,11 @@
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Service lifecycle (spec 7): starts, forks, reaping by known pid, auto-up and signal triggers.</summary>
+/// <summary>Service lifecycle (daemonproxy §7): starts, forks, reaping by known pid, auto-up and signal triggers.</summary>
 internal sealed partial class Supervisor
 {
     private const int ForkRetrySeconds = 3;
 
-    /// <summary>Puts a service in <c>start</c> (spec 7.2 step 1) and broadcasts it.</summary>
+    /// <summary>Puts a service in <c>start</c> (daemonproxy §7.2 step 1) and broadcasts it.</summary>
     private void ScheduleStart(Service svc, long atNs, long now, int times = 1)
     {
         svc.State = ServiceState.Start;
@@ -22,7 +22,7 @@ internal sealed partial class Supervisor
 
     private void RunServices(long now)
     {
-        // Starts caused by signals first (spec 7.4): services that are down or pending start now.
+        // Starts caused by signals first (daemonproxy §7.4): services that are down or pending start now.
         var newest = _triggerMarker;
         foreach (var record in _signals)
         {
@@ -62,7 +62,7 @@ internal sealed partial class Supervisor
         return false;
     }
 
-    /// <summary>Level-triggered check of spec 7.3: <c>always</c>, or a listed signal with a pending count.</summary>
+    /// <summary>Level-triggered check of daemonproxy §7.3: <c>always</c>, or a listed signal with a pending count.</summary>
     private bool WantsUp(Service svc)
     {
         foreach (var trigger in svc.Triggers)
@@ -88,7 +88,7 @@ internal sealed partial class Supervisor
         ScheduleStart(svc, now + ForkRetrySeconds * Second, now);
     }
 
-    /// <summary>Spec 7.2 step 2-4: resolve the fd list, spawn, create the service controller, broadcast <c>up</c>.</summary>
+    /// <summary>daemonproxy §7.2 step 2-4: resolve the fd list, spawn, create the service controller, broadcast <c>up</c>.</summary>
     private unsafe void Fork(Service svc, long now)
     {
         var argv = svc.Args.Split('\t');
@@ -176,7 +176,7 @@ internal sealed partial class Supervisor
 
         if (parentEnd >= 0)
         {
-            // Spec 4.2: the controller exists before `up` is broadcast, so its first line is its own `up`.
+            // daemonproxy §4.2: the controller exists before `up` is broadcast, so its first line is its own `up`.
             Libc.SetNonBlocking(parentEnd);
             if (!wantsCommands)
             {
@@ -205,7 +205,7 @@ internal sealed partial class Supervisor
         Broadcast(svc.StateLine(now), now);
     }
 
-    /// <summary>Reaps each known pid with waitpid(pid, WNOHANG); never waitpid(-1) (spec 16, research 2.6).</summary>
+    /// <summary>Reaps each known pid with waitpid(pid, WNOHANG); never waitpid(-1) (daemonproxy §16, research 2.6).</summary>
     private unsafe void ReapChildren(long now)
     {
         // Scan after SIGCHLD, and every 500 ms anyway in case a signal was coalesced or missed.
@@ -252,7 +252,7 @@ internal sealed partial class Supervisor
             Broadcast(svc.StateLine(now), now);
             if (WantsUp(svc))
             {
-                // Spec 7.3: a run shorter than the interval restarts at reap + interval, else at once. The
+                // daemonproxy §7.3: a run shorter than the interval restarts at reap + interval, else at once. The
                 // original broadcasts this `start` twice (defect 6, replicated).
                 var ranNs = now - svc.UpNs;
                 var at = ranNs < svc.AutoUpInterval * Second ? now + svc.AutoUpInterval * Second : now;

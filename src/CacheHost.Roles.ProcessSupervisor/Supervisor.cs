@@ -6,7 +6,7 @@ using CacheHost.Transport;
 namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>
-/// The daemonproxy core: one thread runs the event loop of spec 1 over raw descriptors with poll(). Signal
+/// The daemonproxy core: one thread runs the event loop of daemonproxy §1 over raw descriptors with poll(). Signal
 /// handlers and the socket accept task only queue work and write a byte to a wake pipe; all state is touched by
 /// the loop thread alone.
 /// </summary>
@@ -17,10 +17,10 @@ internal sealed partial class Supervisor : IDisposable
     private const int SignalSlots = 16;
     private const int CommandsPerPass = 16;
 
-    private static readonly int[] CountedSignals = [1, 2, 3, 15, 10, 12]; // HUP INT QUIT TERM USR1 USR2 (spec 8)
+    private static readonly int[] CountedSignals = [1, 2, 3, 15, 10, 12]; // HUP INT QUIT TERM USR1 USR2 (daemonproxy §8)
     private static readonly int[] WakeSignals = [17, 14]; // CHLD ALRM: only wake the loop
 
-    // ILL ABRT BUS FPE SEGV: fatal (spec 8). Sent with kill(2) they reach the runtime's signal thread and are
+    // ILL ABRT BUS FPE SEGV: fatal (daemonproxy §8). Sent with kill(2) they reach the runtime's signal thread and are
     // caught here; SIGTRAP is not registered because the runtime aborts on it before any handler runs, and a
     // real fault is the runtime's (a crash), not a catchable event (docs/daemonproxy.md).
     private static readonly int[] FatalSignals = [4, 6, 7, 8, 11];
@@ -80,7 +80,7 @@ internal sealed partial class Supervisor : IDisposable
     /// <summary>Monotonic clock of the wire (whole seconds of CLOCK_MONOTONIC, spec notation).</summary>
     private static long Now() => Libc.MonotonicNs();
 
-    /// <summary>Runs start-up (spec 2.4 steps 3-9) and the loop; returns the exit code.</summary>
+    /// <summary>Runs start-up (daemonproxy §2.4 steps 3-9) and the loop; returns the exit code.</summary>
     public int Run()
     {
         try
@@ -215,7 +215,7 @@ internal sealed partial class Supervisor : IDisposable
         Log.RefreshDestination(); // the log's private descriptor exists from start-up, not from its first line
         if (_settings.HandlePool is { } pool && PooledHandleCount > pool)
         {
-            Fatal(2, "Not enough FD objects to register all open FDs"); // the original's text (exit 2, spec 2.3)
+            Fatal(2, "Not enough FD objects to register all open FDs"); // the original's text (exit 2, daemonproxy §2.3)
         }
 
         InstallSignals();
@@ -308,7 +308,7 @@ internal sealed partial class Supervisor : IDisposable
     }
 
     /// <summary>
-    /// Spec 2.4 step 4: fds 0-2 become stdin/stdout/stderr (as close-on-exec copies, so deleting one never
+    /// daemonproxy §2.4 step 4: fds 0-2 become stdin/stdout/stderr (as close-on-exec copies, so deleting one never
     /// frees a low number under the runtime), every other inherited descriptor becomes fd_N. Descriptors the
     /// runtime opened are close-on-exec; inherited ones are not, which is how they are told apart.
     /// </summary>
@@ -385,7 +385,7 @@ internal sealed partial class Supervisor : IDisposable
             var number = signo;
             _registrations.Add(PosixSignalRegistration.Create((PosixSignal)number, ctx =>
             {
-                // Counted and reported, never fatal (spec 8): the registration must cancel the default action.
+                // Counted and reported, never fatal (daemonproxy §8): the registration must cancel the default action.
                 ctx.Cancel = true;
                 _caught.Enqueue(number);
                 Wake();
@@ -446,7 +446,7 @@ internal sealed partial class Supervisor : IDisposable
         return -1;
     }
 
-    /// <summary>The loop of spec 1, one pass per iteration.</summary>
+    /// <summary>The loop of daemonproxy §1, one pass per iteration.</summary>
     private int Loop()
     {
         while (true)
@@ -497,7 +497,7 @@ internal sealed partial class Supervisor : IDisposable
     {
         if (_fatalSignal is var fatal and not 0)
         {
-            // Spec 8/12: the fatal path (exec-on-exit, else `fatal: Received signal …`); like the original the
+            // daemonproxy §8/§12: the fatal path (exec-on-exit, else `fatal: Received signal …`); like the original the
             // program ends with 4 even when a guard makes the fatal path "attempt to continue".
             _fatalSignal = 0;
             var message = $"Received signal {SignalNames.Name(fatal)} ({fatal})";
@@ -512,7 +512,7 @@ internal sealed partial class Supervisor : IDisposable
             {
                 if (_signals.Count >= SignalSlots)
                 {
-                    _signals.RemoveAt(_signals.Count - 1); // a full table overwrites the last slot (spec 8)
+                    _signals.RemoveAt(_signals.Count - 1); // a full table overwrites the last slot (daemonproxy §8)
                 }
 
                 record = new SignalRecord { Signo = signo };
@@ -527,7 +527,7 @@ internal sealed partial class Supervisor : IDisposable
 
     private string SignalLine(SignalRecord r) => $"signal\t{SignalNames.Name(r.Signo)}\t{r.TsNs / Second}\t{r.Count}\n";
 
-    /// <summary>Spec 4.5: every record with a count and a newer stamp than the controller has seen, oldest first.</summary>
+    /// <summary>daemonproxy §4.5: every record with a count and a newer stamp than the controller has seen, oldest first.</summary>
     private void DeliverSignals(Controller c, long now)
     {
         if (!c.HasOutput)
@@ -558,12 +558,12 @@ internal sealed partial class Supervisor : IDisposable
         }
     }
 
-    // ---- socket controllers (spec 4.1) -------------------------------------------------------------
+    // ---- socket controllers (daemonproxy §4.1) -------------------------------------------------------------
 
     /// <summary>
-    /// Creates (or replaces) the controller listening socket (backlog 2, spec 13) and hands it to the
+    /// Creates (or replaces) the controller listening socket (backlog 2, daemonproxy §13) and hands it to the
     /// transport's listener for accepting. The supervisor keeps the descriptor so it can notice clients
-    /// waiting in the backlog while every controller slot is taken (spec 4.1).
+    /// waiting in the backlog while every controller slot is taken (daemonproxy §4.1).
     /// </summary>
     private string? CreateControlSocket(string path)
     {
@@ -605,7 +605,7 @@ internal sealed partial class Supervisor : IDisposable
         }
     }
 
-    /// <summary>Spec 5 socket.create: a stale socket file is removed first if it is a socket owned by this uid.</summary>
+    /// <summary>daemonproxy §5 socket.create: a stale socket file is removed first if it is a socket owned by this uid.</summary>
     private static void RemoveStaleSocket(string path)
     {
         if (Mono.Unix.Native.Syscall.lstat(path, out var st) == 0
@@ -636,7 +636,7 @@ internal sealed partial class Supervisor : IDisposable
     /// <summary>
     /// Accepts waiting control-socket clients while a slot is free, on the loop thread with a non-blocking
     /// accept4 (issue 14: the earlier accept task cost a thread-pool hop and a wake-up, 6-19 ms before the
-    /// first reply). With every slot taken clients wait in the backlog (spec 4.1); <see cref="Poll"/> watches
+    /// first reply). With every slot taken clients wait in the backlog (daemonproxy §4.1); <see cref="Poll"/> watches
     /// the listening descriptor for both cases.
     /// </summary>
     private unsafe void AcceptPending()
@@ -718,7 +718,7 @@ internal sealed partial class Supervisor : IDisposable
                 c.Flush(now);
                 if (c.Queued > Controller.CommandThreshold)
                 {
-                    return false; // stalled until the peer reads (spec 4.4)
+                    return false; // stalled until the peer reads (daemonproxy §4.4)
                 }
             }
 
@@ -770,13 +770,13 @@ internal sealed partial class Supervisor : IDisposable
                 var rest = c.TakeRemainder();
                 if (rest.Length > 0)
                 {
-                    Execute(c, rest, now); // a final line without LF is run (spec 4.1)
+                    Execute(c, rest, now); // a final line without LF is run (daemonproxy §4.1)
                 }
 
                 CloseController(c);
                 break;
             case ControllerKind.Interactive:
-                // A final unterminated line is ignored; EOF ends the program unless guarded (spec 4.1).
+                // A final unterminated line is ignored; EOF ends the program unless guarded (daemonproxy §4.1).
                 c.TakeRemainder();
                 if (_guard != 0)
                 {
@@ -931,7 +931,7 @@ internal sealed partial class Supervisor : IDisposable
         }
 
         // A free slot: wake for a connecting client. All slots taken: watch the backlog so a waiting client is
-        // reported every 5 s (spec 4.1, 13).
+        // reported every 5 s (daemonproxy §4.1, §13).
         var full = FreeSlot() < 0;
         var watchBacklog = _listenFd >= 0 && (!full || Now() >= _acceptWarnAtNs);
         if (watchBacklog)
@@ -975,10 +975,10 @@ internal sealed partial class Supervisor : IDisposable
         }
     }
 
-    // ---- termination (spec 12) ---------------------------------------------------------------------
+    // ---- termination (daemonproxy §12) ---------------------------------------------------------------------
 
     /// <summary>
-    /// The single fatal path (spec 2.3): exec-on-exit when configured; with only a guard, log and continue;
+    /// The single fatal path (daemonproxy §2.3): exec-on-exit when configured; with only a guard, log and continue;
     /// otherwise log and exit with <paramref name="code"/>.
     /// </summary>
     private void Fatal(int code, string message)
@@ -1037,7 +1037,7 @@ internal sealed partial class Supervisor : IDisposable
     }
 
     /// <summary>
-    /// Replaces the process with the exec-on-exit argv (spec 12), keeping the PID so services stay its
+    /// Replaces the process with the exec-on-exit argv (daemonproxy §12), keeping the PID so services stay its
     /// children. Returns only when the exec failed.
     /// </summary>
     internal unsafe void ExecOnExit(int code, string message)

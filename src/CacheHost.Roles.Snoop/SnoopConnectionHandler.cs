@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging;
 namespace CacheHost.Roles.Snoop;
 
 /// <summary>
-/// One client/server pair (spec 12): connect to the server for the accepted client, then forward whole frames
+/// One client/server pair (distcache §12): connect to the server for the accepted client, then forward whole frames
 /// unchanged in both directions, logging one line per frame. Like the reference, only data_len is checked
 /// (<= 2048); a bad frame is logged and closes the pair. When the client side ends first, replies to requests
 /// already forwarded are still delivered (up to DrainTimeout) before the pair closes, so a client sees exactly
@@ -210,7 +210,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 if (_stderr)
                 {
                     WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message has illegal 'data_len' ({dataLength})"));
-                    // Not a placeholder: dc_snoop prints exactly this line (spec 12); kept for log compatibility.
+                    // Not a placeholder: dc_snoop prints exactly this line (distcache §12); kept for log compatibility.
                     WriteLine($"[TODO: change me] {direction} error");
                 }
                 else if (pair.Warnings.Allow(nameof(SnoopLog.IllegalDataLength)))
@@ -232,7 +232,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
             if (complete && frames.Continued && !frames.Separated && forwarded > 0
                 && DistCacheProtocol.IsCPeerReadHazard(DistCacheProtocol.MaxFrameData + dataLength))
             {
-                // The final frame of a message C readers mis-read in one piece (spec 13.1): our server sends it in
+                // The final frame of a message C readers mis-read in one piece (distcache §13.1): our server sends it in
                 // a write of its own; keep it that way instead of joining it with the frames before.
                 frames.Separated = true;
                 return Forward.Flush;

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Snoop;
 
-/// <summary>Settings of the Snoop role, section <c>CacheHost:Snoop</c> (dc_snoop's <c>-listen</c> and <c>-server</c>, spec 12).</summary>
+/// <summary>Settings of the Snoop role, section <c>CacheHost:Snoop</c> (dc_snoop's <c>-listen</c> and <c>-server</c>, distcache §12).</summary>
 public sealed class SnoopOptions
 {
     /// <summary>Configuration section.</summary>

@@ -8,7 +8,7 @@ using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Snoop;
 
-/// <summary>The Snoop role (dc_snoop, spec 12): binds the listener in StartAsync; every accepted client gets its own server connection.</summary>
+/// <summary>The Snoop role (dc_snoop, distcache §12): binds the listener in StartAsync; every accepted client gets its own server connection.</summary>
 public sealed class SnoopService : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider
 {
     private readonly SnoopOptions _options;

@@ -6,7 +6,7 @@ namespace CacheHost.Transport;
 
 /// <summary>
 /// Applies owner, group and mode to a unix listening socket (dc_server's -sockowner/-sockgroup/-sockperms,
-/// distcache spec 2.1). Unknown user or group names are configuration errors and fail the bind; a chown or
+/// distcache §2.1). Unknown user or group names are configuration errors and fail the bind; a chown or
 /// chmod that the kernel refuses is only a warning, as in the reference.
 /// </summary>
 public static class UnixSocketPermissions

@@ -3,9 +3,9 @@ using System.Globalization;
 namespace CacheHost;
 
 /// <summary>
-/// The dc_client and dc_snoop command lines (spec 10.1 and 12), turned into configuration overrides of the same
+/// The dc_client and dc_snoop command lines (distcache §10.1 and §12), turned into configuration overrides of the same
 /// host that <c>cachehost run</c> starts. Messages and exit codes follow the reference (dc_client prints
-/// single-dash flag names in its errors, spec 9.1).
+/// single-dash flag names in its errors, distcache §9.1).
 /// </summary>
 internal static class DistCacheToolCommands
 {
@@ -96,7 +96,7 @@ internal static class DistCacheToolCommands
                         return 1;
                     }
 
-                    // Strict decimal (unlike the atoi of the other tools), spec 10.1.
+                    // Strict decimal (unlike the atoi of the other tools), distcache §10.1.
                     var min = arg == "-retry" ? 1 : 0;
                     if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) || ms < min || ms > 3_600_000)
                     {
@@ -168,7 +168,7 @@ internal static class DistCacheToolCommands
         {
             ["CacheHost:Roles"] = null,
             ["CacheHost:Roles:0"] = "Snoop",
-            // dc_snoop prints bare lines on stderr (spec 12).
+            // dc_snoop prints bare lines on stderr (distcache §12).
             ["CacheHost:Snoop:FrameOutput"] = "Stderr",
         };
         var hostArgs = new List<string>();

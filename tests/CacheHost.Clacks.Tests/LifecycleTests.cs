@@ -88,7 +88,7 @@ public sealed class LifecycleTests
     }
 }
 
-/// <summary>Clock skew compensation through OVERHEAD T (spec 12.4 step 2).</summary>
+/// <summary>Clock skew compensation through OVERHEAD T (clacks §12.4 step 2).</summary>
 public sealed class ClockSkewTests
 {
     [Fact]

@@ -5,7 +5,7 @@ using Xunit;
 
 namespace CacheHost.ClientProxy.Tests;
 
-/// <summary>The DC_CTX equivalent against a real CacheServer and against a scripted server (spec 8 result rules, connection modes).</summary>
+/// <summary>The DC_CTX equivalent against a real CacheServer and against a scripted server (distcache §8 result rules, connection modes).</summary>
 public sealed class ClientLibraryTests
 {
     private static readonly byte[] Id = "client-lib-session-1"u8.ToArray();
@@ -53,7 +53,7 @@ public sealed class ClientLibraryTests
         await using var client = await DistCacheClient.CreateAsync(server.Address, DistCacheClientFlags.Persistent);
         Assert.True(await client.AddAsync(Id, new byte[] { 1, 2, 3, 4 }, 60_000));
         var result = await client.GetAsync(Id, new byte[100]);
-        Assert.False(result.Success); // spec 8 / 13.5: < 5 bytes is a miss for the C library
+        Assert.False(result.Success); // distcache §8 / 13.5: < 5 bytes is a miss for the C library
         Assert.Equal(DistCacheHaveResult.Yes, await client.HaveAsync(Id));
     }
 

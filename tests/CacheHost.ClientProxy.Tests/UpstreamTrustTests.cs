@@ -10,7 +10,7 @@ namespace CacheHost.ClientProxy.Tests;
 /// <summary>
 /// Issue 21 items 3 and 10 over real sockets. The proxy no longer trusts its server blindly (a reply with another
 /// operation than its request drops the link; an optional per-request timeout), and in front of an original C
-/// dc_server — here <see cref="FakeOriginalServer"/>, a model of its reading defect (spec 13.1), since no original
+/// dc_server — here <see cref="FakeOriginalServer"/>, a model of its reading defect (distcache §13.1), since no original
 /// binary is available — it gives no wrong answers by default.
 /// </summary>
 public sealed class UpstreamTrustTests

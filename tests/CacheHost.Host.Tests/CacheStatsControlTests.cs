@@ -110,7 +110,7 @@ public sealed class CacheStatsControlTests
             .Select(l => l.Split('\t'))
             .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
 
-    /// <summary>One ADD exchange (spec 5.1 payload: 8-byte prefix, id, data); the reply is the 15-byte result.</summary>
+    /// <summary>One ADD exchange (distcache §5.1 payload: 8-byte prefix, id, data); the reply is the 15-byte result.</summary>
     private static void Add(Socket client, uint uid, uint timeoutMs, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data)
     {
         var payload = new byte[8 + id.Length + data.Length];

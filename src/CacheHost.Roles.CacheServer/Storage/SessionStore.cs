@@ -10,7 +10,7 @@ public interface ISessionReader
 }
 
 /// <summary>
-/// The session cache with dc_server's semantics (distcache spec 5-6) and none of its limits:
+/// The session cache with dc_server's semantics (distcache §5-6) and none of its limits:
 /// <list type="bullet">
 /// <item>Session id and data live in native memory the store manages itself (<see cref="SlabAllocator"/>,
 /// size classes as memcached's slabs); the index is 64 shards, each an array-backed hash table of structs and
@@ -19,10 +19,10 @@ public interface ISessionReader
 /// <item>Every operation locks only the shard its id hashes to (held for one probe, and for GET one copy of the
 /// data into the caller's reader), so connections on different ids rarely meet. Expired entries are popped
 /// from the top of the shard's heap lazily, so no request ever scans the store; an expired entry is never
-/// returned, even before it is purged (<c>now &gt; expiry</c>, spec 6.2).</item>
+/// returned, even before it is purged (<c>now &gt; expiry</c>, distcache §6.2).</item>
 /// <item>Capacity is exact and global. When an ADD finds the store full it takes every shard lock (rare:
 /// once per capacity/30 inserts on a full cache), purges what has expired, and evicts the
-/// max(1, floor(capacity/30)) entries that expire soonest across all shards (spec 6.3), ties in insertion
+/// max(1, floor(capacity/30)) entries that expire soonest across all shards (distcache §6.3), ties in insertion
 /// order. The duplicate check comes first, so a rejected duplicate never evicts.</item>
 /// </list>
 /// </summary>
@@ -95,7 +95,7 @@ public sealed unsafe class SessionStore : IDisposable
     public long Now => _clock.GetTimestamp();
 
     /// <summary>
-    /// Stores a session unless an unexpired one with the same id exists (ADD never replaces, spec 5.1 step 5).
+    /// Stores a session unless an unexpired one with the same id exists (ADD never replaces, distcache §5.1 step 5).
     /// Returns <see cref="DistCacheResult.Ok"/> or <see cref="DistCacheResult.AddMatchingSession"/>.
     /// </summary>
     public DistCacheResult Add(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint timeoutMs, long now)
@@ -206,7 +206,7 @@ public sealed unsafe class SessionStore : IDisposable
         }
     }
 
-    /// <summary>Removes a session; true only when an unexpired one was removed (spec 5.3).</summary>
+    /// <summary>Removes a session; true only when an unexpired one was removed (distcache §5.3).</summary>
     public bool Remove(ReadOnlySpan<byte> id, long now)
     {
         var hash = Hash(id);
@@ -409,10 +409,10 @@ public sealed unsafe class SessionStore : IDisposable
     {
         public byte* Block;
 
-        /// <summary>Expiry timestamp (clock ticks): the entry is expired when now &gt; Expiry (spec 6.2).</summary>
+        /// <summary>Expiry timestamp (clock ticks): the entry is expired when now &gt; Expiry (distcache §6.2).</summary>
         public long Expiry;
 
-        /// <summary>Global insertion order; equal expiries keep insertion order (spec 6.3).</summary>
+        /// <summary>Global insertion order; equal expiries keep insertion order (distcache §6.3).</summary>
         public long Sequence;
 
         /// <summary>Next entry number + 1 in the bucket's chain (or in the free list), 0 at the end.</summary>

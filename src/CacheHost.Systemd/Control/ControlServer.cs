@@ -11,7 +11,7 @@ using Mono.Unix.Native;
 namespace CacheHost.Systemd.Control;
 
 /// <summary>
-/// Serves the daemon-wide TSV control socket (daemonproxy line conventions, spec 3) on a unix socket with
+/// Serves the daemon-wide TSV control socket (daemonproxy line conventions, daemonproxy §3) on a unix socket with
 /// the configured owner, group and mode. It binds through <see cref="IListenerFactory"/> under the name
 /// "control", so a socket unit with <c>FileDescriptorName=control</c> can pass it in. Also the
 /// <see cref="IControlEvents"/> broadcaster for roles.

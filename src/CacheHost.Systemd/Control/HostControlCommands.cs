@@ -71,7 +71,7 @@ public sealed class HostControlCommands(IServiceProvider services, HostStatus st
     }
 
     // log.filter                 -> current levels
-    // log.filter<TAB>LEVEL       -> default level (daemonproxy form, spec 5)
+    // log.filter<TAB>LEVEL       -> default level (daemonproxy form, daemonproxy §5)
     // log.filter<TAB>NS<TAB>LEVEL -> one namespace; until the next reload
     private void LogFilter(ControlCommand command, IControlReply reply)
     {
