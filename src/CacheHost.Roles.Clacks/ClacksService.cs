@@ -15,9 +15,9 @@ namespace CacheHost.Roles.Clacks;
 
 /// <summary>
 /// The Clacks role on the shared listener base: unix sockets (plain) and TCP addresses (TLS from the first byte
-/// through the transport's TLS adapter, spec 2.1) are served by the transport's accept loops, connection limit,
-/// tracking and shutdown; this class adds the master link (spec 12), the timers of spec 8.3, 10 and 13.2, and
-/// the shutdown order of spec 3.5 (save, QUIT to everybody, then the transport closes what is left).
+/// through the transport's TLS adapter, clacks §2.1) are served by the transport's accept loops, connection limit,
+/// tracking and shutdown; this class adds the master link (clacks §12), the timers of clacks §8.3, §10 and §13.2, and
+/// the shutdown order of clacks §3.5 (save, QUIT to everybody, then the transport closes what is left).
 /// </summary>
 internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, IRoleStatusProvider, IControlCommandProvider
 {
@@ -33,7 +33,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     private long _lastTickTimestamp;
 
     public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory)
-        : base(ClacksRoleExtensions.RoleName, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"))
+        : base(ClacksRole.Name, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"))
     {
         _options = options.Value;
         _lifetime = lifetime;
@@ -55,7 +55,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         {
             // socketchmod before the file appears and listens (issue 21 item 9: it was applied up to 0.5 s after
             // the first accept); socketcommands refer to the path, so they run once it is in place (StartAsync).
-            yield return new ListenerSpec(ClacksRoleExtensions.RoleName, TransportAddress.Parse("UNIX:" + path), _options.Transport, this,
+            yield return new ListenerSpec(ClacksRole.Name, TransportAddress.Parse("UNIX:" + path), _options.Transport, this,
                 PrepareUnixSocket: string.IsNullOrEmpty(_options.SocketChmod) ? null : staged => RunProcess("chmod", [_options.SocketChmod!, staged], $"chmod {_options.SocketChmod} {path}", path));
         }
 
@@ -68,7 +68,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
                 _options.Transport);
             foreach (var ip in _options.Ips)
             {
-                yield return new ListenerSpec(ClacksRoleExtensions.RoleName, TcpAddress(ip, _options.Port!.Value), _options.Transport, this, tls);
+                yield return new ListenerSpec(ClacksRole.Name, TcpAddress(ip, _options.Port!.Value), _options.Transport, this, tls);
             }
         }
     }
@@ -118,7 +118,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Spec 3.5: no new connections, persistence saved, then every connection (the master link too) gets QUIT
+        // clacks §3.5: no new connections, persistence saved, then every connection (the master link too) gets QUIT
         // and is closed; the transport aborts those that do not finish within Transport:ShutdownTimeout.
         foreach (var server in Servers)
         {
@@ -142,7 +142,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         await RunSessionAsync(session).ConfigureAwait(false);
     }
 
-    /// <summary>Sends QUIT and closes <paramref name="session"/> when <paramref name="token"/> fires (shutdown, spec 3.5).</summary>
+    /// <summary>Sends QUIT and closes <paramref name="session"/> when <paramref name="token"/> fires (shutdown, clacks §3.5).</summary>
     private CancellationTokenRegistration QuitWhen(CancellationToken token, ClacksSession session) =>
         token.Register(static state =>
         {
@@ -255,7 +255,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     private int LineLimit(ClacksSession session, bool loginInBatch) =>
         session.Authenticated || session.IsMasterLink || loginInBatch ? _options.MaxLineBytes : Math.Min(_options.MaxLineBytes, _options.MaxUnauthenticatedLineBytes);
 
-    /// <summary>Slave side (spec 12.3/12.6): dial, handshake, serve the link, re-dial after a delay.</summary>
+    /// <summary>Slave side (clacks §12.3/§12.6): dial, handshake, serve the link, re-dial after a delay.</summary>
     private async Task MasterLinkLoopAsync(CancellationToken stoppingToken)
     {
         var master = _options.Master;
@@ -278,7 +278,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
                     connectTimeout.CancelAfter(TimeSpan.FromSeconds(master.ConnectTimeout));
                     var plain = await OutboundConnector.ConnectAsync(TcpAddress(ip, master.Port), _options.Transport, Logger, connectTimeout.Token).ConfigureAwait(false);
 
-                    // The reference does not verify the master's certificate (spec 12.1).
+                    // The reference does not verify the master's certificate (clacks §12.1).
                     var tls = TlsConnectionAdapter.Client(
                         new SslClientAuthenticationOptions { TargetHost = ip, RemoteCertificateValidationCallback = static (_, _, _, _) => true },
                         TimeSpan.FromSeconds(Math.Max(5, _options.TlsHandshakeTimeout)),

@@ -12,7 +12,7 @@ using Microsoft.Extensions.Options;
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// The ClientProxy role (dc_client, spec 10): binds the local listener in StartAsync (before any server
+/// The ClientProxy role (dc_client, distcache §10): binds the local listener in StartAsync (before any server
 /// connect, as the reference's start-up order), then keeps the upstream link alive in RunAsync.
 /// </summary>
 public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider
@@ -47,7 +47,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         }
 
         _lifetime = lifetime;
-        var stats = new ProxyStats();
+        var stats = new ClientProxyStatistics();
         _link = new UpstreamLink(_options, stats, clock, logger);
         _handler = new ClientProxyConnectionHandler(_link, _options, stats, clock, logger);
     }
@@ -133,7 +133,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     /// <inheritdoc />
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
-        // dc_client, like dc_server, ignores SIGUSR1/2 unless -killable (spec 10.1 -> 9.1).
+        // dc_client, like dc_server, ignores SIGUSR1/2 unless -killable (distcache §10.1 -> 9.1).
         foreach (var (number, name) in new[] { (SigUsr1, "SIGUSR1"), (SigUsr2, "SIGUSR2") })
         {
             _signals.Add(PosixSignalRegistration.Create((PosixSignal)number, context =>

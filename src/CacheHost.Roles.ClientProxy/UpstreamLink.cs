@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// The proxy's one persistent connection to the server (spec 10.2-10.4). Local requests are copied into a
+/// The proxy's one persistent connection to the server (distcache §10.2-10.4). Local requests are copied into a
 /// staging buffer with their uid rewritten to the next value of a 32-bit counter (from 1, wrapping modulo 2^32
 /// and skipping uids still in flight: fix of 13.9). On an epoll loop the staged requests leave at the end of the
 /// loop's round (<see cref="ClientProxyOptions.CoalesceWrites"/>); otherwise whichever caller finds the writer idle
@@ -48,7 +48,7 @@ internal sealed class UpstreamLink
     private long _mismatchedResponses;
     private long _requestTimeouts;
 
-    public UpstreamLink(ClientProxyOptions options, ProxyStats stats, TimeProvider clock, ILogger logger)
+    public UpstreamLink(ClientProxyOptions options, ClientProxyStatistics stats, TimeProvider clock, ILogger logger)
     {
         _options = options;
         _clock = clock;
@@ -78,7 +78,7 @@ internal sealed class UpstreamLink
         }
     }
 
-    public ProxyStats Stats { get; }
+    public ClientProxyStatistics Stats { get; }
 
     /// <summary>Successful connects to the server (the first one included).</summary>
     public long Connects => Interlocked.Read(ref _connects);
@@ -280,10 +280,9 @@ internal sealed class UpstreamLink
             warned = false;
             Interlocked.Increment(ref _connects);
             ClientProxyLog.ServerConnected(_logger, _server.Text);
-            var reason = await ServeAsync(connection, stopping).ConfigureAwait(false);
+            await ServeAsync(connection, stopping).ConfigureAwait(false);
             lastAttempt = DateTime.UtcNow;
             await connection.DisposeAsync().ConfigureAwait(false);
-            _ = reason;
         }
     }
 
@@ -356,7 +355,7 @@ internal sealed class UpstreamLink
     /// </summary>
     public void AbandonInFlight() => Fail("shutting down");
 
-    /// <summary>Marks the link down and answers every in-flight request with 0x02 (spec 10.3).</summary>
+    /// <summary>Marks the link down and answers every in-flight request with 0x02 (distcache §10.3).</summary>
     private void Fail(string reason)
     {
         PendingRequest[] orphans;
@@ -464,7 +463,7 @@ internal sealed class UpstreamLink
                 {
                     if (_inFlight.TryGetValue(message.Uid, out pending) && pending.Operation != message.Operation)
                     {
-                        // Not the answer to this request (e.g. an original server's phantom reply, spec 13.1): the
+                        // Not the answer to this request (e.g. an original server's phantom reply, distcache §13.1): the
                         // stream can no longer be trusted. The request stays in flight and gets 0x02 with the rest.
                         Interlocked.Increment(ref _mismatchedResponses);
                         ClientProxyLog.MismatchedResponse(_logger, message.Uid, message.Operation, pending.Operation);

@@ -96,7 +96,7 @@ internal sealed class ProcessSupervisorService(
         };
         var supervisor = new Supervisor(settings);
         supervisor.Log.Destination = () => -1;
-        supervisor.Log.Mirror = (level, message) => SupervisorLog.Forward(logger, Map(level), message);
+        supervisor.Log.Mirror = (level, message) => ProcessSupervisorLog.Forward(logger, Map(level), message);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         settings.OnReady = () => ready.TrySetResult();
         if (events is not null)
@@ -118,7 +118,7 @@ internal sealed class ProcessSupervisorService(
         _thread = new Thread(() =>
         {
             var code = supervisor.Run();
-            SupervisorLog.Terminated(logger, code);
+            ProcessSupervisorLog.Terminated(logger, code);
             if (!ready.Task.IsCompleted)
             {
                 ready.TrySetException(new InvalidOperationException($"process supervisor failed to start (exit code {code})"));
@@ -135,7 +135,7 @@ internal sealed class ProcessSupervisorService(
             IsBackground = true,
         };
         _thread.Start();
-        SupervisorLog.Started(logger, o.ConfigFile, o.SocketPath);
+        ProcessSupervisorLog.Started(logger, o.ConfigFile, o.SocketPath);
         return ready.Task;
     }
 

@@ -50,7 +50,7 @@ public static class SystemdHostingExtensions
         services.RemoveAll<IListenerFactory>();
         services.AddSingleton<IListenerFactory>(sp => sp.GetRequiredService<SocketActivationListenerFactory>());
 
-        services.AddValidatedOptions<ControlOptions, ControlOptionsValidator>(ControlOptions.Section, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
+        services.AddValidatedOptions<ControlOptions, ControlOptionsValidator>(ControlOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         services.AddSingleton<HostControlCommands>();
         services.AddSingleton<ControlDispatcher>();
         services.AddSingleton<ControlServer>();

@@ -96,7 +96,7 @@ public sealed class ConnectionListener : IAsyncDisposable
     {
         if (_socket is null)
         {
-            // FD:<rd>:<wr> with plain descriptors: "accepts" exactly once (distcache spec 2.1).
+            // FD:<rd>:<wr> with plain descriptors: "accepts" exactly once (distcache §2.1).
             return Interlocked.Exchange(ref _singleConnection, null);
         }
 
@@ -176,7 +176,7 @@ public sealed class ConnectionListener : IAsyncDisposable
 
     /// <summary>
     /// True when a connection waits in the listen queue (poll(2) for readability, without waiting). Lets a protocol
-    /// that must see connections in the order they arrived (Clacks, spec 2.1) let pending accepts go first.
+    /// that must see connections in the order they arrived (clacks §2.1) let pending accepts go first.
     /// </summary>
     public bool HasPendingConnection
     {
@@ -357,7 +357,7 @@ public sealed class ConnectionListener : IAsyncDisposable
 
         var listener = new ConnectionListener(address, socket: null, options, logger, unixPath: null)
         {
-            _singleConnection = OutboundConnector.OpenDescriptors(address, options, logger),
+            _singleConnection = OutboundConnector.OpenDescriptors(address, options),
         };
         return listener;
     }

@@ -9,13 +9,13 @@ public static class OutboundConnector
 {
     /// <summary>
     /// Connects to <paramref name="address"/>. <c>IP:&lt;port&gt;</c> without a host cannot be connected to,
-    /// as in the reference (spec 2.1).
+    /// as in the reference (distcache §2.1).
     /// </summary>
     public static async ValueTask<TransportConnection> ConnectAsync(TransportAddress address, TransportOptions options, ILogger logger, CancellationToken cancellationToken = default)
     {
         if (address.Kind == TransportAddressKind.FileDescriptor)
         {
-            return OpenDescriptors(address, options, logger);
+            return OpenDescriptors(address, options);
         }
 
         var socket = await ConnectSocketAsync(address, cancellationToken, forTransport: true).ConfigureAwait(false);
@@ -71,9 +71,8 @@ public static class OutboundConnector
         }
     }
 
-    internal static TransportConnection OpenDescriptors(TransportAddress address, TransportOptions options, ILogger logger)
+    internal static TransportConnection OpenDescriptors(TransportAddress address, TransportOptions options)
     {
-        _ = logger;
         Stream? read = address.ReadFd >= 0 ? new FileStream(ConnectionListener.DescriptorHandle(address.ReadFd), FileAccess.Read, 1, isAsync: false) : null;
         Stream? write = address.WriteFd >= 0
             ? (address.WriteFd == address.ReadFd

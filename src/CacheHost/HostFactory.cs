@@ -14,9 +14,12 @@ internal static class HostFactory
     /// <summary>
     /// Builds the host. <paramref name="overrides"/> (from drop-in command lines such as
     /// <c>cachehost server -listen …</c>) take precedence over appsettings, environment and --Key=Value.
+    /// <paramref name="catalog"/>: the roles <c>CacheHost:Roles</c> may name, default the shipped <see cref="RoleCatalog.Roles"/>.
     /// </summary>
-    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, bool useAppSettings = true)
+    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, bool useAppSettings = true,
+        IReadOnlyDictionary<string, Action<IHostApplicationBuilder>>? catalog = null)
     {
+        catalog ??= RoleCatalog.Roles;
         // Content root is the executable's folder, not the working directory: a unit started from / would
         // otherwise look for /appsettings.json and watch the whole file system for changes. Defaults are
         // disabled so that each configuration source below is deliberate.
@@ -69,14 +72,14 @@ internal static class HostFactory
         var roles = RoleOptionsExtensions.ReadRoles(builder.Configuration);
         if (roles.Count == 0)
         {
-            throw new ConfigurationException("CacheHost:Roles: no role is enabled; list at least one of " + string.Join(", ", RoleCatalog.Roles.Keys));
+            throw new ConfigurationException("CacheHost:Roles: no role is enabled; list at least one of " + string.Join(", ", catalog.Keys));
         }
 
         foreach (var role in roles)
         {
-            if (!RoleCatalog.Roles.TryGetValue(role, out var add))
+            if (!catalog.TryGetValue(role, out var add))
             {
-                throw new ConfigurationException($"CacheHost:Roles: unknown role '{role}'; known roles are {string.Join(", ", RoleCatalog.Roles.Keys)}");
+                throw new ConfigurationException($"CacheHost:Roles: unknown role '{role}'; known roles are {string.Join(", ", catalog.Keys)}");
             }
 
             add(builder);

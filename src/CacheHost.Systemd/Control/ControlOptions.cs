@@ -10,7 +10,7 @@ namespace CacheHost.Systemd.Control;
 public sealed class ControlOptions
 {
     /// <summary>Configuration section.</summary>
-    public const string Section = "CacheHost:Control";
+    public const string SectionName = "CacheHost:Control";
 
     /// <summary>Serve the control socket. Default true.</summary>
     public bool Enabled { get; set; } = true;
@@ -31,7 +31,7 @@ public sealed class ControlOptions
     [RegularExpression("^[0-7]{1,4}$", ErrorMessage = "must be octal permission bits such as 660")]
     public string Mode { get; set; } = "660";
 
-    /// <summary>Longest command line in bytes, LF excluded. Default 1023, daemonproxy's limit (spec 3.1).</summary>
+    /// <summary>Longest command line in bytes, LF excluded. Default 1023, daemonproxy's limit (daemonproxy §3.1).</summary>
     [Range(64, 65536)]
     public int MaxLineLength { get; set; } = 1023;
 

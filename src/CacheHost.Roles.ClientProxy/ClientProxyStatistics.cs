@@ -7,7 +7,7 @@ namespace CacheHost.Roles.ClientProxy;
 /// Counters for <c>proxy.stats</c> (docs/systemd.md, "Control socket"). Per-request counters are striped so
 /// that local connections on different CPUs do not contend; rare events use plain Interlocked fields.
 /// </summary>
-internal sealed class ProxyStats
+internal sealed class ClientProxyStatistics
 {
     private readonly StripedCounter[] _requests = [new(), new(), new(), new()];
     private long _emptyAnswers;
@@ -45,7 +45,7 @@ internal sealed class ProxyStats
 
     public long IdleClosed => Interlocked.Read(ref _idleClosed);
 
-    /// <summary>ADDs refused because an original server would store them corrupted (spec 13.1).</summary>
+    /// <summary>ADDs refused because an original server would store them corrupted (distcache §13.1).</summary>
     public long AddRefused => Interlocked.Read(ref _addRefused);
 
     public void AddRefusal() => Interlocked.Increment(ref _addRefused);
