@@ -28,7 +28,8 @@ public class TlsOptions
 
     /// <summary>
     /// Listener: require a client certificate that chains to <see cref="CertificateAuthority"/> (mutual TLS;
-    /// <c>-tls-verify</c>). A link always verifies the server's certificate; there the flag is accepted and changes nothing.
+    /// <c>-tls-verify</c>). A link always verifies the server's certificate; there the flag only insists that
+    /// <see cref="CertificateAuthority"/> is given (the server must chain to it, not to the system store).
     /// </summary>
     public bool RequireClientCertificate { get; set; }
 
@@ -63,8 +64,8 @@ public class TlsOptions
     /// <summary>True when a listener with these settings serves TLS (a certificate is configured).</summary>
     public bool IsServerConfigured => !string.IsNullOrEmpty(Certificate);
 
-    /// <summary>True when a link with these settings speaks TLS (a client certificate or a CA is configured).</summary>
-    public bool IsClientConfigured => !string.IsNullOrEmpty(Certificate) || !string.IsNullOrEmpty(CertificateAuthority);
+    /// <summary>True when a link with these settings speaks TLS (a client certificate, a CA or -tls-verify is configured).</summary>
+    public bool IsClientConfigured => !string.IsNullOrEmpty(Certificate) || !string.IsNullOrEmpty(CertificateAuthority) || !string.IsNullOrEmpty(Key) || RequireClientCertificate;
 
     /// <summary>
     /// Checks the settings and that the files exist and parse, for validation at start. Each problem reads
@@ -88,9 +89,11 @@ public class TlsOptions
             problems.Add("Certificate: a key was given without its certificate");
         }
 
-        if (server && RequireClientCertificate && string.IsNullOrEmpty(CertificateAuthority))
+        if (RequireClientCertificate && string.IsNullOrEmpty(CertificateAuthority))
         {
-            problems.Add("CertificateAuthority: RequireClientCertificate needs the CA bundle client certificates must chain to");
+            problems.Add(server
+                ? "CertificateAuthority: RequireClientCertificate (-tls-verify) needs the CA bundle client certificates must chain to"
+                : "CertificateAuthority: RequireClientCertificate (-tls-verify) needs the CA bundle the server's certificate must chain to");
         }
 
         foreach (var pin in AllowedSpkiPins)
