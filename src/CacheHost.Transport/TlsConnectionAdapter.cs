@@ -82,6 +82,12 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
                 throw new TimeoutException($"TLS handshake not finished within {_handshakeTimeout.TotalSeconds:0.###} s", ex);
             }
 
+            if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                // Neither the caller nor the limit: the connection closed under the handshake (the peer refused us).
+                throw new IOException("TLS handshake failed: the peer closed the connection", ex);
+            }
+
             if (ex is AuthenticationException or IOException && Innermost(ex) is { } inner && !ReferenceEquals(inner, ex))
             {
                 // "Authentication failed, see inner exception." says nothing in a log line: name the cause.
