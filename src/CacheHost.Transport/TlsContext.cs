@@ -36,13 +36,10 @@ internal sealed class TlsCredentials
             {
                 leaf = X509Certificate2.CreateFromPem(chain[0].ExportCertificatePem(), keyPem);
             }
-            catch (CryptographicException ex)
+            catch (Exception ex) when (ex is CryptographicException or ArgumentException)
             {
-                throw new TlsConfigurationException($"Key: '{options.Key}' holds no usable private key for the certificate in '{options.Certificate}' ({ex.Message})", ex);
-            }
-            catch (ArgumentException ex)
-            {
-                throw new TlsConfigurationException($"Key: '{options.Key}' holds no PEM private key ({ex.Message})", ex);
+                // No PEM key at all, or a key that is not the certificate's (ArgumentException "does not match").
+                throw new TlsConfigurationException($"Key: '{options.Key}' holds no private key of the certificate in '{options.Certificate}' ({ex.Message})", ex);
             }
 
             // Exported and re-imported once: on Linux an ephemeral key cannot serve a handshake.
