@@ -17,14 +17,16 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     private readonly TransportAddress _address;
     private readonly DistCacheClientFlags _flags;
     private readonly TransportOptions? _transport;
+    private readonly TlsContext? _tls;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly CancellationTokenSource _timer = new();
     private DistCacheConnection? _connection;
     private int _pid;
     private bool _lastWasHit;
 
-    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport)
+    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls)
     {
+        _tls = tls;
         _address = address;
         _flags = flags;
         _transport = transport;
@@ -54,12 +56,18 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     /// As <see cref="CreateAsync(string, DistCacheClientFlags, CancellationToken)"/>, with the transport settings of
     /// its connections (null: <see cref="DistCacheConnection.DefaultTransportOptions"/>).
     /// </summary>
-    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport, tls: null, cancellationToken);
+
+    /// <summary>
+    /// As above, every connection of the context over TLS with <paramref name="tls"/> (null: plain, as libdistcache).
+    /// </summary>
+    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, CancellationToken cancellationToken = default)
     {
-        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport);
+        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport, tls);
         if (client.IsPersistent && (flags & DistCacheClientFlags.Late) == 0)
         {
-            client._connection = await DistCacheConnection.ConnectAsync(client._address, transport, cancellationToken).ConfigureAwait(false);
+            client._connection = await DistCacheConnection.ConnectAsync(client._address, transport, tls, cancellationToken).ConfigureAwait(false);
         }
 
         return client;
@@ -251,7 +259,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                 var reused = _connection is not null;
                 try
                 {
-                    _connection ??= await DistCacheConnection.ConnectAsync(_address, _transport, token).ConfigureAwait(false);
+                    _connection ??= await DistCacheConnection.ConnectAsync(_address, _transport, _tls, token).ConfigureAwait(false);
                     var connection = _connection;
                     connection.ClearPending();
                     if (operation == DistCacheOperation.Add && !raw)

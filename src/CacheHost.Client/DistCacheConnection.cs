@@ -52,9 +52,17 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     /// Connects with explicit transport settings. <see cref="TransportOptions.InlineScheduling"/> = true resumes
     /// the awaiting code on the socket loop itself (cheapest; only for code that never blocks, like the load tool).
     /// </summary>
-    public static async ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, CancellationToken cancellationToken = default) =>
+        ConnectAsync(address, transport, tls: null, cancellationToken);
+
+    /// <summary>
+    /// Connects and, with <paramref name="tls"/> (a client-side <see cref="TlsContext"/>: CA, client certificate for
+    /// mutual TLS), runs the TLS handshake before the first request; a failed handshake throws and leaves nothing open.
+    /// </summary>
+    public static async ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, TlsContext? tls, CancellationToken cancellationToken = default)
     {
-        var connection = await OutboundConnector.ConnectAsync(address, transport ?? DefaultTransportOptions, NullLogger.Instance, cancellationToken).ConfigureAwait(false);
+        var options = transport ?? DefaultTransportOptions;
+        var connection = await OutboundConnector.ConnectAsync(address, options, NullLogger.Instance, tls?.CreateClientAdapter(address, options), cancellationToken).ConfigureAwait(false);
         return new DistCacheConnection(connection);
     }
 

@@ -209,11 +209,11 @@ internal sealed class LoadRun
         {
             if (_s.Pipeline > 1)
             {
-                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!), _transport).ConfigureAwait(false);
+                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!), _transport, _s.TlsContext).ConfigureAwait(false);
             }
             else
             {
-                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None, _transport).ConfigureAwait(false);
+                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None, _transport, _s.TlsContext).ConfigureAwait(false);
             }
         }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using CacheHost.Transport;
 
 namespace CacheHost.LoadTool;
 
@@ -66,6 +67,14 @@ public sealed class LoadToolSettings
     /// <summary>Key space of the mix mode (default 10000).</summary>
     public int Keys { get; private set; } = 10_000;
 
+    /// <summary>TLS of the connections (-tls-cert, -tls-key, -tls-ca, -tls-verify); plain when nothing is set.</summary>
+    public TlsOptions Tls { get; } = new();
+
+    /// <summary>The TLS context built from <see cref="Tls"/> (null for plain connections); one for the whole run.</summary>
+    public TlsContext? TlsContext => Tls.IsClientConfigured ? _tlsContext ??= new TlsContext(Tls, server: false) : null;
+
+    private TlsContext? _tlsContext;
+
     /// <summary>Effective operations per client.</summary>
     public long EffectiveOps => Ops >= 0 ? Ops : 10L * Sessions * Sessions;
 
@@ -89,6 +98,10 @@ public sealed class LoadToolSettings
           -mix op:w,...     unverified memcached-style mix of get/add/remove/have (e.g. get:4,add:1)
           -valuesize <b>    value size for -mix (default 1024)
           -keys <n>         key space for -mix (default 10000)
+          -tls-cert <file>  TLS: client certificate (PEM) for mutual TLS
+          -tls-key <file>   TLS: its private key (PEM)
+          -tls-ca <file>    TLS: CA bundle (PEM) the server certificate must chain to
+          -tls-verify       TLS: insist on -tls-ca (the server's certificate is always verified)
           -json             final report as JSON on stdout
           -quiet            no live progress
         """;
@@ -152,6 +165,10 @@ public sealed class LoadToolSettings
                     case "-mix": s.Mix = ParseMix(Next("mix")); break;
                     case "-valuesize": s.ValueSize = (int)Number("valuesize", 32_000, 5); break;
                     case "-keys": s.Keys = (int)Number("keys", 100_000_000, 1); break;
+                    case "-tls-cert": s.Tls.Certificate = Next("tls-cert"); break;
+                    case "-tls-key": s.Tls.Key = Next("tls-key"); break;
+                    case "-tls-ca": s.Tls.CertificateAuthority = Next("tls-ca"); break;
+                    case "-tls-verify": s.Tls.RequireClientCertificate = true; break;
                     case "-json": s.Json = true; break;
                     case "-quiet": s.Quiet = true; break;
                     case "-h" or "-help" or "-?" or "--help":
@@ -197,6 +214,19 @@ public sealed class LoadToolSettings
         if (s.Pipeline > 1)
         {
             s.Persistent = true;
+        }
+
+        if (s.Tls.IsClientConfigured)
+        {
+            foreach (var problem in s.Tls.Validate(server: false))
+            {
+                // Name the flag, not the key: "Error, -tls-key: cannot read '...'".
+                var colon = problem.IndexOf(':', StringComparison.Ordinal);
+                var flag = problem[..colon] switch { "Certificate" => "-tls-cert", "Key" => "-tls-key", "CertificateAuthority" => "-tls-ca", var other => other };
+                error.WriteLine($"Error, {flag}{problem[colon..]}");
+                exitCode = 1;
+                return null;
+            }
         }
 
         return s;

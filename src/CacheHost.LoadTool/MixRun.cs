@@ -62,7 +62,7 @@ internal sealed class MixRun
         {
             for (var i = 0; i < _workers.Length; i++)
             {
-                _workers[i] = new Worker(this, limitOps, await MixConnection.ConnectAsync(_protocol, s.Connect!, s.ValueSize, s.Pipeline, transport.For(i)).ConfigureAwait(false));
+                _workers[i] = new Worker(this, limitOps, await MixConnection.ConnectAsync(_protocol, s.Connect!, s.ValueSize, s.Pipeline, transport.For(i), s.TlsContext).ConfigureAwait(false));
             }
         }
         catch (Exception)

@@ -25,6 +25,14 @@ public sealed class CacheServerOptions
     public List<string> Listen { get; set; } = [];
 
     /// <summary>
+    /// TLS listeners: each entry an <c>Address</c> plus its certificate, key, CA bundle, mutual TLS and allow-lists
+    /// (<see cref="TlsOptions"/>). distcache sends session secrets in clear (distcache §1); these listeners don't.
+    /// dc_server's <c>-listen ADDR -tls-cert F -tls-key F [-tls-ca F] [-tls-verify]</c> writes entry 0.
+    /// </summary>
+    [ValidateEnumeratedItems]
+    public List<TlsListenerOptions> TlsListen { get; set; } = [];
+
+    /// <summary>
     /// Maximum sessions held (dc_server's <c>-sessions</c>, default 512). Unlike the reference this is not
     /// capped at 60000: millions work, memory permitting (per session: id + data rounded up to a slab size class, ~3 % at most, plus ~50 bytes of index).
     /// </summary>

@@ -24,7 +24,7 @@ public static class CacheServerRole
             {
                 // Loopback unless told otherwise: the cache has no authentication (memcached and Redis
                 // default to loopback too). Not a property initialiser: the binder appends to lists.
-                if (o.Listen.Count == 0)
+                if (o.Listen.Count == 0 && o.TlsListen.Count == 0)
                 {
                     o.Listen.Add(CacheServerOptions.DefaultListen);
                 }
@@ -46,6 +46,24 @@ public static class CacheServerRole
             if (!TransportAddress.TryParse(options.Listen[i], out _, out var error))
             {
                 yield return $"Listen:{i}: {error}";
+            }
+        }
+
+        for (var i = 0; i < options.TlsListen.Count; i++)
+        {
+            var tls = options.TlsListen[i];
+            if (string.IsNullOrEmpty(tls.Address))
+            {
+                yield return $"TlsListen:{i}:Address: a TLS listener needs an address (e.g. \"IP:0.0.0.0:9443\")";
+            }
+            else if (!TransportAddress.TryParse(tls.Address, out _, out var error))
+            {
+                yield return $"TlsListen:{i}:Address: {error}";
+            }
+
+            foreach (var problem in tls.Validate(server: true))
+            {
+                yield return $"TlsListen:{i}:{problem}";
             }
         }
 

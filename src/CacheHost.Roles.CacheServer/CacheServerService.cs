@@ -6,6 +6,7 @@ using CacheHost.Core.Status;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -30,6 +31,9 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     private readonly IHostApplicationLifetime _lifetime;
     private readonly CacheServerConnectionHandler _handler;
     private readonly List<PosixSignalRegistration> _signals = [];
+    private readonly List<IDisposable> _tlsReloads = [];
+    private readonly IConfiguration? _configuration;
+    private readonly TimeProvider _clock;
 
     /// <summary>Created by DI.</summary>
     public CacheServerService(
@@ -40,9 +44,12 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
         ILogger<CacheServerService> logger,
-        TimeProvider clock)
+        TimeProvider clock,
+        IConfiguration? configuration = null)
         : base(CacheServerRole.Name, listenerFactory, failures, logger, clock)
     {
+        _configuration = configuration;
+        _clock = clock;
         _options = options.Value;
         _store = store;
         _statistics = statistics;
@@ -57,8 +64,22 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     public CacheServerStatistics Statistics => _statistics;
 
     /// <inheritdoc />
-    protected override IEnumerable<ListenerSpec> GetListeners() =>
-        _options.Listen.Select((a, i) => new ListenerSpec(CacheServerRole.Name, TransportAddress.Parse(a), _options.Transport, _handler, Key: $"{CacheServerOptions.SectionName}:Listen:{i}"));
+    protected override IEnumerable<ListenerSpec> GetListeners()
+    {
+        var plain = _options.Listen.Select((a, i) => new ListenerSpec(CacheServerRole.Name, TransportAddress.Parse(a), _options.Transport, _handler, Key: $"{CacheServerOptions.SectionName}:Listen:{i}"));
+        return plain.Concat(_options.TlsListen.Select((tls, i) =>
+        {
+            var key = $"{CacheServerOptions.SectionName}:TlsListen:{i}";
+            var context = new TlsContext(tls, server: true, _clock);
+            if (_configuration is not null)
+            {
+                // New handshakes take the re-read files; established connections keep what they negotiated.
+                _tlsReloads.Add(context.ReloadOn(_configuration.GetReloadToken, Logger, key));
+            }
+
+            return new ListenerSpec(CacheServerRole.Name, TransportAddress.Parse(tls.Address!), _options.Transport, _handler, context.CreateServerAdapter(_options.Transport), Key: key);
+        }));
+    }
 
     /// <inheritdoc />
     public override Task StartAsync(CancellationToken cancellationToken)
@@ -180,6 +201,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         yield return ("connections.open", _statistics.ConnectionsOpen.Value);
         yield return ("connections.accepted", _statistics.ConnectionsAccepted.Value);
         yield return ("connections.rejected", Servers.Sum(s => s.RejectedConnections));
+        yield return ("connections.tls_failed", Servers.Sum(s => s.AdapterFailures));
         yield return ("connections.timed_out", _statistics.ConnectionsTimedOut.Value);
         yield return ("errors.total", _statistics.TotalProtocolErrors);
         // The whole process's garbage collections and managed allocation (the store itself allocates nothing
@@ -219,6 +241,11 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         foreach (var registration in _signals)
         {
             registration.Dispose();
+        }
+
+        foreach (var reload in _tlsReloads)
+        {
+            reload.Dispose();
         }
 
         base.Dispose();

@@ -89,6 +89,14 @@ public sealed class ClientProxyOptions
     [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new() { MaxConnections = 1024 };
 
+    /// <summary>
+    /// TLS on the upstream link (on when a certificate or a CA is set): the client certificate for mutual TLS, the
+    /// CA the server's certificate must chain to, allow-lists, handshake limit (<see cref="TlsOptions"/>).
+    /// dc_client's <c>-tls-cert/-tls-key/-tls-ca/-tls-verify</c>. Plain, like dc_client, when unset.
+    /// </summary>
+    [ValidateObjectMembers]
+    public TlsOptions ServerTls { get; set; } = new();
+
     /// <summary>Limits of the upstream connection to the server.</summary>
     [ValidateObjectMembers]
     public TransportOptions ServerTransport { get; set; } = new();

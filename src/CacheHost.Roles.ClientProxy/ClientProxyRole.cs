@@ -49,6 +49,14 @@ public static class ClientProxyRole
             yield return "ServerPipelineDepth: above 1 needs ServerKind=CacheHost: the original dc_server answers pipelined requests wrongly or drops the link (distcache 13.1, 13.4)";
         }
 
+        if (options.ServerTls.IsClientConfigured)
+        {
+            foreach (var problem in options.ServerTls.Validate(server: false))
+            {
+                yield return $"ServerTls:{problem}";
+            }
+        }
+
         foreach (var (name, transport) in new[] { ("Transport", options.Transport), ("ServerTransport", options.ServerTransport) })
         {
             if (transport.MaxReadBufferSize < DistCacheProtocol.MaxMessageWireSize)

@@ -5,6 +5,7 @@ using CacheHost.Core.Control;
 using CacheHost.Core.Status;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -26,6 +27,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     private readonly IHostApplicationLifetime _lifetime;
     private readonly List<PosixSignalRegistration> _signals = [];
     private readonly List<CancellationTokenRegistration> _shutdownRegistrations = [];
+    private readonly IDisposable? _tlsReload;
 
     /// <summary>Created by DI.</summary>
     public ClientProxyService(
@@ -34,7 +36,8 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
         TimeProvider clock,
-        ILogger<ClientProxyService> logger)
+        ILogger<ClientProxyService> logger,
+        IConfiguration? configuration = null)
         : base(ClientProxyRole.Name, listenerFactory, failures, logger)
     {
         _options = options.Value;
@@ -49,6 +52,13 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         _lifetime = lifetime;
         var stats = new ClientProxyStatistics();
         _link = new UpstreamLink(_options, stats, clock, logger);
+        if (_options.ServerTls.IsClientConfigured)
+        {
+            // Files were checked by the options validation at start; the reload signal re-reads them.
+            _link.Tls = new TlsContext(_options.ServerTls, server: false, clock);
+            _tlsReload = configuration is null ? null : _link.Tls.ReloadOn(configuration.GetReloadToken, logger, ClientProxyOptions.SectionName + ":ServerTls");
+        }
+
         _handler = new ClientProxyConnectionHandler(_link, _options, stats, clock, logger);
     }
 
@@ -184,6 +194,8 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         {
             registration.Dispose();
         }
+
+        _tlsReload?.Dispose();
 
         base.Dispose();
     }

@@ -80,6 +80,9 @@ internal sealed class UpstreamLink
 
     public ClientProxyStatistics Stats { get; }
 
+    /// <summary>TLS of the link (ServerTls), or null for plain TCP as dc_client; every connect runs its handshake.</summary>
+    public TlsContext? Tls { get; set; }
+
     /// <summary>Successful connects to the server (the first one included).</summary>
     public long Connects => Interlocked.Read(ref _connects);
 
@@ -260,7 +263,7 @@ internal sealed class UpstreamLink
             {
                 using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
                 connectTimeout.CancelAfter(_options.ConnectTimeout);
-                connection = await OutboundConnector.ConnectAsync(_server, _options.ServerTransport, _logger, connectTimeout.Token).ConfigureAwait(false);
+                connection = await OutboundConnector.ConnectAsync(_server, _options.ServerTransport, _logger, Tls?.CreateClientAdapter(_server, _options.ServerTransport), connectTimeout.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {

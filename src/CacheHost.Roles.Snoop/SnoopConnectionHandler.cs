@@ -30,6 +30,9 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
     private long _decodeErrors;
     private long _timedOut;
 
+    /// <summary>TLS of the server connections (ServerTls), or null for plain TCP as dc_snoop.</summary>
+    public TlsContext? ServerTls { get; set; }
+
     /// <summary>Pairs accepted so far.</summary>
     public long Accepted => Interlocked.Read(ref _connections) + 1;
 
@@ -64,7 +67,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
         {
             using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
             connectTimeout.CancelAfter(options.ConnectTimeout);
-            server = await OutboundConnector.ConnectAsync(_server, options.ServerTransport, logger, connectTimeout.Token).ConfigureAwait(false);
+            server = await OutboundConnector.ConnectAsync(_server, options.ServerTransport, logger, ServerTls?.CreateClientAdapter(_server, options.ServerTransport), connectTimeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !stopping.IsCancellationRequested)
         {

@@ -19,6 +19,20 @@ public sealed class SnoopOptions
     [Required(ErrorMessage = "must provide -server (e.g. \"IP:127.0.0.1:9001\")")]
     public string? Server { get; set; }
 
+    /// <summary>
+    /// TLS on the listener (on when a certificate is set): certificate, key, CA bundle, mutual TLS, allow-lists
+    /// (<see cref="TlsOptions"/>). Clients then speak TLS to the snoop, which logs the frames inside.
+    /// </summary>
+    [ValidateObjectMembers]
+    public TlsOptions Tls { get; set; } = new();
+
+    /// <summary>
+    /// TLS on the connections to the server (on when a certificate or a CA is set); dc_snoop's
+    /// <c>-tls-cert/-tls-key/-tls-ca/-tls-verify</c>.
+    /// </summary>
+    [ValidateObjectMembers]
+    public TlsOptions ServerTls { get; set; } = new();
+
     /// <summary>Log one line per frame (the reference's output). Default true.</summary>
     public bool LogFrames { get; set; } = true;
 

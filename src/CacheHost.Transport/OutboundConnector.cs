@@ -22,6 +22,29 @@ public static class OutboundConnector
         return SocketTransport.Start(socket, options, logger);
     }
 
+    /// <summary>
+    /// Connects and, when <paramref name="adapter"/> is given (TLS), runs it over the new connection before
+    /// returning; if the adapter fails the connection is released and its exception propagates.
+    /// </summary>
+    public static async ValueTask<TransportConnection> ConnectAsync(TransportAddress address, TransportOptions options, ILogger logger, IConnectionAdapter? adapter, CancellationToken cancellationToken = default)
+    {
+        var connection = await ConnectAsync(address, options, logger, cancellationToken).ConfigureAwait(false);
+        if (adapter is null)
+        {
+            return connection;
+        }
+
+        try
+        {
+            return await adapter.AdaptAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>Connects and returns the raw socket (for clients that do their own framing or TLS).</summary>
     public static ValueTask<Socket> ConnectSocketAsync(TransportAddress address, CancellationToken cancellationToken = default) =>
         ConnectSocketAsync(address, cancellationToken, forTransport: false);

@@ -22,12 +22,55 @@ internal static class DistCacheToolCommands
           -pidfile <path>    write the process id to this file
           -user <user>       drop privileges to this user after binding
           -killable          exit cleanly on SIGUSR1/SIGUSR2
+          -tls-cert <file>   TLS to -server: client certificate (PEM) for mutual TLS
+          -tls-key <file>    its private key (PEM)
+          -tls-ca <file>     CA bundle (PEM) the server's certificate must chain to
+          -tls-verify        insist on -tls-ca (over TLS the server is always verified)
         Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server)
         """;
 
     private const string SnoopUsage = """
         Usage: cachehost snoop -listen <addr> -server <addr>   (dc_snoop; -connect is an alias of -server)
+          -tls-cert <file> -tls-key <file> -tls-ca <file> -tls-verify   TLS to -server, as cachehost client
+          TLS on -listen: --CacheHost:Snoop:Tls:Certificate=<file> --CacheHost:Snoop:Tls:Key=<file> ...
         """;
+
+    /// <summary>
+    /// The -tls-* flags of the side that connects (client, snoop), as keys under <paramref name="section"/>; true
+    /// when <paramref name="arg"/> was one (a missing argument is reported and <paramref name="failed"/> set).
+    /// </summary>
+    private static bool TlsFlag(string arg, string[] args, ref int i, Dictionary<string, string?> overrides, string section, out bool failed)
+    {
+        failed = false;
+        var key = arg switch
+        {
+            "-tls-cert" => "Certificate",
+            "-tls-key" => "Key",
+            "-tls-ca" => "CertificateAuthority",
+            "-tls-verify" => "RequireClientCertificate",
+            _ => null,
+        };
+        if (key is null)
+        {
+            return false;
+        }
+
+        if (arg == "-tls-verify")
+        {
+            overrides[section + key] = "true";
+        }
+        else if (i + 1 < args.Length)
+        {
+            overrides[section + key] = args[++i];
+        }
+        else
+        {
+            Console.Error.WriteLine($"Error, {arg} requires an argument");
+            failed = true;
+        }
+
+        return true;
+    }
 
     /// <summary><c>cachehost test …</c> / <c>dc_test …</c>.</summary>
     public static int Test(string[] args) =>
@@ -51,6 +94,16 @@ internal static class DistCacheToolCommands
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 hostArgs.Add(arg); // --Key=Value passes through to configuration
+                continue;
+            }
+
+            if (TlsFlag(arg, args, ref i, overrides, Section + "ServerTls:", out var tlsFailed))
+            {
+                if (tlsFailed)
+                {
+                    return 1;
+                }
+
                 continue;
             }
 
@@ -180,6 +233,16 @@ internal static class DistCacheToolCommands
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 hostArgs.Add(arg);
+                continue;
+            }
+
+            if (TlsFlag(arg, args, ref i, overrides, Section + "ServerTls:", out var tlsFailed))
+            {
+                if (tlsFailed)
+                {
+                    return 1;
+                }
+
                 continue;
             }
 
