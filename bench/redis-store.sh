@@ -29,10 +29,14 @@ RP=$(port); CRP=$(port); CMP=$(port)
 redis-server --port "$RP" --bind 127.0.0.1 --dir "$DIR" --save "" --appendonly no --maxmemory 1gb \
   --maxmemory-policy volatile-ttl --logfile "$DIR/redis.log" --daemonize no & PIDS+=($!)
 until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.1; done
-"$CACHEHOST" server -listen "IP:127.0.0.1:$CRP" --CacheHost:CacheServer:Store=Redis \
-  --CacheHost:CacheServer:Redis:Configuration="127.0.0.1:$RP" >"$DIR/cs-redis.log" 2>&1 & PIDS+=($!)
+# (the dc_server command line takes only dc_server's flags: the store comes from the environment)
+CacheHost__CacheServer__Store=Redis CacheHost__CacheServer__Redis__Configuration="127.0.0.1:$RP" \
+  "$CACHEHOST" server -listen "IP:127.0.0.1:$CRP" >"$DIR/cs-redis.log" 2>&1 & PIDS+=($!)
 "$CACHEHOST" server -listen "IP:127.0.0.1:$CMP" -sessions 1000000 >"$DIR/cs-memory.log" 2>&1 & PIDS+=($!)
-for p in "$CRP" "$CMP"; do until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do sleep 0.1; done; done
+for p in "$CRP" "$CMP"; do
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue 2; sleep 0.1; done
+  echo "no CacheServer on port $p:" >&2; cat "$DIR"/cs-*.log >&2; exit 1
+done
 
 COMMON=(-c 50 -d 1024 -k 10000)
 # Redis needs its keys once (dcload's distcache mode pre-populates its own with ADDs).

@@ -27,9 +27,8 @@ until redis-cli -p "$base" cluster info | grep -q cluster_state:ok; do sleep 0.2
 config=$(IFS=,; echo "${nodes[*]}")
 for name in a b; do
   port=$([ "$name" = a ] && echo 9101 || echo 9102)
-  $cachehost --CacheHost:Roles=CacheServer --CacheHost:CacheServer:Listen:0="IP:127.0.0.1:$port" \
-    --CacheHost:CacheServer:Store=Redis --CacheHost:CacheServer:Redis:Configuration="$config" \
-    > "$dir/cachehost-$name.log" 2>&1 & pids+=($!)
+  CacheHost__CacheServer__Store=Redis CacheHost__CacheServer__Redis__Configuration="$config" \
+    $cachehost server -listen "IP:127.0.0.1:$port" > "$dir/cachehost-$name.log" 2>&1 & pids+=($!)
   echo "CacheServer $name on 127.0.0.1:$port (log $dir/cachehost-$name.log)"
 done
 echo "Cluster: $config. Try: $cachehost test -connect IP:127.0.0.1:9101 (or dc_test), or kill a master:"
