@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Core;
+using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
 using Microsoft.Extensions.Options;
 
@@ -75,9 +76,45 @@ public sealed class CacheServerOptions
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan RequestTimeout { get; set; }
 
+    /// <summary>
+    /// Where sessions live: <c>Memory</c> (default; in this process, dc_server's cache with <see cref="Capacity"/>
+    /// and its eviction) or <c>Redis</c> (a Redis/Valkey server, replicated pair or Redis Cluster named by
+    /// <c>Redis:Configuration</c>; capacity and eviction are Redis's, see docs/session-stores.md).
+    /// </summary>
+    public SessionStoreKind Store { get; set; } = SessionStoreKind.Memory;
+
+    /// <summary>The Redis store's settings (used when <see cref="Store"/> is <c>Redis</c>).</summary>
+    public RedisStoreOptions Redis { get; set; } = new();
+
     /// <summary>Socket limits and unix socket owner/group/mode for the listeners.</summary>
     [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
+}
+
+/// <summary>Settings of the Redis session store, section <c>CacheHost:CacheServer:Redis</c>.</summary>
+public sealed class RedisStoreOptions
+{
+    /// <summary>The default <see cref="KeyPrefix"/>.</summary>
+    public const string DefaultKeyPrefix = "distcache:";
+
+    /// <summary>The longest <see cref="KeyPrefix"/> (bytes of UTF-8).</summary>
+    public const int MaxKeyPrefixBytes = 256;
+
+    /// <summary>
+    /// StackExchange.Redis's own configuration string: endpoints (<c>host:port,host:port</c>; every node of a
+    /// cluster or of a replicated pair may be named, one is enough for a cluster), <c>user=</c>/<c>password=</c>
+    /// (ACL), <c>ssl=true</c>, <c>connectTimeout=</c>, <c>syncTimeout=</c>/<c>asyncTimeout=</c> (ms; bounds how long
+    /// a request waits for Redis before it is answered 0x02). A cluster is detected by the client. Required when
+    /// Store is Redis. <c>abortConnect</c> defaults to false here: the server starts, and answers 0x02, while
+    /// Redis is unreachable.
+    /// </summary>
+    public string Configuration { get; set; } = string.Empty;
+
+    /// <summary>
+    /// Prepended to every session id to form the Redis key (ids are binary, up to 64 bytes). Separates
+    /// the sessions of several sites sharing one Redis. Default <see cref="DefaultKeyPrefix"/>; may be empty.
+    /// </summary>
+    public string KeyPrefix { get; set; } = DefaultKeyPrefix;
 }
 
 /// <summary>

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.CacheServer;
@@ -34,6 +35,13 @@ public static class CacheServerRole
         builder.Services.AddSingleton(sp => new SessionStore(
             sp.GetRequiredService<IOptions<CacheServerOptions>>().Value.Capacity,
             sp.GetRequiredService<TimeProvider>()));
+        builder.Services.AddSingleton(sp => new RedisSessionStore(
+            sp.GetRequiredService<IOptions<CacheServerOptions>>().Value.Redis,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<RedisSessionStore>()));
+        // The store the role serves (CacheHost:CacheServer:Store); only the chosen one is created.
+        builder.Services.AddSingleton<ISessionStore>(sp => sp.GetRequiredService<IOptions<CacheServerOptions>>().Value.Store == SessionStoreKind.Redis
+            ? sp.GetRequiredService<RedisSessionStore>()
+            : sp.GetRequiredService<SessionStore>());
         builder.Services.AddSingleton<CacheServerService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<CacheServerService>());
         return builder;
@@ -64,6 +72,14 @@ public static class CacheServerRole
             foreach (var problem in tls.Validate(server: true))
             {
                 yield return $"TlsListen:{i}:{problem}";
+            }
+        }
+
+        if (options.Store == SessionStoreKind.Redis)
+        {
+            foreach (var problem in RedisSessionStore.Validate(options.Redis))
+            {
+                yield return problem;
             }
         }
 

@@ -26,7 +26,8 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     private const int SigUsr2 = 12;
 
     private readonly CacheServerOptions _options;
-    private readonly SessionStore _store;
+    private readonly ISessionStore _store;
+    private readonly SessionStore? _memory;
     private readonly CacheServerStatistics _statistics;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly CacheServerConnectionHandler _handler;
@@ -38,7 +39,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     /// <summary>Created by DI.</summary>
     public CacheServerService(
         IOptions<CacheServerOptions> options,
-        SessionStore store,
+        ISessionStore store,
         CacheServerStatistics statistics,
         IListenerFactory listenerFactory,
         RoleFailures failures,
@@ -52,13 +53,17 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         _clock = clock;
         _options = options.Value;
         _store = store;
+        _memory = store as SessionStore;
         _statistics = statistics;
         _lifetime = lifetime;
         _handler = new CacheServerConnectionHandler(store, statistics, _options, clock, logger);
     }
 
-    /// <summary>The session store (for stats and status lines).</summary>
-    public SessionStore Store => _store;
+    /// <summary>The in-memory session store (for stats and status lines); only when Store is Memory.</summary>
+    public SessionStore Store => _memory ?? throw new InvalidOperationException($"{CacheServerOptions.SectionName}:Store is {_store.Kind}: there is no in-memory store");
+
+    /// <summary>The store the role serves (CacheHost:CacheServer:Store).</summary>
+    public ISessionStore ConfiguredStore => _store;
 
     /// <summary>The role's counters.</summary>
     public CacheServerStatistics Statistics => _statistics;
@@ -82,7 +87,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     }
 
     /// <inheritdoc />
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
         // dc_server ignores SIGUSR1/2 unless -killable, which turns them into a clean stop (distcache §9.1).
         // The registrations must stay referenced or the handlers are collected.
@@ -99,8 +104,16 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
             }));
         }
 
-        CacheServerLog.CacheReady(Logger, _store.Capacity, _store.EvictionBatch);
-        return base.StartAsync(cancellationToken);
+        if (_memory is not null)
+        {
+            CacheServerLog.CacheReady(Logger, _memory.Capacity, _memory.EvictionBatch);
+        }
+        else if (_store is RedisSessionStore redis)
+        {
+            await redis.ConnectAsync().ConfigureAwait(false); // before the listeners: the first request finds it connected
+        }
+
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -114,9 +127,11 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
-                _store.PurgeExpired(_store.Now);
+                _memory?.PurgeExpired(_memory.Now);
                 var operations = _statistics.TotalOperations;
-                var sessions = _store.Count;
+                // Redis keeps the count (and other sites' keys) to itself: with it the line follows the operations.
+                var sessions = _memory?.Count ?? 0;
+                var changed = _memory is null ? operations != lastOperations : sessions != lastSessions;
                 var progressCrossed = false;
                 if (_options.Progress > 0)
                 {
@@ -125,7 +140,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
                     lastProgressMark = mark;
                 }
 
-                if (sessions != lastSessions || progressCrossed)
+                if (changed || progressCrossed)
                 {
                     var line = FormatStatsLine(operations, operations - lastOperations, sessions, sessions - lastSessions);
                     if (_options.StatsOutput == LineOutput.Stderr)
@@ -153,8 +168,13 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     /// <inheritdoc />
     public string StatusSummary()
     {
-        _store.PurgeExpired(_store.Now); // count live sessions only, not those waiting for the next purge
-        return string.Create(CultureInfo.InvariantCulture, $"sessions={_store.Count}/{_store.Capacity} ops={_statistics.TotalOperations}");
+        if (_memory is null)
+        {
+            return string.Create(CultureInfo.InvariantCulture, $"store={_store.Kind} ops={_statistics.TotalOperations} store_errors={_statistics.StoreErrors.Value}");
+        }
+
+        _memory.PurgeExpired(_memory.Now); // count live sessions only, not those waiting for the next purge
+        return string.Create(CultureInfo.InvariantCulture, $"sessions={_memory.Count}/{_memory.Capacity} ops={_statistics.TotalOperations}");
     }
 
     /// <inheritdoc />
@@ -174,14 +194,14 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     }
 
     /// <summary>
-    /// Every counter as (name, value), in a stable order: operations by kind, hits and misses, the store
-    /// (sessions, capacity, evictions, expirations, data bytes), traffic, connections, errors by kind.
+    /// Every counter as (name, value), in a stable order: operations by kind, hits and misses, the in-memory store
+    /// (sessions, capacity, evictions, expirations, data bytes; absent with Redis), store errors, traffic, connections, errors by kind.
     /// </summary>
     public IEnumerable<(string Name, long Value)> Snapshot()
     {
         // Sessions that expired since the last background purge (StatsInterval) are not sessions any more: a GET
         // would miss them. Purging costs only what expired.
-        _store.PurgeExpired(_store.Now);
+        _memory?.PurgeExpired(_memory.Now);
         yield return ("ops.add", _statistics.Operations(DistCacheOperation.Add));
         yield return ("ops.get", _statistics.Operations(DistCacheOperation.Get));
         yield return ("ops.remove", _statistics.Operations(DistCacheOperation.Remove));
@@ -190,12 +210,18 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         yield return ("hits", _statistics.Hits.Value);
         yield return ("misses", _statistics.Misses.Value);
         yield return ("add.rejected", _statistics.AddRejections.Value);
-        yield return ("sessions", _store.Count);
-        yield return ("capacity", _store.Capacity);
-        yield return ("evictions", _store.Evictions);
-        yield return ("expirations", _store.Expirations);
-        yield return ("bytes.stored", _store.DataBytes);
-        yield return ("bytes.slabs", _store.SlabBytes);
+        if (_memory is not null)
+        {
+            // Redis's own INFO reports these for the Redis store.
+            yield return ("sessions", _memory.Count);
+            yield return ("capacity", _memory.Capacity);
+            yield return ("evictions", _memory.Evictions);
+            yield return ("expirations", _memory.Expirations);
+            yield return ("bytes.stored", _memory.DataBytes);
+            yield return ("bytes.slabs", _memory.SlabBytes);
+        }
+
+        yield return ("store.errors", _statistics.StoreErrors.Value);
         yield return ("bytes.in", _statistics.BytesIn.Value);
         yield return ("bytes.out", _statistics.BytesOut.Value);
         yield return ("connections.open", _statistics.ConnectionsOpen.Value);

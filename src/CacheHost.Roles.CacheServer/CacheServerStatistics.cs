@@ -30,6 +30,9 @@ public sealed class CacheServerStatistics
     /// <summary>Connections closed by IdleTimeout or RequestTimeout.</summary>
     public StripedCounter ConnectionsTimedOut { get; } = new();
 
+    /// <summary>Requests the session store failed (Redis unreachable, failover, timeout), each answered 0x02.</summary>
+    public StripedCounter StoreErrors { get; } = new();
+
     /// <summary>Request payload bytes received.</summary>
     public StripedCounter BytesIn { get; } = new();
 

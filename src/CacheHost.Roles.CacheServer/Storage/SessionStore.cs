@@ -1,3 +1,4 @@
+using System.Buffers;
 using CacheHost.Protocols.DistCache;
 
 namespace CacheHost.Roles.CacheServer.Storage;
@@ -26,7 +27,7 @@ public interface ISessionReader
 /// order. The duplicate check comes first, so a rejected duplicate never evicts.</item>
 /// </list>
 /// </summary>
-public sealed unsafe class SessionStore : IDisposable
+public sealed unsafe class SessionStore : ISessionStore, IDisposable
 {
     private const int ShardBits = 6;
     private const int ShardCount = 1 << ShardBits;
@@ -246,6 +247,35 @@ public sealed unsafe class SessionStore : IDisposable
         }
 
         return purged;
+    }
+
+    /// <inheritdoc />
+    public SessionStoreKind Kind => SessionStoreKind.Memory;
+
+    // The ISessionStore view, complete on return. The connection handler does not use it (it calls the
+    // synchronous methods above: no task, no copy); tests drive the handler's pipelined path with it.
+
+    /// <inheritdoc />
+    Task<bool> ISessionStore.AddAsync(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint timeoutMs) =>
+        Task.FromResult(Add(id, data, timeoutMs, Now) == DistCacheResult.Ok);
+
+    /// <inheritdoc />
+    Task<IMemoryOwner<byte>?> ISessionStore.GetAsync(ReadOnlySpan<byte> id) =>
+        Task.FromResult<IMemoryOwner<byte>?>(TryGet(id, Now, out var data) ? new ArrayOwner(data) : null);
+
+    /// <inheritdoc />
+    Task<bool> ISessionStore.RemoveAsync(ReadOnlySpan<byte> id) => Task.FromResult(Remove(id, Now));
+
+    /// <inheritdoc />
+    Task<bool> ISessionStore.ContainsAsync(ReadOnlySpan<byte> id) => Task.FromResult(Contains(id, Now));
+
+    private sealed class ArrayOwner(byte[] data) : IMemoryOwner<byte>
+    {
+        public Memory<byte> Memory => data;
+
+        public void Dispose()
+        {
+        }
     }
 
     /// <summary>Frees the native memory. Operations afterwards throw <see cref="ObjectDisposedException"/>.</summary>
