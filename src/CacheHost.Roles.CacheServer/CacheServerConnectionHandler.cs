@@ -65,6 +65,8 @@ internal sealed class CacheServerConnectionHandler(
                 }
 
                 var buffer = result.Buffer;
+                var started = RequestLatency.Start(); // server-side latency: batch read to its replies flushed
+                var answeredBefore = 0;
                 var replies = 0;
                 var answered = false;
                 BatchEnd end;
@@ -80,6 +82,7 @@ internal sealed class CacheServerConnectionHandler(
 
                     var flushed = await pending.ConfigureAwait(false);
                     answered = true;
+                    answeredBefore += replies;
                     replies = 0;
                     if (flushed.IsCompleted)
                     {
@@ -93,6 +96,7 @@ internal sealed class CacheServerConnectionHandler(
                         DistCacheMessageWriter.WriteFinalFrame(output, isResponse: true, session.HeldUid, DistCacheOperation.Get, session.Held.AsSpan(0, session.HeldLength));
                         session.HeldLength = 0;
                         replies = 1;
+                        answeredBefore--; // the same reply's final frame: counted once, when it leaves
                     }
                 }
 
@@ -121,6 +125,8 @@ internal sealed class CacheServerConnectionHandler(
                         timeouts?.Mark(next);
                     }
                 }
+
+                statistics.Latency.Record(started, answeredBefore + replies);
 
                 if (end == BatchEnd.Close)
                 {
@@ -209,6 +215,7 @@ internal sealed class CacheServerConnectionHandler(
         statistics.BytesIn.Add(payload.Length);
         var now = store.Now;
         var uid = message.Uid;
+        bool ok;
         switch (message.Operation)
         {
             case DistCacheOperation.Add:
@@ -219,42 +226,36 @@ internal sealed class CacheServerConnectionHandler(
                 }
 
                 var result = add.Status == AddRequestStatus.Rejected ? add.Rejection : store.Add(add.Id, add.Data, add.TimeoutMs, now);
-                if (result != DistCacheResult.Ok)
-                {
-                    statistics.AddRejections.Increment();
-                }
-
+                ok = result == DistCacheResult.Ok;
                 DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Add, result);
                 break;
 
             case DistCacheOperation.Get:
                 var reply = new GetReply(output, uid, session, alone);
-                if (store.TryGet(payload, now, ref reply))
+                ok = store.TryGet(payload, now, ref reply);
+                if (ok)
                 {
-                    statistics.Hits.Increment();
                     statistics.BytesOut.Add(reply.Length);
                 }
                 else
                 {
-                    statistics.Misses.Increment();
                     DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Get, DistCacheResult.NotOk);
                 }
 
                 break;
 
             case DistCacheOperation.Remove:
-                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Remove,
-                    store.Remove(payload, now) ? DistCacheResult.Ok : DistCacheResult.NotOk);
+                ok = store.Remove(payload, now);
+                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Remove, ok ? DistCacheResult.Ok : DistCacheResult.NotOk);
                 break;
 
             default:
-                var present = store.Contains(payload, now);
-                (present ? statistics.Hits : statistics.Misses).Increment();
-                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Have, present ? DistCacheResult.Ok : DistCacheResult.NotOk);
+                ok = store.Contains(payload, now);
+                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Have, ok ? DistCacheResult.Ok : DistCacheResult.NotOk);
                 break;
         }
 
-        statistics.CountOperation(message.Operation);
+        statistics.CountOperation(message.Operation, ok);
         return true;
     }
 

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Core.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -20,6 +21,7 @@ public static class ClacksRoleExtensions
         builder.Services.AddValidatedOptions<ClacksOptions, ClacksOptionsValidator>(SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o => o.Validate());
         builder.Services.AddSingleton<ClacksService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClacksService>());
+        builder.Services.AddRoleMetrics(static sp => new ClacksMetrics(sp.GetRequiredService<ClacksService>()));
         return builder;
     }
 }

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Core.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -8,6 +9,9 @@ namespace CacheHost.Roles.ProcessSupervisor;
 /// <summary>Registers the ProcessSupervisor role (section <c>CacheHost:ProcessSupervisor</c>).</summary>
 public static class ProcessSupervisorRole
 {
+    /// <summary>Role name in CacheHost:Roles.</summary>
+    public const string Name = "ProcessSupervisor";
+
     /// <summary>Binds and validates the options and adds the supervisor's hosted service.</summary>
     public static IHostApplicationBuilder AddProcessSupervisorRole(this IHostApplicationBuilder builder)
     {
@@ -16,6 +20,7 @@ public static class ProcessSupervisorRole
                 ? ["ConfigFile: set ConfigFile and/or SocketPath"]
                 : o.ConfigFile is { Length: > 0 } f && !File.Exists(f) ? [$"ConfigFile: file '{f}' does not exist"] : []);
         builder.Services.AddHostedService<ProcessSupervisorService>();
+        builder.Services.AddRoleMetrics(static sp => new SupervisorMetrics(sp.GetServices<IHostedService>().OfType<ProcessSupervisorService>().Single()));
         return builder;
     }
 }

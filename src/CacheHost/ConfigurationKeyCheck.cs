@@ -15,7 +15,7 @@ namespace CacheHost;
 internal static partial class ConfigurationKeyCheck
 {
     private static readonly string[] TopLevel = ["CacheHost", "Serilog", "environment", "applicationName", "contentRoot"];
-    private static readonly string[] CacheHostKeys = ["Roles", "Process", "Control", "Transport", .. RoleCatalog.Roles.Keys];
+    private static readonly string[] CacheHostKeys = ["Roles", "Process", "Control", "Transport", "Metrics", .. RoleCatalog.Roles.Keys];
     private static readonly string[] TransportKeys = ["Engine", "EngineThreads", "InlineCompletions"];
 
     // The Serilog sections this program reads (no Serilog.Settings.Configuration: NativeAOT, docs/systemd.md).
