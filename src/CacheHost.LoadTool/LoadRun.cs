@@ -26,6 +26,7 @@ internal sealed class LoadRun
     private string? _failure;
     private long _failedAfter;
     private long _completed;
+    private LoadMeasurement _measurement = null!;
 
     public LoadRun(LoadToolSettings settings, TextWriter stdout, TextWriter stderr, bool plainProgress)
     {
@@ -70,13 +71,16 @@ internal sealed class LoadRun
             return 1;
         }
 
-        var clock = Stopwatch.StartNew();
+        var showProgress = !s.Quiet && !s.Json;
+        _measurement = new LoadMeasurement(s, intervals: showProgress);
+        var clock = _measurement.Clock;
+        _measurement.Start(() => Interlocked.Read(ref _completed), _stop.Token);
         if (s.Duration > 0)
         {
-            _stop.CancelAfter(TimeSpan.FromSeconds(s.Duration));
+            _stop.CancelAfter(TimeSpan.FromSeconds(s.Warmup + s.Duration));
         }
 
-        var progress = s.Quiet || s.Json ? Task.CompletedTask : ShowProgressAsync(clock);
+        var progress = showProgress ? ShowProgressAsync() : Task.CompletedTask;
         try
         {
             await Task.WhenAll(workers.Select(w => Task.Run(w.RunAsync))).ConfigureAwait(false);
@@ -102,7 +106,7 @@ internal sealed class LoadRun
         {
             WriteError(_failure);
             WriteError($"Info, {_failedAfter} tests succeeded before the first failure");
-            Report(histogram, clock.Elapsed, failed: true);
+            Report(histogram, _measurement.MeasuredElapsed, failed: true);
             return 1;
         }
 
@@ -111,7 +115,7 @@ internal sealed class LoadRun
             WriteError("Info, all tests complete");
         }
 
-        Report(histogram, clock.Elapsed, failed: false);
+        Report(histogram, _measurement.MeasuredElapsed, failed: false);
         return 0;
     }
 
@@ -144,8 +148,8 @@ internal sealed class LoadRun
         }
     }
 
-    private Task ShowProgressAsync(Stopwatch clock) =>
-        ProgressPrinter.RunAsync(clock, () => Interlocked.Read(ref _completed), _stdout, _outputLock, _plainProgress, _stop.Token);
+    private Task ShowProgressAsync() =>
+        ProgressPrinter.RunAsync(_measurement, () => Interlocked.Read(ref _completed), _stdout, _outputLock, _plainProgress, _stop.Token);
 
     private void Report(LatencyHistogram h, TimeSpan elapsed, bool failed)
     {
@@ -153,7 +157,7 @@ internal sealed class LoadRun
         var mode = s.Mix is null ? "dc_test barrage (verified)" : "mix " + string.Join(',', s.Mix.Select(m => $"{m.Operation.ToString().ToLowerInvariant()}:{m.Weight}"));
         lock (_outputLock)
         {
-            LoadReport.Write(_stdout, s, new LoadReport.Result(mode, Interlocked.Read(ref _completed), elapsed, h, s.Persistent, failed));
+            LoadReport.Write(_stdout, s, new LoadReport.Result(mode, _measurement.MeasuredOps(Interlocked.Read(ref _completed)), elapsed, h, s.Persistent, failed));
         }
     }
 
@@ -173,6 +177,10 @@ internal sealed class LoadRun
         private DistCacheClient? _client;
         private DistCacheConnection? _connection;
 
+        // -rate: Stopwatch ticks between this client's scheduled starts, and the next one (0 = not yet started).
+        private readonly long _period;
+        private long _next;
+
         public Worker(LoadRun run, int index, long ops, TransportOptions transport)
         {
             _transport = transport;
@@ -181,6 +189,7 @@ internal sealed class LoadRun
             _ops = ops;
             _random = new Random(unchecked(Environment.TickCount * 31 + index * 7919 + Environment.ProcessId));
             _plan = new Planned[_s.Pipeline];
+            _period = _s.Rate > 0 ? (long)(Stopwatch.Frequency * (double)_s.Clients / _s.Rate) : 0;
             _expected = new byte[Math.Max(_s.ValueSize, 1)];
             if (_s.Mix is null)
             {
@@ -236,9 +245,14 @@ internal sealed class LoadRun
         private async Task<bool> RunOneAsync()
         {
             var length = Plan(ref _plan[0], _scratch);
-            var start = Stopwatch.GetTimestamp();
+            var start = _period > 0 ? await ScheduledStartAsync().ConfigureAwait(false) : Stopwatch.GetTimestamp();
+            if (start < 0)
+            {
+                return true; // stopped while waiting for the slot; the loop ends
+            }
+
             var status = await _client!.TransactAsync(_plan[0].Operation, _scratch.AsMemory(0, length)).ConfigureAwait(false);
-            Latency.Record((long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+            _run._measurement.Record(Latency, (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
             return Check(in _plan[0], status, status == DistCacheTransactionStatus.Ok ? _client.LastResponse : default);
         }
 
@@ -260,7 +274,7 @@ internal sealed class LoadRun
                 {
                     var (uid, operation) = await connection.ReceiveAsync().ConfigureAwait(false);
                     var micros = (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds;
-                    Latency.Record(micros);
+                    _run._measurement.Record(Latency, micros);
                     var status = uid != _plan[i].Uid || operation != _plan[i].Operation ? DistCacheTransactionStatus.Mismatch
                         : connection.Payload.IsEmpty ? DistCacheTransactionStatus.EmptyResponse
                         : DistCacheTransactionStatus.Ok;
@@ -277,6 +291,48 @@ internal sealed class LoadRun
             }
 
             return true;
+        }
+
+        /// <summary>
+        /// -rate: waits for this request's scheduled start and returns it (a timestamp), or -1 when the run stops
+        /// meanwhile. The schedule does not slip when the server is slow: a late request starts at once and its
+        /// latency still counts from its slot, so the time it queued behind a stall is measured (coordinated
+        /// omission). Sleeps for the bulk of a wait, yields for the last 2 ms (timer slack is not the server's).
+        /// </summary>
+        private async ValueTask<long> ScheduledStartAsync()
+        {
+            var due = _next == 0 ? Stopwatch.GetTimestamp() : _next;
+            _next = due + _period;
+            var slack = Stopwatch.Frequency / 500;
+            while (true)
+            {
+                var ahead = due - Stopwatch.GetTimestamp();
+                if (ahead <= 0)
+                {
+                    return due;
+                }
+
+                if (_run.Stopping)
+                {
+                    return -1;
+                }
+
+                if (ahead > slack)
+                {
+                    try
+                    {
+                        await Task.Delay(TimeSpan.FromSeconds((double)(ahead - slack) / Stopwatch.Frequency), _run._stop.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return -1;
+                    }
+                }
+                else
+                {
+                    Thread.Yield();
+                }
+            }
         }
 
         /// <summary>Chooses the next operation, writes its request payload into <paramref name="payload"/>, updates the model.</summary>

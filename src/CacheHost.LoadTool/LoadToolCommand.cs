@@ -44,6 +44,12 @@ public static class LoadToolCommand
         // The mix mode over persistent connections runs in MixRun (allocation-free, both protocols).
         if (settings.Mix is not null && (settings.Persistent || protocol == MixProtocol.Memcached))
         {
+            if (settings.Rate > 0)
+            {
+                stderr.WriteLine("Error, --rate is not available with -mix -persistent or --protocol memcached (use -mix without -persistent, or the barrage)");
+                return 1;
+            }
+
             return new MixRun(settings, protocol, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
         }
 

@@ -32,6 +32,7 @@ internal sealed class MixRun
     private long _sharedCompleted;
     private volatile bool _stopping;
     private TimeSpan _toolCpu;
+    private LoadMeasurement _measurement = null!;
 
     public MixRun(LoadToolSettings settings, MixProtocol protocol, TextWriter stdout, TextWriter stderr, bool plainProgress)
     {
@@ -73,14 +74,17 @@ internal sealed class MixRun
         }
 
         var cpuBefore = Environment.CpuUsage.TotalTime;
-        var clock = Stopwatch.StartNew();
+        var showProgress = !s.Quiet && !s.Json;
+        _measurement = new LoadMeasurement(s, intervals: showProgress);
+        var clock = _measurement.Clock;
+        _measurement.Start(Completed, _stop.Token);
         if (s.Duration > 0)
         {
             _stop.Token.Register(() => _stopping = true);
-            _stop.CancelAfter(TimeSpan.FromSeconds(s.Duration));
+            _stop.CancelAfter(TimeSpan.FromSeconds(s.Warmup + s.Duration));
         }
 
-        var progress = s.Quiet || s.Json ? Task.CompletedTask : ShowProgressAsync(clock);
+        var progress = showProgress ? ShowProgressAsync() : Task.CompletedTask;
         try
         {
             var all = Task.WhenAll(_workers.Select(w => Task.Run(w.RunAsync)));
@@ -88,7 +92,7 @@ internal sealed class MixRun
             {
                 // A peer that stops answering (or speaks another protocol) must not hang a timed run: after a
                 // grace period the connections are closed, which fails the pending receives.
-                await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(s.Duration + 10))).ConfigureAwait(false);
+                await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(s.Warmup + s.Duration + 10))).ConfigureAwait(false);
                 if (!all.IsCompleted)
                 {
                     Fail("Error, transaction failure");
@@ -118,11 +122,11 @@ internal sealed class MixRun
         {
             WriteError(_failure);
             WriteError($"Info, {_failedAfter} tests succeeded before the first failure");
-            Report(histogram, clock.Elapsed, failed: true);
+            Report(histogram, _measurement.MeasuredElapsed, failed: true);
             return 1;
         }
 
-        Report(histogram, clock.Elapsed, failed: false);
+        Report(histogram, _measurement.MeasuredElapsed, failed: false);
         return 0;
     }
 
@@ -174,8 +178,8 @@ internal sealed class MixRun
         }
     }
 
-    private Task ShowProgressAsync(Stopwatch clock) =>
-        ProgressPrinter.RunAsync(clock, Completed, _stdout, _outputLock, _plainProgress, _stop.Token);
+    private Task ShowProgressAsync() =>
+        ProgressPrinter.RunAsync(_measurement, Completed, _stdout, _outputLock, _plainProgress, _stop.Token);
 
     private void Report(LatencyHistogram h, TimeSpan elapsed, bool failed)
     {
@@ -188,7 +192,7 @@ internal sealed class MixRun
 
         lock (_outputLock)
         {
-            LoadReport.Write(_stdout, s, new LoadReport.Result(mode, Completed(), elapsed, h, Persistent: true, failed)
+            LoadReport.Write(_stdout, s, new LoadReport.Result(mode, _measurement.MeasuredOps(Completed()), elapsed, h, Persistent: true, failed)
             {
                 Protocol = _protocol == MixProtocol.Memcached ? "memcached" : "distcache",
                 ToolCpu = _toolCpu,
@@ -282,7 +286,7 @@ internal sealed class MixRun
             for (var i = 0; i < batch; i++)
             {
                 var reply = await _connection.ReceiveAsync(_operations[i], _tags[i]).ConfigureAwait(false);
-                Latency.Record((long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+                _run._measurement.Record(Latency, (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
                 var error = Check(_operations[i], _keys[i], reply);
                 if (error is not null)
                 {

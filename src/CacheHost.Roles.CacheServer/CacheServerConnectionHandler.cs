@@ -78,6 +78,8 @@ internal sealed class CacheServerConnectionHandler(
                 }
 
                 var buffer = result.Buffer;
+                var started = RequestLatency.Start(); // server-side latency: batch read to its replies flushed
+                var answeredBefore = 0;
                 var replies = 0;
                 var answered = false;
                 BatchEnd end;
@@ -94,6 +96,7 @@ internal sealed class CacheServerConnectionHandler(
                         // Too much output for one flush, or a reply whose final frame must leave in its own write: let
                         // the peer take what there is before producing more (the buffer stays unconsumed meanwhile).
                         answered = true;
+                        answeredBefore += replies;
                         replies = 0;
                         if (!await FlushPausedAsync(output, session).ConfigureAwait(false))
                         {
@@ -105,6 +108,7 @@ internal sealed class CacheServerConnectionHandler(
                         {
                             await WriteHeldFinalFrameAsync(output, session).ConfigureAwait(false);
                             replies = 1;
+                            answeredBefore--; // the same reply's final frame: counted once, when it leaves
                         }
                     }
                 }
@@ -134,6 +138,8 @@ internal sealed class CacheServerConnectionHandler(
                         timeouts?.Mark(next);
                     }
                 }
+
+                statistics.Latency.Record(started, answeredBefore + replies);
 
                 if (end == BatchEnd.Close)
                 {
@@ -237,6 +243,7 @@ internal sealed class CacheServerConnectionHandler(
         var payload = Payload(wire, message, session);
         var now = store.Now;
         var uid = message.Uid;
+        bool ok;
         switch (message.Operation)
         {
             case DistCacheOperation.Add:
@@ -247,42 +254,36 @@ internal sealed class CacheServerConnectionHandler(
                 }
 
                 var result = add.Status == AddRequestStatus.Rejected ? add.Rejection : store.Add(add.Id, add.Data, add.TimeoutMs, now);
-                if (result != DistCacheResult.Ok)
-                {
-                    statistics.AddRejections.Increment();
-                }
-
+                ok = result == DistCacheResult.Ok;
                 DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Add, result);
                 break;
 
             case DistCacheOperation.Get:
                 var reply = new GetReply(output, uid, session, alone);
-                if (store.TryGet(payload, now, ref reply))
+                ok = store.TryGet(payload, now, ref reply);
+                if (ok)
                 {
-                    statistics.Hits.Increment();
                     statistics.BytesOut.Add(reply.Length);
                 }
                 else
                 {
-                    statistics.Misses.Increment();
                     DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Get, DistCacheResult.NotOk);
                 }
 
                 break;
 
             case DistCacheOperation.Remove:
-                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Remove,
-                    store.Remove(payload, now) ? DistCacheResult.Ok : DistCacheResult.NotOk);
+                ok = store.Remove(payload, now);
+                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Remove, ok ? DistCacheResult.Ok : DistCacheResult.NotOk);
                 break;
 
             default:
-                var present = store.Contains(payload, now);
-                (present ? statistics.Hits : statistics.Misses).Increment();
-                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Have, present ? DistCacheResult.Ok : DistCacheResult.NotOk);
+                ok = store.Contains(payload, now);
+                DistCacheMessageWriter.WriteResult(output, uid, DistCacheOperation.Have, ok ? DistCacheResult.Ok : DistCacheResult.NotOk);
                 break;
         }
 
-        statistics.CountOperation(message.Operation);
+        statistics.CountOperation(message.Operation, ok);
         return true;
     }
 
@@ -341,6 +342,7 @@ internal sealed class CacheServerConnectionHandler(
                     if (session.HeldLength > 0 || output.UnflushedBytes >= _outputLimit)
                     {
                         answered = true;
+                        answeredBefore += replies;
                         replies = 0;
                         if (!await FlushPausedAsync(output, session).ConfigureAwait(false))
                         {
@@ -352,6 +354,7 @@ internal sealed class CacheServerConnectionHandler(
                         {
                             await WriteHeldFinalFrameAsync(output, session).ConfigureAwait(false);
                             replies = 1;
+                            answeredBefore--; // the same reply's final frame: counted once, when it leaves
                         }
                     }
                 }
@@ -469,18 +472,13 @@ internal sealed class CacheServerConnectionHandler(
             }
 
             DistCacheMessageWriter.WriteResult(output, uid, operation, DistCacheResult.Disconnected);
-            statistics.CountOperation(operation);
+            statistics.CountOperation(operation, ok: false);
             return;
         }
 
         switch (operation)
         {
             case DistCacheOperation.Add:
-                if (result != DistCacheResult.Ok)
-                {
-                    statistics.AddRejections.Increment();
-                }
-
                 DistCacheMessageWriter.WriteResult(output, uid, operation, result);
                 break;
 
@@ -489,7 +487,6 @@ internal sealed class CacheServerConnectionHandler(
                 {
                     var reply = new GetReply(output, uid, session, request.Alone);
                     reply.Read(data.Memory.Span);
-                    statistics.Hits.Increment();
                     statistics.BytesOut.Add(reply.Length);
                 }
 
@@ -500,12 +497,12 @@ internal sealed class CacheServerConnectionHandler(
                 break;
 
             default: // GET miss, HAVE
-                (result == DistCacheResult.Ok ? statistics.Hits : statistics.Misses).Increment();
                 DistCacheMessageWriter.WriteResult(output, uid, operation, result);
                 break;
         }
 
-        statistics.CountOperation(operation);
+        // OK: ADD stored, GET/HAVE hit, REMOVE removed (the memory path's rule, CacheServerStatistics).
+        statistics.CountOperation(operation, result == DistCacheResult.Ok);
     }
 
     /// <summary>Waits for a request whose peer is gone, releasing what it returns.</summary>

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Core.Metrics;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
@@ -44,6 +45,7 @@ public static class CacheServerRole
             : sp.GetRequiredService<SessionStore>());
         builder.Services.AddSingleton<CacheServerService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<CacheServerService>());
+        builder.Services.AddRoleMetrics(static sp => new CacheServerMetrics(sp.GetRequiredService<CacheServerService>()));
         return builder;
     }
 

@@ -207,9 +207,9 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         yield return ("ops.remove", _statistics.Operations(DistCacheOperation.Remove));
         yield return ("ops.have", _statistics.Operations(DistCacheOperation.Have));
         yield return ("ops.total", _statistics.TotalOperations);
-        yield return ("hits", _statistics.Hits.Value);
-        yield return ("misses", _statistics.Misses.Value);
-        yield return ("add.rejected", _statistics.AddRejections.Value);
+        yield return ("hits", _statistics.Hits);
+        yield return ("misses", _statistics.Misses);
+        yield return ("add.rejected", _statistics.AddRejections);
         if (_memory is not null)
         {
             // Redis's own INFO reports these for the Redis store.
@@ -241,6 +241,14 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         }
 
         yield return ("gc.allocated_bytes", GC.GetTotalAllocatedBytes());
+        // Server-side latency since start (a batch read to its replies flushed), microseconds, bucket upper edge.
+        var latency = _statistics.Latency;
+        yield return ("latency.count", latency.Count);
+        yield return ("latency.p50_us", latency.Percentile(50));
+        yield return ("latency.p90_us", latency.Percentile(90));
+        yield return ("latency.p99_us", latency.Percentile(99));
+        yield return ("latency.p999_us", latency.Percentile(99.9));
+        yield return ("latency.max_us", latency.Percentile(100));
         yield return ("gc.heap_bytes", GC.GetGCMemoryInfo().HeapSizeBytes);
         foreach (var error in Enum.GetValues<DistCacheProtocolError>())
         {

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Core.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -17,6 +18,7 @@ public static class ClacksRole
         builder.Services.AddValidatedOptions<ClacksOptions, ClacksOptionsValidator>(ClacksOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o => o.Validate());
         builder.Services.AddSingleton<ClacksService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClacksService>());
+        builder.Services.AddRoleMetrics(static sp => new ClacksMetrics(sp.GetRequiredService<ClacksService>()));
         return builder;
     }
 }

@@ -965,14 +965,21 @@ internal sealed class ClacksServer
             _subscribers[name] = set = [];
         }
 
-        set.Add(session);
+        if (set.Add(session))
+        {
+            Statistics.Subscriptions++;
+        }
     }
 
     private void Unsubscribe(ClacksSession session, string name)
     {
-        if (_subscribers.TryGetValue(name, out var set) && set.Remove(session) && set.Count == 0)
+        if (_subscribers.TryGetValue(name, out var set) && set.Remove(session))
         {
-            _subscribers.Remove(name);
+            Statistics.Subscriptions--;
+            if (set.Count == 0)
+            {
+                _subscribers.Remove(name);
+            }
         }
     }
 

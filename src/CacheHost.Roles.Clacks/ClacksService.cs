@@ -473,5 +473,6 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         yield return ("errors.unauthenticated_flood", statistics.UnauthenticatedFloods);
         yield return ("errors.login_failed", statistics.LoginFailures);
         yield return ("intake.waits_expired", statistics.IntakeWaitsExpired);
+        yield return ("subscriptions", statistics.Subscriptions);
     }
 }

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Core.Metrics;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
@@ -21,6 +22,7 @@ public static class ClientProxyRole
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClientProxyService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientProxyService>());
+        builder.Services.AddRoleMetrics(static sp => new ClientProxyMetrics(sp.GetRequiredService<ClientProxyService>()));
         return builder;
     }
 

@@ -34,6 +34,9 @@ internal sealed class ProcessSupervisorService(
 
     public string RoleName => "ProcessSupervisor";
 
+    /// <summary>The running supervisor, for the role's meter; null before start and after it stopped.</summary>
+    internal Supervisor? Running => _supervisor;
+
     public string StatusSummary() => _supervisor?.HostStatusSummary ?? "stopped";
 
     public async ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)

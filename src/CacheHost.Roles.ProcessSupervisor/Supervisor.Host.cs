@@ -40,6 +40,9 @@ internal sealed partial class Supervisor
     /// <summary>Role status line for the host (<c>services=N up=M</c>); refreshed by the loop, read from any thread.</summary>
     public string HostStatusSummary => _hostStatus;
 
+    /// <summary>Figures for the role's meter (issue 18), written by the loop, read from any thread.</summary>
+    public SupervisorStatistics Statistics { get; } = new();
+
     /// <summary>Loop step: refreshes <see cref="HostStatusSummary"/> when the counts changed (no allocation otherwise).</summary>
     private void UpdateHostStatus()
     {
@@ -57,6 +60,8 @@ internal sealed partial class Supervisor
             _statusUp = up;
             _statusServices = _services.Count;
             _hostStatus = $"services={_services.Count} up={up}";
+            Volatile.Write(ref Statistics.Services, _services.Count);
+            Volatile.Write(ref Statistics.Up, up);
         }
     }
 

@@ -257,6 +257,7 @@ internal sealed partial class Supervisor
                 var ranNs = now - svc.UpNs;
                 var at = ranNs < svc.AutoUpInterval * Second ? now + svc.AutoUpInterval * Second : now;
                 ScheduleStart(svc, at, now, times: 2);
+                Interlocked.Increment(ref Statistics.Restarts);
                 svc.ReapNs = now;
             }
         }

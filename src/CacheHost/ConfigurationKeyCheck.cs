@@ -15,7 +15,7 @@ namespace CacheHost;
 internal static partial class ConfigurationKeyCheck
 {
     private static readonly string[] TopLevel = ["CacheHost", "Serilog", "environment", "applicationName", "contentRoot"];
-    private static readonly string[] CacheHostSettingKeys = ["Roles", "Process", "Control", "Transport"];
+    private static readonly string[] CacheHostSettingKeys = ["Roles", "Process", "Control", "Transport", "Metrics"];
     private static readonly string[] TransportKeys = ["Engine", "EngineThreads", "InlineCompletions"];
 
     // The Serilog sections this program reads (no Serilog.Settings.Configuration: NativeAOT, docs/systemd.md).

@@ -85,6 +85,9 @@ internal static class HostFactory
             add(builder);
         }
 
+        // Meters and their export (CacheHost:Metrics, off by default): after the roles, which register their meters.
+        builder.AddMetrics();
+
         // After the roles: -pidfile and -user run once every listener is bound, before READY.
         builder.Services.AddProcessControl();
 
