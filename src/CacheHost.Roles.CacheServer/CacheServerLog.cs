@@ -48,4 +48,22 @@ internal static partial class CacheServerLog
 
     [LoggerMessage(2013, LogLevel.Warning, "Redis session store: client error at {Endpoint} in {Origin}: {Error}", EventName = "RedisInternalError")]
     public static partial void RedisInternalError(ILogger logger, string endpoint, string? origin, string error);
+
+    [LoggerMessage(2014, LogLevel.Information, "Loaded {Loaded} sessions from snapshot {Path} ({Expired} expired while the server was stopped)", EventName = "SnapshotLoaded")]
+    public static partial void SnapshotLoaded(ILogger logger, long loaded, string path, long expired);
+
+    [LoggerMessage(2015, LogLevel.Information, "No snapshot at {Path} yet; starting with an empty store", EventName = "SnapshotMissing")]
+    public static partial void SnapshotMissing(ILogger logger, string path);
+
+    [LoggerMessage(2016, LogLevel.Error, "Snapshot {Path} can't be loaded ({Reason}); starting with an empty store (it is replaced by the next snapshot)", EventName = "SnapshotUnusable")]
+    public static partial void SnapshotUnusable(ILogger logger, string path, string reason);
+
+    [LoggerMessage(2017, LogLevel.Information, "Wrote {Count} sessions to snapshot {Path} in {Milliseconds} ms", EventName = "SnapshotWritten")]
+    public static partial void SnapshotWritten(ILogger logger, long count, string path, long milliseconds);
+
+    [LoggerMessage(2018, LogLevel.Error, "Can't write snapshot {Path}: {Reason} (the previous snapshot is kept)", EventName = "SnapshotFailed")]
+    public static partial void SnapshotFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(2019, LogLevel.Debug, "Wrote {Count} sessions to snapshot {Path} in {Milliseconds} ms (periodic)", EventName = "PeriodicSnapshotWritten")]
+    public static partial void PeriodicSnapshotWritten(ILogger logger, long count, string path, long milliseconds);
 }

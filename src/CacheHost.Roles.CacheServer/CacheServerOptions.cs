@@ -86,6 +86,23 @@ public sealed class CacheServerOptions
     /// <summary>The Redis store's settings (used when <see cref="Store"/> is <c>Redis</c>).</summary>
     public RedisStoreOptions Redis { get; set; } = new();
 
+    /// File the sessions are kept in across restarts (issue 17): written on a clean stop (every live session with
+    /// its lifetime left; temporary file, fsync, rename) and loaded on start, less what expired meanwhile. Unset,
+    /// the default, keeps sessions in memory only, as dc_server. See <see cref="SnapshotOnError"/>, <see cref="SnapshotInterval"/>.
+    /// </summary>
+    public string? SnapshotPath { get; set; }
+
+    /// <summary>Also write the snapshot this often while running (a crash then loses at most this much); zero, the default, only on a clean stop.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan SnapshotInterval { get; set; }
+
+    /// <summary>
+    /// What a snapshot that cannot be loaded (foreign, damaged, truncated, unreadable) does at start: <c>StartEmpty</c>
+    /// (the default: one error line, then serve with an empty store) or <c>Refuse</c> (the start fails, exit 1). A
+    /// missing file is no error (the first start).
+    /// </summary>
+    public SnapshotErrorMode SnapshotOnError { get; set; } = SnapshotErrorMode.StartEmpty;
+
     /// <summary>Socket limits and unix socket owner/group/mode for the listeners.</summary>
     [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
@@ -115,6 +132,16 @@ public sealed class RedisStoreOptions
     /// the sessions of several sites sharing one Redis. Default <see cref="DefaultKeyPrefix"/>; may be empty.
     /// </summary>
     public string KeyPrefix { get; set; } = DefaultKeyPrefix;
+}
+
+/// <summary>What a snapshot that cannot be loaded does at start (<see cref="CacheServerOptions.SnapshotOnError"/>).</summary>
+public enum SnapshotErrorMode
+{
+    /// <summary>Log one error line and start with an empty store.</summary>
+    StartEmpty,
+
+    /// <summary>Fail the start (exit 1), so that an operator looks at the file first.</summary>
+    Refuse,
 }
 
 /// <summary>

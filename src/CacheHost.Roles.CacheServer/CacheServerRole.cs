@@ -77,6 +77,12 @@ public static class CacheServerRole
             }
         }
 
+        if (options.Store == SessionStoreKind.Redis && !string.IsNullOrEmpty(options.SnapshotPath))
+        {
+            // Redis keeps the sessions itself (its own persistence); a snapshot belongs to the memory store.
+            yield return "SnapshotPath: only with Store=Memory (the Redis store's sessions live in Redis)";
+        }
+
         if (options.Store == SessionStoreKind.Redis)
         {
             foreach (var problem in RedisSessionStore.Validate(options.Redis))

@@ -35,6 +35,8 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     private readonly List<IDisposable> _tlsReloads = [];
     private readonly IConfiguration? _configuration;
     private readonly TimeProvider _clock;
+    private readonly Lock _snapshotGate = new();
+    private bool _snapshotLoaded; // false until start got past the load: a refused start never overwrites the file
 
     /// <summary>Created by DI.</summary>
     public CacheServerService(
@@ -107,6 +109,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         if (_memory is not null)
         {
             CacheServerLog.CacheReady(Logger, _memory.Capacity, _memory.EvictionBatch);
+            LoadSnapshot(); // before the listeners: the first client already finds the sessions
         }
         else if (_store is RedisSessionStore redis)
         {
@@ -117,7 +120,106 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     }
 
     /// <inheritdoc />
-    protected override async Task RunAsync(CancellationToken stoppingToken)
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+
+        // Clean stop: the connections are closed, so this is every session the clients will ever see from us.
+        WriteSnapshot(periodic: false);
+    }
+
+    /// <summary>Loads CacheServer:SnapshotPath, if set (issue 17); what a bad file does is SnapshotOnError's.</summary>
+    private void LoadSnapshot()
+    {
+        if (_options.SnapshotPath is not { } path)
+        {
+            return;
+        }
+
+        if (!File.Exists(path))
+        {
+            CacheServerLog.SnapshotMissing(Logger, path);
+            _snapshotLoaded = true;
+            return;
+        }
+
+        // A temporary file left by a kill during a write is never loaded; the next write replaces it.
+        try
+        {
+            var load = SessionSnapshot.Load(_memory!, path, _clock);
+            CacheServerLog.SnapshotLoaded(Logger, load.Loaded, path, load.Expired);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            if (_options.SnapshotOnError == SnapshotErrorMode.Refuse)
+            {
+                throw new IOException($"{CacheServerOptions.SectionName}:SnapshotPath: '{path}' can't be loaded ({ex.Message}); not starting (SnapshotOnError=Refuse)", ex);
+            }
+
+            CacheServerLog.SnapshotUnusable(Logger, path, ex.Message);
+        }
+
+        _snapshotLoaded = true;
+    }
+
+    /// <summary>Writes CacheServer:SnapshotPath, if set; a failure is logged and keeps the previous snapshot.</summary>
+    private void WriteSnapshot(bool periodic)
+    {
+        if (_options.SnapshotPath is not { } path || !_snapshotLoaded || _memory is null)
+        {
+            return;
+        }
+
+        lock (_snapshotGate)
+        {
+            var started = _clock.GetTimestamp();
+            try
+            {
+                var count = SessionSnapshot.Write(_memory, path, _clock);
+                var elapsed = (long)_clock.GetElapsedTime(started).TotalMilliseconds;
+                if (periodic)
+                {
+                    CacheServerLog.PeriodicSnapshotWritten(Logger, count, path, elapsed);
+                }
+                else
+                {
+                    CacheServerLog.SnapshotWritten(Logger, count, path, elapsed);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)
+            {
+                CacheServerLog.SnapshotFailed(Logger, path, ex.Message);
+            }
+        }
+    }
+
+    /// <summary>Writes the snapshot every SnapshotInterval on the host's clock (issue 17, optional).</summary>
+    private async Task WriteSnapshotsAsync(CancellationToken stoppingToken)
+    {
+        if (_options.SnapshotPath is null || _options.SnapshotInterval <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(_options.SnapshotInterval, _clock, stoppingToken).ConfigureAwait(false);
+                WriteSnapshot(periodic: true);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <inheritdoc />
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(ReportStatsAsync(stoppingToken), WriteSnapshotsAsync(stoppingToken));
+
+    /// <summary>Once per StatsInterval: purge what expired, and log dc_server's stats line when it changed (distcache §9.3).</summary>
+    private async Task ReportStatsAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(_options.StatsInterval);
         long lastOperations = 0;

@@ -1,6 +1,5 @@
 using CacheHost.Protocols.Clacks;
 using Microsoft.Extensions.Logging;
-using Mono.Unix.Native;
 
 namespace CacheHost.Roles.Clacks;
 
@@ -87,14 +86,5 @@ internal sealed class PersistenceStore(string path, ILogger logger)
         stream.Flush(flushToDisk: true);
     }
 
-    private void SyncDirectory()
-    {
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
-        var fd = Syscall.open(dir, OpenFlags.O_RDONLY);
-        if (fd >= 0)
-        {
-            Syscall.fsync(fd);
-            Syscall.close(fd);
-        }
-    }
+    private void SyncDirectory() => CacheHost.Core.DurableFile.SyncDirectoryOf(Path);
 }

@@ -6,7 +6,7 @@ namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
 /// The meter <c>CacheHost.ClientProxy</c> (issue 18): observable instruments over the counters behind
-/// <c>proxy.stats</c> (ProxyStats and the upstream link), read only when a listener collects.
+/// <c>proxy.stats</c> (ClientProxyStatistics and the upstream link), read only when a listener collects.
 /// </summary>
 internal sealed class ClientProxyMetrics : RoleMetrics
 {

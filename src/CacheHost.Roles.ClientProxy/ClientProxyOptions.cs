@@ -17,9 +17,26 @@ public sealed class ClientProxyOptions
     [Required]
     public string Listen { get; set; } = "UNIX:/tmp/scache";
 
-    /// <summary>The cache server's address (dc_client's <c>-server</c>/<c>-connect</c>). Required; must be connectable by syntax.</summary>
-    [Required(ErrorMessage = "no server specified (e.g. \"IP:127.0.0.1:9001\" or \"UNIX:/run/cachehost/dc.sock\")")]
+    /// <summary>
+    /// The cache server's address (dc_client's <c>-server</c>/<c>-connect</c>); the first, preferred server when
+    /// <see cref="Servers"/> names more. This or Servers is required; must be connectable by syntax.
+    /// </summary>
     public string? Server { get; set; }
+
+    /// <summary>
+    /// Servers in order of preference (after <see cref="Server"/>, if that is set too): the link uses the first that
+    /// answers and moves to the next when it drops (failover). The second and later <c>-server</c> flags.
+    /// </summary>
+    public List<string> Servers { get; set; } = [];
+
+    /// <summary>
+    /// While the link is on another server than the first of <see cref="ServerList"/>, try the first this often and
+    /// move back to it once it answers (failback); new requests go to it at once, the old link closes when its
+    /// requests are answered (at most ConnectTimeout later). Zero, the default, stays on the server in use until
+    /// its link drops: with memory stores a move loses the sessions written meanwhile.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan FailbackAfter { get; set; }
 
     /// <summary>Minimum time between reconnect attempts in ms (dc_client's <c>-retry</c>, default 5000, 1..3600000).</summary>
     [Range(1, 3_600_000)]
@@ -100,6 +117,9 @@ public sealed class ClientProxyOptions
     /// <summary>Limits of the upstream connection to the server.</summary>
     [ValidateObjectMembers]
     public TransportOptions ServerTransport { get; set; } = new();
+
+    /// <summary>Every server, first = preferred: <see cref="Server"/> (if set), then <see cref="Servers"/>.</summary>
+    public IReadOnlyList<string> ServerList => Server is { } first ? [first, .. Servers] : Servers;
 
     /// <summary>The effective number of requests outstanding upstream.</summary>
     public int EffectiveDepth => ServerPipelineDepth == 0

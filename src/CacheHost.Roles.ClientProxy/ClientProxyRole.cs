@@ -33,16 +33,29 @@ public static class ClientProxyRole
             yield return $"Listen: bad listen address: {error}";
         }
 
-        if (options.Server is not null)
+        if (options.ServerList.Count == 0)
         {
-            if (!TransportAddress.TryParse(options.Server, out var server, out var serverError))
+            yield return "Server: no server specified (e.g. \"IP:127.0.0.1:9001\" or \"UNIX:/run/cachehost/dc.sock\")";
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < options.ServerList.Count; i++)
+        {
+            // The key as the user wrote it: Server, or Servers:n.
+            var key = options.Server is null ? $"Servers:{i}" : i == 0 ? "Server" : $"Servers:{i - 1}";
+            var text = options.ServerList[i];
+            if (!TransportAddress.TryParse(text, out var server, out var serverError))
             {
-                yield return $"Server: {serverError}";
+                yield return $"{key}: {serverError}";
             }
             else if (server.Kind is TransportAddressKind.Tcp4 or TransportAddressKind.Tcp6 && server.Host is null)
             {
                 // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (distcache §10.1).
-                yield return $"Server: '{options.Server}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
+                yield return $"{key}: '{text}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
+            }
+            else if (!seen.Add(server.Text))
+            {
+                yield return $"{key}: '{text}' is listed twice";
             }
         }
 

@@ -20,6 +20,9 @@ internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
     /// <summary>Clock timestamp of the forward to the server (set by the link, for RequestTimeoutMs).</summary>
     public long SubmittedAt { get; set; }
 
+    /// <summary>The link epoch it was sent on (set by the in-flight table): only that link's loss answers it 0x02.</summary>
+    public int Epoch { get; set; }
+
     /// <summary>Server payload of the answer (valid after the await returned true).</summary>
     public ReadOnlySpan<byte> Response => _buffer.AsSpan(0, ResponseLength);
 

@@ -12,7 +12,8 @@ internal static class DistCacheToolCommands
     private const string ClientUsage = """
         Usage: cachehost client -server <addr> [options]   (dc_client)
           -listen <addr>     local address applications connect to (default UNIX:/tmp/scache)
-          -server <addr>     the cache server (alias -connect); required
+          -server <addr>     the cache server (alias -connect); required. Given again: further servers
+                             in order of preference (failover; see FailbackAfter below)
           -retry <ms>        minimum time between reconnect attempts, 1..3600000 (default 5000)
           -idle <ms>         close local connections idle this long, 0..3600000 (default 0 = never)
           -sockowner <user>  owner of a UNIX listening socket
@@ -26,7 +27,8 @@ internal static class DistCacheToolCommands
           -tls-key <file>    its private key (PEM)
           -tls-ca <file>     CA bundle (PEM) the server's certificate must chain to
           -tls-verify        insist on -tls-ca (over TLS the server is always verified)
-        Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server)
+        Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server,
+                          FailbackAfter=00:00:30 to return to the first server once it answers again)
         """;
 
     private const string SnoopUsage = """
@@ -87,7 +89,7 @@ internal static class DistCacheToolCommands
             ["CacheHost:Roles:0"] = "ClientProxy",
         };
         var hostArgs = new List<string>();
-        string? server = null;
+        var servers = new List<string>();
         for (var i = 0; i < args.Length; i++)
         {
             var arg = args[i];
@@ -134,14 +136,10 @@ internal static class DistCacheToolCommands
                         return 1;
                     }
 
-                    if (server is not null)
-                    {
-                        Console.Error.WriteLine("Error, too many servers");
-                        return 1;
-                    }
-
-                    server = s;
-                    overrides[Section + "Server"] = s;
+                    // dc_client refuses a second -server ("Error, too many servers", distcache §10.1); here the
+                    // second and later ones are the failover list (issue 17).
+                    overrides[servers.Count == 0 ? Section + "Server" : $"{Section}Servers:{servers.Count - 1}"] = s;
+                    servers.Add(s);
                     break;
                 case "-retry" or "-idle":
                     if (Next() is not { } text)
@@ -191,7 +189,7 @@ internal static class DistCacheToolCommands
             }
         }
 
-        if (server is null)
+        if (servers.Count == 0)
         {
             Console.Error.WriteLine("Error, no server specified!");
             return 1;
@@ -203,11 +201,14 @@ internal static class DistCacheToolCommands
             return 1;
         }
 
-        if (!CacheHost.Transport.TransportAddress.TryParse(server, out var serverAddress, out _)
-            || (serverAddress.Kind is CacheHost.Transport.TransportAddressKind.Tcp4 or CacheHost.Transport.TransportAddressKind.Tcp6 && serverAddress.Host is null))
+        foreach (var server in servers)
         {
-            Console.Error.WriteLine("Error, internal initialisation problems");
-            return 1;
+            if (!CacheHost.Transport.TransportAddress.TryParse(server, out var serverAddress, out _)
+                || (serverAddress.Kind is CacheHost.Transport.TransportAddressKind.Tcp4 or CacheHost.Transport.TransportAddressKind.Tcp6 && serverAddress.Host is null))
+            {
+                Console.Error.WriteLine("Error, internal initialisation problems");
+                return 1;
+            }
         }
 
         return CommandDispatcher.RunHost([.. hostArgs], overrides, ["client", .. args]);

@@ -185,13 +185,13 @@ public sealed class ProxyBehaviourTests
             }
         }
 
-        Assert.Equal(400, proxy.Proxy.Link.Forwarded);
+        Assert.Equal(400, proxy.Proxy.Stats.Forwarded.Value);
         if (coalesce && CacheHost.Transport.SocketEngineSettings.UseEpoll)
         {
             // Coalescing happens at the end of an epoll loop's round, so only on the epoll engine (the suite can
             // be run on the runtime's engine with CACHEHOST_TRANSPORT_ENGINE=sockets). Measured on a quiet machine: about 200 writes coalesced, about 396 without (only the rare overlap
             // with a write in progress batches then). A slower loop finds more per round, never fewer.
-            Assert.True(proxy.Proxy.Link.Writes <= proxy.Proxy.Link.Forwarded * 3 / 4, $"{proxy.Proxy.Link.Writes} writes for {proxy.Proxy.Link.Forwarded} requests: too little was coalesced");
+            Assert.True(proxy.Proxy.Stats.Writes <= proxy.Proxy.Stats.Forwarded.Value * 3 / 4, $"{proxy.Proxy.Stats.Writes} writes for {proxy.Proxy.Stats.Forwarded.Value} requests: too little was coalesced");
         }
     }
 

@@ -28,8 +28,8 @@ public sealed class UpstreamTrustTests
         var (uid, operation, payload) = ReadReply(client);
         Assert.Equal((77u, DistCacheOperation.Get), (uid, operation));
         Assert.Equal([(byte)DistCacheResult.Disconnected], payload);
-        Assert.Equal(1, proxy.Proxy.Link.MismatchedResponses);
-        await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.Connects >= 2, Wait, "the reconnect");
+        Assert.Equal(1, proxy.Proxy.Stats.MismatchedResponses);
+        await RoleHost.WaitUntilAsync(() => proxy.Proxy.Stats.Connects >= 2, Wait, "the reconnect");
 
         // HAVE answers keep their operation: served normally over the new link.
         client.Send(Request(78, DistCacheOperation.Have, "session"u8));
@@ -51,15 +51,21 @@ public sealed class UpstreamTrustTests
         client.Send(Request(5, DistCacheOperation.Get, "nobody-answers"u8));
         await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.InFlight == 1, Wait, "the GET in flight");
         clock.Advance(TimeSpan.FromSeconds(4));
-        Assert.Equal(0, proxy.Proxy.Link.RequestTimeouts);
+        Assert.Equal(0, proxy.Proxy.Stats.RequestTimeouts);
         Assert.Equal(0, client.Available);
 
         clock.Advance(TimeSpan.FromSeconds(2.5)); // past 5 s plus the check period (a quarter)
         var (uid, _, payload) = ReadReply(client);
         Assert.Equal(5u, uid);
         Assert.Equal([(byte)DistCacheResult.Disconnected], payload);
-        Assert.Equal(1, proxy.Proxy.Link.RequestTimeouts);
-        await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.Connects >= 2 && proxy.Proxy.IsServerConnected, Wait, "the reconnect");
+        Assert.Equal(1, proxy.Proxy.Stats.RequestTimeouts);
+
+        // The reconnect waits RetryMs on the injected clock.
+        await RoleHost.WaitUntilAsync(() =>
+        {
+            clock.Advance(TimeSpan.FromMilliseconds(50));
+            return proxy.Proxy.Stats.Connects >= 2 && proxy.Proxy.IsServerConnected;
+        }, Wait, "the reconnect");
 
         client.Send(Request(6, DistCacheOperation.Have, "x"u8));
         Assert.Equal([0], ReadReply(client).Payload);

@@ -23,7 +23,7 @@ public sealed class RoleStatsCommandTests
         "connections.rejected", "connections.idle_closed", "link.up", "link.connects", "link.reconnects", "link.losses",
         "errors.malformed_request", "errors.protocol_level", "errors.add_too_short", "errors.malformed_response",
         "errors.unknown_uid", "errors.mismatched_response", "errors.add_refused", "link.request_timeouts",
-        "bytes.from_clients", "bytes.to_server", "bytes.from_server",
+        "bytes.from_clients", "bytes.to_server", "bytes.from_server", "link.failovers", "link.failbacks",
     ];
 
     private static readonly string[] SnoopNames =

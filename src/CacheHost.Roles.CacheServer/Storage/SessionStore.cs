@@ -10,6 +10,13 @@ public interface ISessionReader
     void Read(ReadOnlySpan<byte> data);
 }
 
+/// <summary>Receives every live session of a store in turn (see <see cref="SessionStore.VisitLive{TVisitor}"/>).</summary>
+public interface ISessionVisitor
+{
+    /// <summary>One session: its id, data and remaining lifetime; the spans are valid only during the call.</summary>
+    void Visit(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint remainingMs);
+}
+
 /// <summary>
 /// The session cache with dc_server's semantics (distcache §5-6) and none of its limits:
 /// <list type="bullet">
@@ -278,6 +285,41 @@ public sealed unsafe class SessionStore : ISessionStore, IDisposable
         }
     }
 
+    /// <summary>
+    /// Hands every unexpired session, with its lifetime left at <paramref name="now"/> (rounded down to whole ms), to
+    /// <paramref name="visitor"/>, one shard at a time under that shard's lock (a snapshot: requests on other
+    /// shards go on meanwhile). Returns how many were visited.
+    /// </summary>
+    public long VisitLive<TVisitor>(long now, ref TVisitor visitor)
+        where TVisitor : ISessionVisitor, allows ref struct
+    {
+        long visited = 0;
+        foreach (var shard in _shards)
+        {
+            lock (shard.Gate)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                for (var i = 0; i < shard.Used; i++)
+                {
+                    ref var entry = ref shard.At(i);
+                    if (entry.Block == null || entry.IsExpired(now))
+                    {
+                        continue;
+                    }
+
+                    var remainingMs = (ulong)(entry.Expiry - now) * 1000 / (ulong)_ticksPerSecond;
+                    visitor.Visit(
+                        new ReadOnlySpan<byte>(entry.Block, entry.IdLength),
+                        new ReadOnlySpan<byte>(entry.Block + entry.IdLength, entry.DataLength),
+                        (uint)Math.Min(remainingMs, uint.MaxValue));
+                    visited++;
+                }
+            }
+        }
+
+        return visited;
+    }
+
     /// <summary>Frees the native memory. Operations afterwards throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
@@ -479,6 +521,9 @@ public sealed unsafe class SessionStore : ISessionStore, IDisposable
         private int[] _buckets = new int[8]; // entry number + 1; 0 = empty
         private int _used; // entries ever handed out (high-water mark)
         private int _freeList; // entry number + 1; 0 = none
+
+        /// <summary>Entry numbers ever handed out: every live entry is below it (free slots have no block).</summary>
+        public int Used => _used;
 
         public int Find(ReadOnlySpan<byte> id, uint hash)
         {
