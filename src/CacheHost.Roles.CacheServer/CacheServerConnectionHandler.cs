@@ -342,7 +342,6 @@ internal sealed class CacheServerConnectionHandler(
                     if (session.HeldLength > 0 || output.UnflushedBytes >= _outputLimit)
                     {
                         answered = true;
-                        answeredBefore += replies;
                         replies = 0;
                         if (!await FlushPausedAsync(output, session).ConfigureAwait(false))
                         {
@@ -354,7 +353,6 @@ internal sealed class CacheServerConnectionHandler(
                         {
                             await WriteHeldFinalFrameAsync(output, session).ConfigureAwait(false);
                             replies = 1;
-                            answeredBefore--; // the same reply's final frame: counted once, when it leaves
                         }
                     }
                 }

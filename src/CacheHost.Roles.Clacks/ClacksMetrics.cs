@@ -10,7 +10,7 @@ namespace CacheHost.Roles.Clacks;
 internal sealed class ClacksMetrics : RoleMetrics
 {
     public ClacksMetrics(ClacksService service)
-        : base(ClacksRoleExtensions.RoleName)
+        : base(ClacksRole.Name)
     {
         var statistics = service.Statistics;
         Meter.CreateObservableCounter(Prefix + "messages.delivered", () => Volatile.Read(ref statistics.FanOutDeliveries), "{message}", "Fan-out lines handed to recipients (SET/NOTIFY deliveries, DEBUG mirrors, link forwards).");

@@ -97,7 +97,7 @@ public sealed class RedisStoreTests(RedisFixture redis) : IClassFixture<RedisFix
         var expected = Replay(memory, stream.Bytes, stream.Count);
         var actual = Replay(remote, stream.Bytes, stream.Count);
         Assert.Equal(Hex.Of(expected), Hex.Of(actual));
-        Assert.Equal(memory.Service.Statistics.Hits.Value, remote.Service.Statistics.Hits.Value);
+        Assert.Equal(memory.Service.Statistics.Hits, remote.Service.Statistics.Hits);
     }
 
     [RedisFact]

@@ -208,7 +208,7 @@ public sealed class TlsTests
             Assert.True(await again.AddAsync("tls-session-2"u8.ToArray(), "secret"u8.ToArray(), 60_000));
             var buffer = new byte[64];
             Assert.Equal(new DistCacheGetResult(true, 6, true), await again.GetAsync("tls-session-2"u8.ToArray(), buffer));
-            Assert.True(proxy.Proxy.Link.Connects >= 2);
+            Assert.True(proxy.Proxy.Link.Stats.Connects >= 2);
         }
         finally
         {
