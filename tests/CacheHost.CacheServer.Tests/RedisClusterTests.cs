@@ -3,6 +3,7 @@ using System.Text;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Testing;
+using Microsoft.Extensions.Configuration;
 using Xunit;
 
 namespace CacheHost.CacheServer.Tests;
@@ -10,7 +11,8 @@ namespace CacheHost.CacheServer.Tests;
 /// <summary>
 /// Two stateless CacheServers on one real Redis Cluster (3 masters with a replica each, created by
 /// <c>redis-cli --cluster create</c>): the client finds the cluster from one endpoint, sessions spread over every
-/// master, and whichever server a client asks answers the same.
+/// master, and whichever server a client asks answers the same. The two servers run the deploy example's
+/// configurations (deploy/redis-cluster/cachehost-a|b.appsettings.json) with this cluster's endpoint.
 /// </summary>
 public sealed class RedisClusterTests
 {
@@ -18,14 +20,8 @@ public sealed class RedisClusterTests
     public async Task TwoCacheServersOnOneClusterServeTheSameSessions()
     {
         using var cluster = RedisCluster.Start(masters: 3, replicas: 1);
-        var settings = new Dictionary<string, string?>
-        {
-            ["CacheHost:CacheServer:Store"] = "Redis",
-            // One node is enough: StackExchange.Redis discovers the rest of the cluster from it.
-            ["CacheHost:CacheServer:Redis:Configuration"] = cluster.Nodes[0].Endpoint,
-        };
-        await using var first = await InProcessCacheServer.StartAsync(extra: settings);
-        await using var second = await InProcessCacheServer.StartAsync(extra: settings);
+        await using var first = await InProcessCacheServer.StartAsync(extra: FromDeployExample("cachehost-a.appsettings.json", cluster));
+        await using var second = await InProcessCacheServer.StartAsync(extra: FromDeployExample("cachehost-b.appsettings.json", cluster));
         Assert.True(((RedisSessionStore)first.Service.ConfiguredStore).IsCluster);
         using var a = first.Connect();
         using var b = second.Connect();
@@ -51,6 +47,26 @@ public sealed class RedisClusterTests
         }
 
         Assert.Equal(0, first.Service.Statistics.StoreErrors.Value + second.Service.Statistics.StoreErrors.Value);
+    }
+
+    /// <summary>
+    /// The example's CacheServer keys (every one must bind and validate), its listeners left to the test and its
+    /// endpoints and password replaced by one node of <paramref name="cluster"/>: one node is enough, the client
+    /// discovers the rest of the cluster from it. The example's other client settings (timeouts) stay.
+    /// </summary>
+    private static Dictionary<string, string?> FromDeployExample(string file, RedisCluster cluster)
+    {
+        var configuration = new Microsoft.Extensions.Configuration.ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(TestPaths.RepoRoot, "deploy", "redis-cluster", file))
+            .Build();
+        var settings = configuration.AsEnumerable()
+            .Where(kv => kv.Value is not null && kv.Key.StartsWith("CacheHost:CacheServer:", StringComparison.Ordinal) && !kv.Key.StartsWith("CacheHost:CacheServer:Listen", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        Assert.Equal("Redis", settings["CacheHost:CacheServer:Store"]);
+        var kept = settings["CacheHost:CacheServer:Redis:Configuration"]!.Split(',')
+            .Where(part => part.Contains('=', StringComparison.Ordinal) && !part.StartsWith("password=", StringComparison.Ordinal));
+        settings["CacheHost:CacheServer:Redis:Configuration"] = string.Join(",", [cluster.Nodes[0].Endpoint, .. kept]);
+        return settings;
     }
 
     private static byte[] Data(int i) => Encoding.ASCII.GetBytes($"session-{i}-" + new string('s', 100 + i));
