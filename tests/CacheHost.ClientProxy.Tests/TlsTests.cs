@@ -264,7 +264,7 @@ public sealed class TlsTests
             ["cache1.example.net"] = "localhost",
         };
         var server = Example("server", "CacheHost:CacheServer:", files);
-        Assert.Equal("true", server["CacheHost:CacheServer:TlsListen:0:RequireClientCertificate"]);
+        Assert.Equal("true", server["CacheHost:CacheServer:TlsListen:0:RequireClientCertificate"], ignoreCase: true);
         server.Remove("CacheHost:CacheServer:Listen");
         server["CacheHost:CacheServer:TlsListen:0:Address"] = "IP:127.0.0.1:0";
         await using var cache = new TlsServer(await InProcessCacheServer.StartAsync(extra: server));
