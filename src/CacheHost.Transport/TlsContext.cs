@@ -226,6 +226,7 @@ public sealed class TlsContext
             chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
             chain.ChainPolicy.CustomTrustStore.AddRange(credentials.Roots);
             chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            chain.ChainPolicy.DisableCertificateDownloads = true; // a cache daemon fetches nothing from URLs in a peer's certificate
             chain.ChainPolicy.VerificationTime = _timeProvider.GetLocalNow().DateTime;
             chain.ChainPolicy.VerificationTimeIgnored = false;
             chain.ChainPolicy.ApplicationPolicy.Add(_server ? ClientAuthentication : ServerAuthentication);

@@ -247,6 +247,55 @@ public sealed class TlsTests
         Assert.Equal(1, DcServerCommandLine.Parse(["-listen", "IP:9443", "-tls-cert"]).ExitCode);
     }
 
+    [Fact]
+    public async Task TheDeployExamplesBindAndTalkMutualTls()
+    {
+        // deploy/examples/tls/*.json with the host names, paths and ports of this machine put in: every key of the
+        // examples must bind and validate, and the pair must work.
+        var pki = TestCertificates.Create();
+        var files = new Dictionary<string, string>
+        {
+            ["/etc/cachehost/tls/server.pem"] = pki.Server.CertificateFile,
+            ["/etc/cachehost/tls/server.key"] = pki.Server.KeyFile,
+            ["/etc/cachehost/tls/proxy1.pem"] = pki.Client.CertificateFile,
+            ["/etc/cachehost/tls/proxy1.key"] = pki.Client.KeyFile,
+            ["/etc/cachehost/tls/ca.pem"] = pki.CaFile,
+            ["proxy1.example.net"] = "cachehost-proxy",
+            ["cache1.example.net"] = "localhost",
+        };
+        var server = Example("server", "CacheHost:CacheServer:", files);
+        Assert.Equal("true", server["CacheHost:CacheServer:TlsListen:0:RequireClientCertificate"], ignoreCase: true);
+        server.Remove("CacheHost:CacheServer:Listen");
+        server["CacheHost:CacheServer:TlsListen:0:Address"] = "IP:127.0.0.1:0";
+        await using var cache = new TlsServer(await InProcessCacheServer.StartAsync(extra: server));
+
+        var proxySettings = Example("proxy", "CacheHost:ClientProxy:", files);
+        foreach (var key in new[] { "CacheHost:ClientProxy:Listen", "CacheHost:ClientProxy:Transport:SocketGroup", "CacheHost:ClientProxy:Transport:SocketMode" })
+        {
+            proxySettings.Remove(key);
+        }
+
+        proxySettings["CacheHost:ClientProxy:Server"] = cache.TlsAddress;
+        await using var proxy = await RoleHost.StartProxyAsync(cache.TlsAddress, proxySettings);
+        await using var client = await DistCacheClient.CreateAsync(proxy.Address, DistCacheClientFlags.Persistent);
+        Assert.True(await client.AddAsync("example"u8.ToArray(), "secret"u8.ToArray(), 60_000));
+        Assert.Equal(0, cache.TlsListener.AdapterFailures);
+    }
+
+    private static Dictionary<string, string?> Example(string name, string section, Dictionary<string, string> replacements)
+    {
+        var json = File.ReadAllText(Path.Combine(TestPaths.RepoRoot, $"deploy/examples/tls/{name}.appsettings.json"));
+        foreach (var (from, to) in replacements)
+        {
+            json = json.Replace(from, to, StringComparison.Ordinal);
+        }
+
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(json));
+        var configuration = new ConfigurationBuilder().AddJsonStream(stream).Build();
+        return configuration.AsEnumerable().Where(p => p.Key.StartsWith(section, StringComparison.Ordinal) && p.Value is not null)
+            .ToDictionary(p => p.Key, p => p.Value);
+    }
+
     // ---- helpers ----
 
     private static Dictionary<string, string?> LinkTls(string section, TestCertificates pki) => new()
