@@ -121,6 +121,51 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public async Task ProxyMetersFollowTrafficThroughTheProxy()
+    {
+        var dir = TestPaths.Directory("metrics-proxy");
+        var server = Path.Combine(dir, "dc.sock");
+        var proxy = Path.Combine(dir, "proxy.sock");
+        using var host = HostFactory.Build(
+        [
+            "--CacheHost:Roles:0=CacheServer",
+            "--CacheHost:Roles:1=ClientProxy",
+            $"--CacheHost:CacheServer:Listen:0=UNIX:{server}",
+            $"--CacheHost:ClientProxy:Listen=UNIX:{proxy}",
+            $"--CacheHost:ClientProxy:Server=UNIX:{server}",
+            "--CacheHost:Metrics:Enabled=true",
+        ], useAppSettings: false);
+        using var collector = new Collector(host);
+        await host.StartAsync();
+        try
+        {
+            WaitFor(() => collector.Snapshot().GetValueOrDefault("cachehost.clientproxy.link.up") == 1, "the proxy's server link");
+            var before = collector.Snapshot();
+            using (var client = InProcessCacheServer.ConnectTo("UNIX:" + proxy))
+            {
+                Add(client, 1, 60_000, "id"u8, "abc"u8);
+                Exchange(client, 2, DistCacheOperation.Get, "id"u8.ToArray(), 17);
+            }
+
+            var after = collector.Snapshot();
+            Assert.Equal(1, after["cachehost.clientproxy.link.up"]);
+            Assert.Equal(2, after["cachehost.clientproxy.requests"]);
+            Assert.Equal(2, after["cachehost.clientproxy.forwarded"]);
+            Assert.Equal(2, after["cachehost.clientproxy.replies"]);
+            Assert.True(after["cachehost.clientproxy.io"] > before["cachehost.clientproxy.io"]);
+            Assert.Equal(2, after["cachehost.cacheserver.operations"]); // the server behind it saw the same two
+            foreach (var name in new[] { "inflight", "link.connects", "link.losses", "connections.open", "connections.accepted", "connections.rejected", "protocol_errors", "answers.local", "link.request_timeouts" })
+            {
+                Assert.Contains("cachehost.clientproxy." + name, after.Keys);
+            }
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    [Fact]
     public async Task MetricsOffCreatesNoMeter()
     {
         var socket = TestPaths.Socket("metrics-off");
