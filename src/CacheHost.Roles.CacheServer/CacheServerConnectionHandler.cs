@@ -226,7 +226,7 @@ internal sealed class CacheServerConnectionHandler(
         return scratch.AsSpan(0, message.PayloadLength);
     }
 
-    /// <summary>ADD shorter than its 8-byte prefix: the reference closes silently (spec 5.1 check 0).</summary>
+    /// <summary>ADD shorter than its 8-byte prefix: the reference closes silently (distcache §5.1 check 0).</summary>
     private void ReportAddTooShort(TransportConnection connection, int payloadLength)
     {
         if (connection.Warnings.Allow(nameof(CacheServerLog.AddTooShort)))

@@ -12,7 +12,7 @@ internal sealed class SupervisorStatistics
     /// <summary>Services in state up.</summary>
     public int Up;
 
-    /// <summary>Automatic restarts after a service exited (auto_up, spec 7.3).</summary>
+    /// <summary>Automatic restarts after a service exited (auto_up, daemonproxy §7.3).</summary>
     public long Restarts;
 }
 

@@ -87,7 +87,7 @@ public sealed class TlsTests
 
         using (var plain = InProcessCacheServer.ConnectTo(server.TlsAddress))
         {
-            // A whole distcache HAVE request in clear (header of spec 4.1, id "x").
+            // A whole distcache HAVE request in clear (header of distcache §4.1, id "x").
             var request = new System.Buffers.ArrayBufferWriter<byte>();
             DistCacheMessageWriter.Write(request, isResponse: false, 1, DistCacheOperation.Have, "x"u8);
             plain.Send(request.WrittenSpan);

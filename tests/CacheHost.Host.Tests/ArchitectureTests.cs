@@ -21,9 +21,8 @@ public sealed partial class ArchitectureTests
     /// </summary>
     private static readonly HashSet<string> KnownEpollUses = new(StringComparer.Ordinal)
     {
-        // issue 16 item 3 / helper h17b (issue-17b): UpstreamLink's write coalescer calls EpollEngine.RunAtBatchEnd;
-        // the batch-end hook moves behind a transport seam. Remove this line once that branch is merged.
-        "CacheHost.Roles.ClientProxy -> CacheHost.Transport.Epoll.EpollEngine",
+        // Empty: the last one (ClientProxy's write coalescer on EpollEngine.RunAtBatchEnd) now goes through
+        // CacheHost.Transport's IBatchEndScheduler seam (issue 16 item 3).
     };
 
     private static string Root => TestPaths.RepoRoot;
