@@ -30,6 +30,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     private readonly IHostApplicationLifetime _lifetime;
     private readonly CacheServerConnectionHandler _handler;
     private readonly List<PosixSignalRegistration> _signals = [];
+    private readonly TimeProvider _clock;
 
     /// <summary>Created by DI.</summary>
     public CacheServerService(
@@ -47,6 +48,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
         _store = store;
         _statistics = statistics;
         _lifetime = lifetime;
+        _clock = clock;
         _handler = new CacheServerConnectionHandler(store, statistics, _options, clock, logger);
     }
 
@@ -85,7 +87,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     /// <inheritdoc />
     protected override async Task RunAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(_options.StatsInterval);
+        using var timer = new PeriodicTimer(_options.StatsInterval, _clock);
         long lastOperations = 0;
         var lastSessions = 0;
         var lastProgressMark = 0L;

@@ -244,22 +244,22 @@ internal sealed class UpstreamLink
     public async Task RunAsync(CancellationToken stopping)
     {
         var retry = TimeSpan.FromMilliseconds(_options.RetryMs);
-        var lastAttempt = DateTime.MinValue;
+        long? lastAttempt = null;
         var warned = false;
         while (!stopping.IsCancellationRequested)
         {
-            var wait = lastAttempt + retry - DateTime.UtcNow;
+            var wait = lastAttempt is { } last ? retry - _clock.GetElapsedTime(last) : TimeSpan.Zero;
             if (wait > TimeSpan.Zero)
             {
-                await Task.Delay(wait, stopping).ConfigureAwait(false);
+                await Task.Delay(wait, _clock, stopping).ConfigureAwait(false);
             }
 
-            lastAttempt = DateTime.UtcNow;
+            lastAttempt = _clock.GetTimestamp();
             TransportConnection connection;
             try
             {
-                using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                connectTimeout.CancelAfter(_options.ConnectTimeout);
+                using var connectLimit = new CancellationTokenSource(_options.ConnectTimeout, _clock);
+                using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, connectLimit.Token);
                 connection = await OutboundConnector.ConnectAsync(_server, _options.ServerTransport, _logger, connectTimeout.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
@@ -281,7 +281,7 @@ internal sealed class UpstreamLink
             Interlocked.Increment(ref _connects);
             ClientProxyLog.ServerConnected(_logger, _server.Text);
             var reason = await ServeAsync(connection, stopping).ConfigureAwait(false);
-            lastAttempt = DateTime.UtcNow;
+            lastAttempt = _clock.GetTimestamp();
             await connection.DisposeAsync().ConfigureAwait(false);
             _ = reason;
         }

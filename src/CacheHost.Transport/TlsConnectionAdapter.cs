@@ -15,23 +15,28 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
     private readonly SslClientAuthenticationOptions? _client;
     private readonly TimeSpan _handshakeTimeout;
     private readonly TransportOptions _options;
+    private readonly TimeProvider _clock;
 
-    private TlsConnectionAdapter(SslServerAuthenticationOptions? server, SslClientAuthenticationOptions? client, TimeSpan handshakeTimeout, TransportOptions options)
+    private TlsConnectionAdapter(SslServerAuthenticationOptions? server, SslClientAuthenticationOptions? client, TimeSpan handshakeTimeout, TransportOptions options, TimeProvider? clock)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(handshakeTimeout, TimeSpan.Zero);
         _server = server;
         _client = client;
         _handshakeTimeout = handshakeTimeout;
         _options = options;
+        _clock = clock ?? TimeProvider.System;
     }
 
-    /// <summary>Server side: every accepted connection is TLS from the first byte.</summary>
-    public static TlsConnectionAdapter Server(SslServerAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options) =>
-        new(sslOptions, null, handshakeTimeout, options);
+    /// <summary>
+    /// Server side: every accepted connection is TLS from the first byte. The handshake limit runs on
+    /// <paramref name="clock"/> (default: the system clock).
+    /// </summary>
+    public static TlsConnectionAdapter Server(SslServerAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options, TimeProvider? clock = null) =>
+        new(sslOptions, null, handshakeTimeout, options, clock);
 
     /// <summary>Client side, for connections this process dials.</summary>
-    public static TlsConnectionAdapter Client(SslClientAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options) =>
-        new(null, sslOptions, handshakeTimeout, options);
+    public static TlsConnectionAdapter Client(SslClientAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options, TimeProvider? clock = null) =>
+        new(null, sslOptions, handshakeTimeout, options, clock);
 
     /// <inheritdoc />
     public string Name => "tls";
@@ -43,8 +48,8 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
     public async ValueTask<TransportConnection> AdaptAsync(TransportConnection connection, CancellationToken cancellationToken)
     {
         var ssl = new SslStream(new DuplexPipeStream(connection.Transport), leaveInnerStreamOpen: false);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, connection.ConnectionClosed);
-        timeout.CancelAfter(_handshakeTimeout);
+        using var limit = new CancellationTokenSource(_handshakeTimeout, _clock);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, connection.ConnectionClosed, limit.Token);
         try
         {
             if (_server is not null)
@@ -64,6 +69,6 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
             throw;
         }
 
-        return new StreamConnection(ssl, ssl, _options, inner: connection);
+        return new StreamConnection(ssl, ssl, _options, inner: connection, clock: _clock);
     }
 }
