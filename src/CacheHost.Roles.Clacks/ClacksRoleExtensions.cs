@@ -1,6 +1,7 @@
 using CacheHost.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost.Roles.Clacks;
@@ -18,6 +19,7 @@ public static class ClacksRoleExtensions
     public static IHostApplicationBuilder AddClacksRole(this IHostApplicationBuilder builder)
     {
         builder.Services.AddValidatedOptions<ClacksOptions, ClacksOptionsValidator>(SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o => o.Validate());
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClacksService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClacksService>());
         return builder;

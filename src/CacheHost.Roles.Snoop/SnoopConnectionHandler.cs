@@ -22,7 +22,8 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
     private const string ClientToServer = "client->server";
     private const string ServerToClient = "server->client";
 
-    // How often the drain after the client's end looks at the outstanding count (on the injected clock).
+    // How often the drain after the client's end looks at the outstanding count. A poll for an event, so real
+    // time; the drain limit itself (DrainTimeout) is on the injected clock.
     private static readonly TimeSpan DrainPoll = TimeSpan.FromMilliseconds(5);
 
     private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
@@ -97,7 +98,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 var drainStart = clock.GetTimestamp();
                 while (pair.Outstanding > 0 && !downstream.IsCompleted && clock.GetElapsedTime(drainStart) < options.DrainTimeout)
                 {
-                    await Task.WhenAny(downstream, Task.Delay(DrainPoll, clock, stopping)).ConfigureAwait(false);
+                    await Task.WhenAny(downstream, Task.Delay(DrainPoll, stopping)).ConfigureAwait(false);
                 }
             }
         }
