@@ -19,14 +19,15 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     private readonly TransportOptions? _transport;
     private readonly TlsContext? _tls;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly CancellationTokenSource _timer = new();
+    private CancellationTokenSource? _operationTimer;
     private DistCacheConnection? _connection;
     private int _pid;
     private bool _lastWasHit;
 
-    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls)
+    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, TimeProvider? clock)
     {
         _tls = tls;
+        TimeProvider = clock ?? TimeProvider.System;
         _address = address;
         _flags = flags;
         _transport = transport;
@@ -35,6 +36,13 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     /// <summary>Time limit per transaction (connect + send + receive). Default 30 s; <see cref="Timeout.InfiniteTimeSpan"/> = none (the C library's behaviour).</summary>
     public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The clock <see cref="OperationTimeout"/> runs on (default: the system clock; tests pass a fake one).</summary>
+    public TimeProvider TimeProvider { get; }
+
+    // One source for every transaction of this context, re-armed per transaction (no allocation per request); built
+    // on first use so that it runs on TimeProvider (CancelAfter uses the source's own provider).
+    private CancellationTokenSource OperationTimer => _operationTimer ??= new CancellationTokenSource(Timeout.InfiniteTimeSpan, TimeProvider);
 
     /// <summary>Status of the most recent transaction.</summary>
     public DistCacheTransactionStatus LastStatus { get; private set; }
@@ -57,14 +65,25 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     /// its connections (null: <see cref="DistCacheConnection.DefaultTransportOptions"/>).
     /// </summary>
     public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, CancellationToken cancellationToken = default) =>
-        CreateAsync(address, flags, transport, tls: null, cancellationToken);
+        CreateAsync(address, flags, transport, tls: null, clock: null, cancellationToken);
 
     /// <summary>
     /// As above, every connection of the context over TLS with <paramref name="tls"/> (null: plain, as libdistcache).
     /// </summary>
-    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport, tls, clock: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CreateAsync(string, DistCacheClientFlags, TransportOptions?, CancellationToken)"/>, with the clock
+    /// that times <see cref="OperationTimeout"/> (null: the system clock).
+    /// </summary>
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TimeProvider? clock, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport, tls: null, clock, cancellationToken);
+
+    /// <summary>The full form: TLS (null: plain) and the clock of <see cref="OperationTimeout"/> (null: the system clock).</summary>
+    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, TimeProvider? clock, CancellationToken cancellationToken = default)
     {
-        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport, tls);
+        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport, tls, clock);
         if (client.IsPersistent && (flags & DistCacheClientFlags.Late) == 0)
         {
             client._connection = await DistCacheConnection.ConnectAsync(client._address, transport, tls, cancellationToken).ConfigureAwait(false);
@@ -236,16 +255,16 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
         CancellationTokenSource? linked = null;
         if (OperationTimeout != Timeout.InfiniteTimeSpan)
         {
-            if (!_timer.TryReset())
+            if (!OperationTimer.TryReset())
             {
                 throw new InvalidOperationException("the operation timer could not be reset");
             }
 
-            _timer.CancelAfter(OperationTimeout);
-            token = _timer.Token;
+            OperationTimer.CancelAfter(OperationTimeout);
+            token = OperationTimer.Token;
             if (cancellationToken.CanBeCanceled)
             {
-                linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _timer.Token);
+                linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, OperationTimer.Token);
                 token = linked.Token;
             }
         }
@@ -308,7 +327,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                     status = DistCacheTransactionStatus.NetworkError;
                     break;
                 }
-                catch (OperationCanceledException) when (_timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (OperationTimer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
                     CloseConnection();
                     status = DistCacheTransactionStatus.TimedOut;
@@ -372,7 +391,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     public void Dispose()
     {
         CloseConnection();
-        _timer.Dispose();
+        _operationTimer?.Dispose();
         _gate.Dispose();
     }
 

@@ -221,7 +221,7 @@ public sealed class CacheServerService : ListenerRoleService, IControlCommandPro
     /// <summary>Once per StatsInterval: purge what expired, and log dc_server's stats line when it changed (distcache §9.3).</summary>
     private async Task ReportStatsAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(_options.StatsInterval);
+        using var timer = new PeriodicTimer(_options.StatsInterval, _clock);
         long lastOperations = 0;
         var lastSessions = 0;
         var lastProgressMark = 0L;

@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Core.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost.Roles.Clacks;
@@ -16,6 +17,7 @@ public static class ClacksRole
     public static IHostApplicationBuilder AddClacksRole(this IHostApplicationBuilder builder)
     {
         builder.Services.AddValidatedOptions<ClacksOptions, ClacksOptionsValidator>(ClacksOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o => o.Validate());
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClacksService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClacksService>());
         builder.Services.AddRoleMetrics(static sp => new ClacksMetrics(sp.GetRequiredService<ClacksService>()));

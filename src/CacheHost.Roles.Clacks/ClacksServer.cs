@@ -26,12 +26,14 @@ internal sealed class ClacksServer
     private readonly List<ClacksSession> _written = [];
     private TaskCompletionSource _unlocked = CompletedSource();
     private long _serial;
+    private readonly TimeProvider _clock;
 
     public ClacksServer(ClacksOptions options, ILogger logger, TimeProvider? timeProvider = null)
     {
         _options = options;
         _logger = logger;
-        Warnings = new LogRateLimiter(logger, options.Transport.Warnings, timeProvider);
+        _clock = timeProvider ?? TimeProvider.System;
+        Warnings = new LogRateLimiter(logger, options.Transport.Warnings, _clock);
         _mainToken = LoginToken.Create(options.Username, options.Password);
         foreach (var user in options.Users)
         {
@@ -60,7 +62,7 @@ internal sealed class ClacksServer
     public bool SyncLocked { get; private set; }
 
     /// <summary>Current time in Unix seconds, shifted by the simulated offset.</summary>
-    public double Now => (DateTime.UtcNow - DateTime.UnixEpoch).TotalSeconds + _options.SimulatedTimeOffset;
+    public double Now => (_clock.GetUtcNow() - DateTimeOffset.UnixEpoch).TotalSeconds + _options.SimulatedTimeOffset;
 
     public object Gate => _gate;
 
@@ -128,7 +130,7 @@ internal sealed class ClacksServer
             }
 
             cid = $"{host}:{port}";
-            var session = new ClacksSession(connection, _gate, _written, serial, cid, host, port, now);
+            var session = new ClacksSession(connection, _gate, _written, serial, cid, host, port, now, _clock);
             _sessions[cid] = session;
             Statistics.Accepted++;
             Pulse();
@@ -152,7 +154,7 @@ internal sealed class ClacksServer
             }
 
             var colon = cid.IndexOf(':');
-            var session = new ClacksSession(connection, _gate, _written, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now)
+            var session = new ClacksSession(connection, _gate, _written, ++_serial, cid, cid[..colon], cid[(colon + 1)..], now, _clock)
             {
                 IsMasterLink = true,
                 ClientInfo = "Interclacks link",
@@ -297,6 +299,9 @@ internal sealed class ClacksServer
     /// <summary>Longest wait for older connections' input before a batch runs anyway (a wedged peer must not stall others).</summary>
     internal static readonly TimeSpan IntakeWaitLimit = TimeSpan.FromSeconds(1);
 
+    // How often a waiting batch looks again when no progress is signalled.
+    private static readonly TimeSpan IntakePoll = TimeSpan.FromMilliseconds(5);
+
     /// <summary>
     /// Accept and read order of the reference (clacks §2.1: its single loop accepts every pending connection, then
     /// reads the connections in the order they were accepted). Before a batch of <paramref name="session"/> runs,
@@ -308,7 +313,7 @@ internal sealed class ClacksServer
     /// </summary>
     private async ValueTask WaitForIntakeTurnAsync(ClacksSession session)
     {
-        var deadline = Environment.TickCount64 + (long)IntakeWaitLimit.TotalMilliseconds;
+        var start = _clock.GetTimestamp();
         while (true)
         {
             Task progress;
@@ -322,16 +327,17 @@ internal sealed class ClacksServer
                 progress = _progress.Task;
             }
 
-            var left = deadline - Environment.TickCount64;
-            if (left <= 0)
+            var left = IntakeWaitLimit - _clock.GetElapsedTime(start);
+            if (left <= TimeSpan.Zero)
             {
                 Statistics.IntakeWaitsExpired++;
                 return;
             }
 
             // Progress is signalled when a connection is registered or finishes a batch; the short poll covers
-            // input that turns out to be no complete line.
-            await Task.WhenAny(progress, Task.Delay(TimeSpan.FromMilliseconds(Math.Min(left, 5)))).ConfigureAwait(false);
+            // input that turns out to be no complete line. The poll looks at the kernel's socket buffers, so it is
+            // real time; the limit above is on the injected clock.
+            await Task.WhenAny(progress, Task.Delay(left < IntakePoll ? left : IntakePoll)).ConfigureAwait(false);
         }
     }
 

@@ -30,14 +30,22 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     private readonly PersistenceStore? _persistence;
     private readonly object _saveLock = new();
     private readonly CancellationTokenSource _shutdown = new();
+    private readonly TimeProvider _clock;
     private long _lastTickTimestamp;
 
-    public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory)
-        : base(ClacksRole.Name, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"))
+    // Longest wait for a closing session's last flush before it is finished anyway.
+    private static readonly TimeSpan DrainLimit = TimeSpan.FromSeconds(5);
+
+    // A tick this old means the timers are wedged (IsHealthy).
+    private static readonly TimeSpan TickStaleAfter = TimeSpan.FromSeconds(30);
+
+    public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory, TimeProvider clock)
+        : base(ClacksRole.Name, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"), clock)
     {
         _options = options.Value;
         _lifetime = lifetime;
-        _server = new ClacksServer(_options, Logger);
+        _clock = clock;
+        _server = new ClacksServer(_options, Logger, clock);
         _server.ShutdownRequested = seconds => _ = DelayedShutdownAsync(seconds);
         if (!string.IsNullOrEmpty(_options.PersistanceFile))
         {
@@ -65,7 +73,8 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
             var tls = TlsConnectionAdapter.Server(
                 new SslServerAuthenticationOptions { ServerCertificate = certificate, ClientCertificateRequired = false, AllowRenegotiation = false },
                 TimeSpan.FromSeconds(_options.TlsHandshakeTimeout),
-                _options.Transport);
+                _options.Transport,
+                _clock);
             foreach (var ip in _options.Ips)
             {
                 yield return new ListenerSpec(ClacksRole.Name, TcpAddress(ip, _options.Port!.Value), _options.Transport, this, tls);
@@ -174,7 +183,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
 
             try
             {
-                await session.Drained.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                await session.Drained.WaitAsync(DrainLimit, _clock).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -274,15 +283,16 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
                 else
                 {
                     var ip = master.Ip!;
-                    using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    connectTimeout.CancelAfter(TimeSpan.FromSeconds(master.ConnectTimeout));
+                    using var connectLimit = new CancellationTokenSource(TimeSpan.FromSeconds(master.ConnectTimeout), _clock);
+                    using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, connectLimit.Token);
                     var plain = await OutboundConnector.ConnectAsync(TcpAddress(ip, master.Port), _options.Transport, Logger, connectTimeout.Token).ConfigureAwait(false);
 
                     // The reference does not verify the master's certificate (clacks §12.1).
                     var tls = TlsConnectionAdapter.Client(
                         new SslClientAuthenticationOptions { TargetHost = ip, RemoteCertificateValidationCallback = static (_, _, _, _) => true },
                         TimeSpan.FromSeconds(Math.Max(5, _options.TlsHandshakeTimeout)),
-                        _options.Transport);
+                        _options.Transport,
+                        _clock);
                     try
                     {
                         connection = await tls.AdaptAsync(plain, stoppingToken).ConfigureAwait(false);
@@ -314,7 +324,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
             }
 
             var delay = _options.InterclacksReconnectTimeout + Random.Shared.NextDouble() * _options.InterclacksReconnectJitter;
-            await Task.Delay(TimeSpan.FromSeconds(delay), stoppingToken).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromSeconds(delay), _clock, stoppingToken).ConfigureAwait(false);
         }
     }
 
@@ -322,10 +332,10 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     {
         var nextClean = 0.0;
         var nextSave = _server.Now + _options.PersistanceInterval;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250), _clock);
         do
         {
-            Interlocked.Exchange(ref _lastTickTimestamp, Environment.TickCount64);
+            Interlocked.Exchange(ref _lastTickTimestamp, _clock.GetTimestamp() | 1); // 0 means "no tick yet"
             _server.Tick();
             var now = _server.Now;
             if (now >= nextClean)
@@ -411,7 +421,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
 
     private async Task DelayedShutdownAsync(double seconds)
     {
-        await Task.Delay(TimeSpan.FromSeconds(seconds)).ConfigureAwait(false);
+        await Task.Delay(TimeSpan.FromSeconds(seconds), _clock).ConfigureAwait(false);
         _lifetime.StopApplication();
     }
 
@@ -432,7 +442,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     /// Unhealthy when the timers (ping timeouts, link PINGs, housekeeping, persistence saves) have not run for
     /// 30 s: the engine's gate is wedged or the thread pool starved, and systemd's watchdog should restart us.
     /// </summary>
-    public bool IsHealthy => Environment.TickCount64 - Interlocked.Read(ref _lastTickTimestamp) < 30_000 || Interlocked.Read(ref _lastTickTimestamp) == 0;
+    public bool IsHealthy => Interlocked.Read(ref _lastTickTimestamp) is var last && (last == 0 || _clock.GetElapsedTime(last) < TickStaleAfter);
 
     /// <inheritdoc />
     public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)

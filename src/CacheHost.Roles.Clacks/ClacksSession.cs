@@ -20,13 +20,15 @@ internal sealed class ClacksSession
     private readonly List<byte[]> _deferred = [];
     private readonly List<ClacksSession> _written;
     private bool _unflushed;
+    private readonly TimeProvider _clock;
     private long _blockedSinceTicks;
     private long _bytesWhileBlocked;
     private bool _outputDone;
 
-    public ClacksSession(TransportConnection connection, object gate, List<ClacksSession> written, long serial, string cid, string host, string port, double now)
+    public ClacksSession(TransportConnection connection, object gate, List<ClacksSession> written, long serial, string cid, string host, string port, double now, TimeProvider? clock = null)
     {
         Connection = connection;
+        _clock = clock ?? TimeProvider.System;
         _gate = gate;
         _written = written;
         _output = connection.Transport.Output;
@@ -105,7 +107,7 @@ internal sealed class ClacksSession
     public long PendingBytes => _blockedSinceTicks == 0 ? 0 : _bytesWhileBlocked;
 
     /// <summary>Seconds the current flush has been waiting for the peer (0 when not blocked).</summary>
-    public double FlushBlockedSeconds => _blockedSinceTicks == 0 ? 0 : TimeSpan.FromMilliseconds(Environment.TickCount64 - _blockedSinceTicks).TotalSeconds;
+    public double FlushBlockedSeconds => _blockedSinceTicks == 0 ? 0 : _clock.GetElapsedTime(_blockedSinceTicks).TotalSeconds;
 
     /// <summary>Completes when the last flush has completed (at once when none is pending).</summary>
     public Task Drained { get; private set; } = Task.CompletedTask;
@@ -175,7 +177,7 @@ internal sealed class ClacksSession
 
         if (!flush.IsCompleted)
         {
-            _blockedSinceTicks = Environment.TickCount64 | 1;
+            _blockedSinceTicks = _clock.GetTimestamp() | 1; // 0 means "not blocked"
             _bytesWhileBlocked = 0;
             Drained = AwaitFlushAsync(flush);
             return;

@@ -23,16 +23,17 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
         var output = connection.Transport.Output;
         using var pending = new PendingRequest();
         var idleMs = options.IdleMs;
-        var lastMark = Stopwatch.GetTimestamp();
+        var lastMark = clock.GetTimestamp();
         try
         {
             while (true)
             {
                 ReadResult result;
                 CancellationTokenSource? idleTimer = null;
+                CancellationTokenRegistration stopIdle = default;
                 if (idleMs > 0)
                 {
-                    var remaining = idleMs - (long)Stopwatch.GetElapsedTime(lastMark).TotalMilliseconds;
+                    var remaining = idleMs - (long)clock.GetElapsedTime(lastMark).TotalMilliseconds;
                     if (remaining <= 0)
                     {
                         stats.IdleClose();
@@ -40,9 +41,10 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                         break;
                     }
 
-                    // A fresh timer per wait (only with -idle): re-arming one timer raced with its own expiry.
-                    idleTimer = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                    idleTimer.CancelAfter(TimeSpan.FromMilliseconds(remaining));
+                    // A fresh timer per wait (only with -idle): re-arming one timer raced with its own expiry. It runs
+                    // on the injected clock; stopping cancels it too (as many allocations as the linked source had).
+                    idleTimer = new CancellationTokenSource(TimeSpan.FromMilliseconds(remaining), clock);
+                    stopIdle = stopping.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), idleTimer);
                 }
 
                 try
@@ -61,6 +63,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 }
                 finally
                 {
+                    stopIdle.Dispose();
                     idleTimer?.Dispose();
                 }
 
@@ -146,7 +149,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                     forwarded = await link.SubmitAsync(wire, message, pending).ConfigureAwait(false);
                     if (forwarded)
                     {
-                        lastMark = Stopwatch.GetTimestamp();
+                        lastMark = clock.GetTimestamp();
                     }
                     else
                     {

@@ -173,8 +173,8 @@ internal sealed class UpstreamLink
         var server = _servers[index];
         try
         {
-            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-            connectTimeout.CancelAfter(_options.ConnectTimeout);
+            using var connectLimit = new CancellationTokenSource(_options.ConnectTimeout, _clock);
+            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, connectLimit.Token);
             var connection = await OutboundConnector.ConnectAsync(server, _options.ServerTransport, _logger, Tls?.CreateClientAdapter(server, _options.ServerTransport), connectTimeout.Token).ConfigureAwait(false);
             _warned[index] = false;
             Stats.Connect();

@@ -43,7 +43,10 @@ internal sealed unsafe class DaemonLog : IDisposable
     private ulong _sourceIno;
     private Thread? _writer;
     private bool _stopping;
-    private long _writeStartedMs; // 0 while the writer is not inside write(2)
+    private long _writeStarted; // clock timestamp; 0 while the writer is not inside write(2)
+
+    /// <summary>The supervisor's clock: drain limits and the retry pause of spec 11 are measured on it.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
 
     /// <summary>Current filter; the default shows info and above.</summary>
     public DaemonLogLevel Filter { get; set; } = DaemonLogLevel.Debug;
@@ -170,14 +173,15 @@ internal sealed unsafe class DaemonLog : IDisposable
     /// </summary>
     public void Drain(int blockedLimitMs = 100, int totalLimitMs = 2000)
     {
-        var deadline = Environment.TickCount64 + totalLimitMs;
+        var start = Clock.GetTimestamp();
         lock (_gate)
         {
             AppendLostNotice();
             while (_length > 0 && _fd >= 0 && _writer is not null)
             {
-                var now = Environment.TickCount64;
-                if (now >= deadline || (_writeStartedMs != 0 && now - _writeStartedMs >= blockedLimitMs))
+                var now = Clock.GetTimestamp();
+                if (Clock.GetElapsedTime(start, now).TotalMilliseconds >= totalLimitMs
+                    || (_writeStarted != 0 && Clock.GetElapsedTime(_writeStarted, now).TotalMilliseconds >= blockedLimitMs))
                 {
                     return;
                 }
@@ -238,13 +242,13 @@ internal sealed unsafe class DaemonLog : IDisposable
                 fd = _fd;
                 count = _length;
                 Buffer.BlockCopy(_buffer, 0, chunk, 0, count);
-                _writeStartedMs = Math.Max(1, Environment.TickCount64);
+                _writeStarted = Clock.GetTimestamp() | 1;
             }
 
             var n = WriteOnce(fd, chunk, count);
             lock (_gate)
             {
-                _writeStartedMs = 0;
+                _writeStarted = 0;
                 if (n > 0 && fd == _fd)
                 {
                     Buffer.BlockCopy(_buffer, n, _buffer, 0, _length - n);
@@ -256,8 +260,8 @@ internal sealed unsafe class DaemonLog : IDisposable
                 if (n < 0)
                 {
                     // daemonproxy §11: after a failure retry at most every 0.5 s; new lines do not wake it earlier.
-                    var until = Environment.TickCount64 + RetryMs;
-                    for (var left = RetryMs; !_stopping && left > 0; left = (int)(until - Environment.TickCount64))
+                    var failedAt = Clock.GetTimestamp();
+                    for (var left = RetryMs; !_stopping && left > 0; left = (int)Math.Max(0, RetryMs - Clock.GetElapsedTime(failedAt).TotalMilliseconds))
                     {
                         Monitor.Wait(_gate, left);
                     }

@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Core.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost.Roles.ProcessSupervisor;
@@ -19,6 +20,7 @@ public static class ProcessSupervisorRole
             string.IsNullOrEmpty(o.ConfigFile) && string.IsNullOrEmpty(o.SocketPath)
                 ? ["ConfigFile: set ConfigFile and/or SocketPath"]
                 : o.ConfigFile is { Length: > 0 } f && !File.Exists(f) ? [$"ConfigFile: file '{f}' does not exist"] : []);
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddHostedService<ProcessSupervisorService>();
         builder.Services.AddRoleMetrics(static sp => new SupervisorMetrics(sp.GetServices<IHostedService>().OfType<ProcessSupervisorService>().Single()));
         return builder;

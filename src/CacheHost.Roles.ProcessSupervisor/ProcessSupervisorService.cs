@@ -20,6 +20,7 @@ internal sealed class ProcessSupervisorService(
     IHostApplicationLifetime lifetime,
     RoleFailures failures,
     ILogger<ProcessSupervisorService> logger,
+    TimeProvider clock,
     IControlEvents? events = null) : IHostedService, IControlCommandProvider, IRoleStatusProvider
 {
     private const string LogFilterAlias = "supervisor.log.filter";
@@ -72,7 +73,7 @@ internal sealed class ProcessSupervisorService(
         var supervisor = _supervisor ?? throw new ControlCommandException("the process supervisor is not running");
         try
         {
-            return await supervisor.SubmitHostCommand(line).WaitAsync(CommandTimeout, cancellationToken).ConfigureAwait(false);
+            return await supervisor.SubmitHostCommand(line).WaitAsync(CommandTimeout, clock, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -97,7 +98,7 @@ internal sealed class ProcessSupervisorService(
             MaxControllers = o.MaxControllers,
             Verbosity = (int)filter - (int)DaemonLogLevel.Debug,
         };
-        var supervisor = new Supervisor(settings);
+        var supervisor = new Supervisor(settings, clock);
         supervisor.Log.Destination = () => -1;
         supervisor.Log.Mirror = (level, message) => ProcessSupervisorLog.Forward(logger, Map(level), message);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using CacheHost.Core;
 using CacheHost.Transport;
 
 namespace CacheHost.Roles.ProcessSupervisor;
@@ -26,6 +27,7 @@ internal sealed partial class Supervisor : IDisposable
     private static readonly int[] FatalSignals = [4, 6, 7, 8, 11];
 
     private readonly SupervisorSettings _settings;
+    private readonly TimeProvider _clock;
     private readonly SortedList<string, NamedHandle> _handles = new(StringComparer.Ordinal);
     private readonly SortedList<string, Service> _services = new(StringComparer.Ordinal);
     private readonly Controller?[] _slots;
@@ -53,14 +55,20 @@ internal sealed partial class Supervisor : IDisposable
     private long _nextReapScanNs;
     private bool _warmUpStarted;
 
-    public unsafe Supervisor(SupervisorSettings settings)
+    /// <summary>
+    /// A supervisor over <paramref name="settings"/>; every deadline, schedule and timestamp of the loop is read
+    /// from <paramref name="clock"/> (default: the system clock, whose timestamps are CLOCK_MONOTONIC).
+    /// </summary>
+    public unsafe Supervisor(SupervisorSettings settings, TimeProvider? clock = null)
     {
         _settings = settings;
+        _clock = clock ?? TimeProvider.System;
         _slots = new Controller?[Math.Max(1, settings.MaxControllers)];
         _guard = settings.Guard;
         _execArgs = settings.ExecArgs;
         Log = new DaemonLog
         {
+            Clock = _clock,
             Filter = (DaemonLogLevel)Math.Clamp((int)DaemonLogLevel.Debug + settings.Verbosity, 0, (int)DaemonLogLevel.Fatal),
         };
         // Before the handle table exists (option warnings) the log goes straight to fd 2.
@@ -77,8 +85,11 @@ internal sealed partial class Supervisor : IDisposable
 
     public DaemonLog Log { get; }
 
-    /// <summary>Monotonic clock of the wire (whole seconds of CLOCK_MONOTONIC, spec notation).</summary>
-    private static long Now() => Libc.MonotonicNs();
+    /// <summary>
+    /// Monotonic clock of the wire in nanoseconds (whole seconds of CLOCK_MONOTONIC on the wire, daemonproxy
+    /// §3.3), read through the injected clock.
+    /// </summary>
+    private long Now() => _clock.MonotonicNanoseconds();
 
     /// <summary>Runs start-up (daemonproxy §2.4 steps 3-9) and the loop; returns the exit code.</summary>
     public int Run()
@@ -158,7 +169,7 @@ internal sealed partial class Supervisor : IDisposable
             var c = new Controller(dry.Log, -1, ControllerKind.Socket, pair[0], pair[0], ownsFds: true) { CanReceiveFds = true };
             Libc.WriteAll(pair[1], "echo\twarm-up\n"u8);
             c.ReadInput();
-            var now = Now();
+            var now = dry.Now();
             if (c.TryReadLine(out var line, out _) == Protocols.Tsv.TsvLineStatus.Line)
             {
                 dry.Execute(c, line, now);

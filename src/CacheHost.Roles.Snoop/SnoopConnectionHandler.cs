@@ -22,6 +22,10 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
     private const string ClientToServer = "client->server";
     private const string ServerToClient = "server->client";
 
+    // How often the drain after the client's end looks at the outstanding count. A poll for an event, so real
+    // time; the drain limit itself (DrainTimeout) is on the injected clock.
+    private static readonly TimeSpan DrainPoll = TimeSpan.FromMilliseconds(5);
+
     private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
     private readonly bool _stderr = options.FrameOutput == LineOutput.Stderr;
     private long _connections = -1;
@@ -65,8 +69,8 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
         TransportConnection server;
         try
         {
-            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-            connectTimeout.CancelAfter(options.ConnectTimeout);
+            using var connectLimit = new CancellationTokenSource(options.ConnectTimeout, clock);
+            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, connectLimit.Token);
             server = await OutboundConnector.ConnectAsync(_server, options.ServerTransport, logger, ServerTls?.CreateClientAdapter(_server, options.ServerTransport), connectTimeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !stopping.IsCancellationRequested)
@@ -94,10 +98,10 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
             if (first == upstream && !stopping.IsCancellationRequested)
             {
                 // The client stopped sending (or sent a bad frame): let the server answer what it already got.
-                var deadline = DateTime.UtcNow + options.DrainTimeout;
-                while (pair.Outstanding > 0 && !downstream.IsCompleted && DateTime.UtcNow < deadline)
+                var drainStart = clock.GetTimestamp();
+                while (pair.Outstanding > 0 && !downstream.IsCompleted && clock.GetElapsedTime(drainStart) < options.DrainTimeout)
                 {
-                    await Task.WhenAny(downstream, Task.Delay(5, stopping)).ConfigureAwait(false);
+                    await Task.WhenAny(downstream, Task.Delay(DrainPoll, stopping)).ConfigureAwait(false);
                 }
             }
         }

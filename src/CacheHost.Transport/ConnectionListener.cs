@@ -92,7 +92,7 @@ public sealed class ConnectionListener : IAsyncDisposable
     }
 
     /// <summary>Waits for the next connection. Returns null once unbound.</summary>
-    public async ValueTask<TransportConnection?> AcceptAsync(CancellationToken cancellationToken = default)
+    public async ValueTask<TransportConnection?> AcceptAsync(CancellationToken cancellationToken = default, TimeProvider? clock = null)
     {
         if (_socket is null)
         {
@@ -100,15 +100,16 @@ public sealed class ConnectionListener : IAsyncDisposable
             return Interlocked.Exchange(ref _singleConnection, null);
         }
 
-        var socket = await AcceptSocketAsync(cancellationToken).ConfigureAwait(false);
+        var socket = await AcceptSocketAsync(cancellationToken, clock).ConfigureAwait(false);
         return socket is null ? null : SocketTransport.Start(socket, _options, _logger);
     }
 
     /// <summary>
     /// Accepts a raw socket, for adapters (TLS) that wrap it before the protocol sees it. Returns null once
-    /// unbound or cancelled.
+    /// unbound or cancelled. The back-off after a resource error runs on <paramref name="clock"/> (default: the
+    /// system clock).
     /// </summary>
-    public async ValueTask<Socket?> AcceptSocketAsync(CancellationToken cancellationToken = default)
+    public async ValueTask<Socket?> AcceptSocketAsync(CancellationToken cancellationToken = default, TimeProvider? clock = null)
     {
         if (_socket is null)
         {
@@ -152,7 +153,7 @@ public sealed class ConnectionListener : IAsyncDisposable
                 TransportLog.AcceptBackoff(_logger, Address.Text, ex.SocketErrorCode, (int)backoff.TotalMilliseconds);
                 try
                 {
-                    await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+                    await Task.Delay(backoff, clock ?? TimeProvider.System, cancellationToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {

@@ -29,8 +29,8 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
     }
 
     /// <summary>Server side: every accepted connection is TLS from the first byte.</summary>
-    public static TlsConnectionAdapter Server(SslServerAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options) =>
-        new(() => sslOptions, null, handshakeTimeout, options, null);
+    public static TlsConnectionAdapter Server(SslServerAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options, TimeProvider? timeProvider = null) =>
+        new(() => sslOptions, null, handshakeTimeout, options, timeProvider);
 
     /// <summary>
     /// Server side with options taken per handshake (<see cref="TlsContext"/>: a certificate reload reaches the next
@@ -40,8 +40,8 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
         new(sslOptions, null, handshakeTimeout, options, timeProvider);
 
     /// <summary>Client side, for connections this process dials.</summary>
-    public static TlsConnectionAdapter Client(SslClientAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options) =>
-        new(null, () => sslOptions, handshakeTimeout, options, null);
+    public static TlsConnectionAdapter Client(SslClientAuthenticationOptions sslOptions, TimeSpan handshakeTimeout, TransportOptions options, TimeProvider? timeProvider = null) =>
+        new(null, () => sslOptions, handshakeTimeout, options, timeProvider);
 
     /// <summary>Client side with options taken per handshake and the handshake limit on <paramref name="timeProvider"/>.</summary>
     public static TlsConnectionAdapter Client(Func<SslClientAuthenticationOptions> sslOptions, TimeSpan handshakeTimeout, TransportOptions options, TimeProvider? timeProvider) =>
@@ -97,7 +97,7 @@ public sealed class TlsConnectionAdapter : IConnectionAdapter
             throw;
         }
 
-        return new StreamConnection(ssl, ssl, _options, inner: connection);
+        return new StreamConnection(ssl, ssl, _options, inner: connection, clock: _timeProvider);
     }
 
     private static Exception Innermost(Exception ex)

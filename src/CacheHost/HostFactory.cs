@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using CacheHost.Systemd;
@@ -56,6 +57,9 @@ internal static class HostFactory
         builder.Configuration.AddSingleValueLists(RoleCatalog.AddressListKeys);
 
         builder.Services.AddSingleton<RoleFailures>();
+        // The one clock (issue 16): every timeout, retry, idle limit, drain, tick and watchdog beat of every role
+        // reads this TimeProvider; tests substitute a FakeTimeProvider here.
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
         // IListenerFactory), control socket.

@@ -1,6 +1,7 @@
 using CacheHost.Client;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace CacheHost.ClientProxy.Tests;
@@ -182,5 +183,32 @@ public sealed class ClientLibraryTests
             Assert.Equal(DistCacheOperation.Add, op);
             Assert.Equal(new byte[] { 0 }, connection.Payload.ToArray());
         }
+    }
+
+    [Fact]
+    public async Task TheOperationTimeoutRunsOnTheInjectedClock()
+    {
+        // 30 s (OperationTimeout's default) that pass only when the test advances the context's clock; before, a
+        // silent server could only be timed in real time.
+        var clock = new FakeTimeProvider();
+        using var server = new FakeDistCacheServer((op, _) => [0]) { Unanswered = op => op == DistCacheOperation.Have };
+        await using var client = await DistCacheClient.CreateAsync(server.Address, DistCacheClientFlags.Persistent, transport: null, clock);
+        var have = client.TransactAsync(DistCacheOperation.Have, Id).AsTask();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (server.Uids.Count == 0)
+        {
+            if (have.IsCompleted)
+            {
+                Assert.Fail($"the HAVE ended before reaching the server: {await have}");
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the HAVE did not reach the server");
+            await Task.Delay(10);
+        }
+
+        clock.Advance(TimeSpan.FromSeconds(29));
+        Assert.False(have.IsCompleted);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(DistCacheTransactionStatus.TimedOut, await have.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 }

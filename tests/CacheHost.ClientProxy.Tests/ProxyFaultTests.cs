@@ -35,7 +35,6 @@ public sealed class ProxyFaultTests
                     // Steady traffic first (up to 10 s: the clients and the proxy's link start while other test classes
                     // start too, on two cores).
                     var steady = clock.Elapsed + TimeSpan.FromSeconds(10);
-                    await Task.Delay(800);
                     while (!tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)) && clock.Elapsed < steady)
                     {
                         await Task.Delay(100);
@@ -44,9 +43,10 @@ public sealed class ProxyFaultTests
                     Assert.True(tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)), $"round {round}: no traffic before the kill");
 
                     server.Pause();                 // requests pile up in flight
-                    await Task.Delay(300);
+                    await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.InFlight > 0, TimeSpan.FromSeconds(10), $"round {round}: requests in flight");
+                    var empty = tally.Empty;
                     server.Kill();                  // ... and are answered 0x02 when the link drops
-                    await Task.Delay(700);          // no server: empty replies
+                    await RoleHost.WaitUntilAsync(() => tally.Empty > empty, TimeSpan.FromSeconds(10), $"round {round}: empty replies without a server");
                     server.Dispose();
                     server = ChildProcess.StartServer(serverAddress);
                     var ready = clock.Elapsed;
@@ -61,7 +61,8 @@ public sealed class ProxyFaultTests
                         $"round {round}: traffic resumed at {resumed?.TotalMilliseconds} ms, server ready at {ready.TotalMilliseconds} ms (retry {RetryMs} ms)");
                 }
 
-                await Task.Delay(500);
+                var ok = tally.Ok;
+                await RoleHost.WaitUntilAsync(() => tally.Ok > ok + 50, TimeSpan.FromSeconds(10), "traffic after the last restart");
             }
             finally
             {

@@ -37,6 +37,29 @@ public sealed class UpstreamTrustTests
     }
 
     [Fact]
+    public async Task TheRedialAfterALostLinkWaitsRetryMsOnTheInjectedClock()
+    {
+        // One clock (issue 16): the retry pause is measured on the role's TimeProvider, so a minute passes only when
+        // the test advances it. Before, DateTime.UtcNow and an un-injected Task.Delay timed it.
+        var clock = new FakeTimeProvider();
+        using var server = new FakeDistCacheServer((op, _) => [1]) { ReplyOperation = op => op == DistCacheOperation.Get ? DistCacheOperation.Have : op };
+        await using var proxy = await RoleHost.StartProxyAsync(server.Address, new Dictionary<string, string?> { ["CacheHost:ClientProxy:RetryMs"] = "60000" }, clock: clock);
+        using var client = InProcessCacheServer.ConnectTo(proxy.Address);
+
+        client.Send(Request(77, DistCacheOperation.Get, "session"u8));
+        Assert.Equal([(byte)DistCacheResult.Disconnected], ReadReply(client).Payload); // the link is dropped
+        await RoleHost.WaitUntilAsync(() => !proxy.Proxy.IsServerConnected, Wait, "the link to drop");
+        clock.Advance(TimeSpan.FromSeconds(59));
+        Assert.False(proxy.Proxy.IsServerConnected);
+        Assert.Equal(1, proxy.Proxy.Link.Connects);
+
+        await RoleHost.AdvanceUntilAsync(clock, TimeSpan.FromSeconds(1), () => proxy.Proxy.Link.Connects >= 2, Wait, "the redial after RetryMs");
+        await RoleHost.WaitUntilAsync(() => proxy.Proxy.IsServerConnected, Wait, "the redialled link");
+        client.Send(Request(78, DistCacheOperation.Have, "session"u8));
+        AssertReply(ReadReply(client), 78, DistCacheOperation.Have, [1]);
+    }
+
+    [Fact]
     public async Task AnUnansweredRequestGets0x02AfterRequestTimeoutAndTheLinkIsRenewed()
     {
         var clock = new FakeTimeProvider();

@@ -70,9 +70,16 @@ public sealed class CacheStatsControlTests
             Add(client, 2, 600_000, "long"u8, "y"u8);
         }
 
-        Thread.Sleep(1000);
-        var stats = StatsOf(ControlExchange(control, "cache.stats", "echo\tdone"));
-        Assert.Equal(1, stats["sessions"]);
+        // The real program's clock expires the short session 300 ms after its ADD: ask until cache.stats sees it
+        // gone (each call purges what has expired), instead of sleeping a fixed second.
+        var deadline = DateTime.UtcNow + Start;
+        Dictionary<string, long> stats;
+        while ((stats = StatsOf(ControlExchange(control, "cache.stats", "echo\tdone")))["sessions"] != 1)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the short session has not expired: {stats["sessions"]} sessions");
+            Thread.Sleep(50);
+        }
+
         Assert.Equal(1, stats["expirations"]);
         Assert.Equal(1, stats["bytes.stored"]);
         process.Signal(15);
