@@ -1,6 +1,6 @@
 using CacheHost.Protocols.Clacks;
 using Microsoft.Extensions.Logging;
-using Mono.Unix.Native;
+using CacheHost.Posix;
 
 namespace CacheHost.Roles.Clacks;
 
@@ -89,12 +89,6 @@ internal sealed class PersistenceStore(string path, ILogger logger)
 
     private void SyncDirectory()
     {
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
-        var fd = Syscall.open(dir, OpenFlags.O_RDONLY);
-        if (fd >= 0)
-        {
-            Syscall.fsync(fd);
-            Syscall.close(fd);
-        }
+        PosixFiles.SyncDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!);
     }
 }

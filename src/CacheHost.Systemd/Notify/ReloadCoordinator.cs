@@ -1,3 +1,4 @@
+using CacheHost.Posix;
 // Microsoft.Extensions.Hosting.Systemd lacks this: its SystemdLifetime knows no reload and sends no
 // RELOADING=1. Built on the package's ISystemdNotifier.
 using CacheHost.Systemd.Logging;
@@ -38,7 +39,7 @@ public sealed class ReloadCoordinator(
         try
         {
             SystemdLog.Reloading(logger, trigger);
-            notifier.Send(logger, "RELOADING=1", "MONOTONIC_USEC=" + NativeMethods.MonotonicMicroseconds(), NotifierExtensions.Status("reloading"));
+            notifier.Send(logger, "RELOADING=1", "MONOTONIC_USEC=" + (Libc.MonotonicNs() / 1000), NotifierExtensions.Status("reloading"));
             string? problem = null;
             try
             {
