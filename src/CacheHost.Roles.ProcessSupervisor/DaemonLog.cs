@@ -128,14 +128,14 @@ internal sealed unsafe class DaemonLog : IDisposable
         ulong dev = 0, ino = 0;
         if (fd >= 0)
         {
-            if (Mono.Unix.Native.Syscall.fstat(fd, out var st) != 0)
+            if (!PosixFiles.TryFStat(fd, out var st))
             {
                 fd = -1;
             }
             else
             {
-                dev = st.st_dev;
-                ino = st.st_ino;
+                dev = st.Device;
+                ino = st.Inode;
             }
         }
 

@@ -50,7 +50,7 @@ public static class DaemonProxyProgram
             return EarlyExit(settings, 2, "require -i or -c or -S", stdout: null);
         }
 
-        var readyFd = TakeReadyFd();
+        var readyFd = Daemonizer.TakeReadyDescriptor(ReadyFdVariable);
         if (cl.Daemonize && readyFd < 0)
         {
             if (Libc.getpid() == 1 || settings.Interactive)
@@ -65,11 +65,7 @@ public static class DaemonProxyProgram
 
         if (readyFd >= 0)
         {
-            settings.OnReady = () =>
-            {
-                Libc.WriteAll(readyFd, "1"u8);
-                Libc.close(readyFd);
-            };
+            settings.OnReady = () => Daemonizer.ReportReady(readyFd);
         }
 
         using var supervisor = new Supervisor(settings);
@@ -124,73 +120,29 @@ public static class DaemonProxyProgram
 
     private static void WriteStderr(string text) => Libc.WriteAll(2, Encoding.UTF8.GetBytes(text));
 
-    private static int TakeReadyFd()
-    {
-        var text = Environment.GetEnvironmentVariable(ReadyFdVariable);
-        if (text is null)
-        {
-            return -1;
-        }
-
-        Environment.SetEnvironmentVariable(ReadyFdVariable, null); // services must not see it
-        if (!int.TryParse(text, out var fd))
-        {
-            return -1;
-        }
-
-        Libc.SetCloseOnExec(fd);
-        return fd;
-    }
-
     /// <summary>
-    /// <c>-D</c> (daemonproxy §2.1, §16): .NET cannot fork, so the program re-spawns itself in a new session with fds 0-2
-    /// on /dev/null, waits until the child has finished start-up (so its socket exists), prints the child's PID
-    /// without a newline and exits 0. A child that fails start-up makes the parent exit with its code.
+    /// <c>-D</c> (daemonproxy §2.1, §16) through the daemonize routine <c>-daemon</c> uses too: the program re-spawns itself
+    /// in a new session with fds 0-2 on /dev/null and every other inherited descriptor kept at its number, waits
+    /// until the child has finished start-up (so its socket exists), prints the child's PID without a newline
+    /// and exits 0. A child that fails start-up makes the parent exit with its code (4 when killed by a signal).
     /// </summary>
-    private static unsafe int Daemonize()
+    private static int Daemonize()
     {
         var cmdline = File.ReadAllBytes("/proc/self/cmdline");
         var argv = Encoding.Latin1.GetString(cmdline).TrimEnd('\0').Split('\0');
-        var pipe = stackalloc int[2];
-        if (Libc.pipe2(pipe, Libc.O_CLOEXEC) != 0)
+        var outcome = Daemonizer.Start(argv, ReadyFdVariable, environment: null, forwardOutput: false, keepDescriptors: true, workingDirectory: null);
+        if (outcome.Pid == 0)
         {
-            WriteStderr("fatal: pipe: " + Libc.StrError(Libc.Errno) + "\n");
+            WriteStderr("fatal: daemonize: " + Libc.StrError(-outcome.ExitCode) + "\n");
             return 3;
         }
 
-        var devNull = Libc.Open("/dev/null", Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
-        var devNullIn = Libc.Open("/dev/null", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
-        var env = new Dictionary<string, string> { [ReadyFdVariable] = pipe[1].ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNullIn, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
-        if (pid < 0)
+        if (outcome.Ready)
         {
-            // argv[0] not found in PATH (e.g. a relative name): fall back to the running executable.
-            argv[0] = "/proc/self/exe";
-            pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNullIn, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
-        }
-
-        Libc.close(pipe[1]);
-        Libc.close(devNull);
-        Libc.close(devNullIn);
-        if (pid < 0)
-        {
-            WriteStderr("fatal: daemonize: " + Libc.StrError(-pid) + "\n");
-            return 3;
-        }
-
-        byte ready = 0;
-        var pfd = new Libc.PollFd { Fd = pipe[0], Events = Libc.POLLIN };
-        Libc.poll(&pfd, 1, 60_000);
-        var n = Libc.read(pipe[0], &ready, 1);
-        Libc.close(pipe[0]);
-        if (n == 1)
-        {
-            Libc.WriteAll(1, Encoding.ASCII.GetBytes(pid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            Libc.WriteAll(1, Encoding.ASCII.GetBytes(outcome.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             return 0;
         }
 
-        int status;
-        Libc.waitpid(pid, &status, 0);
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 4;
+        return outcome.Signal == 0 ? outcome.ExitCode : 4;
     }
 }

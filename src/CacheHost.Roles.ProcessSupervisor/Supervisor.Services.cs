@@ -145,16 +145,16 @@ internal sealed partial class Supervisor
         {
             // The original's child logs this and aborts: the service is seen up, then down with SIGABRT.
             Log.Error($"file descriptor \"{missing}\" does not exist");
-            pid = ServiceSpawner.Spawn(["/bin/sh", "-c", "ulimit -c 0; kill -ABRT $$"], []);
+            pid = ProcessSpawner.Spawn(["/bin/sh", "-c", "ulimit -c 0; kill -ABRT $$"], []);
         }
         else
         {
-            pid = ServiceSpawner.Spawn(argv, fds);
+            pid = ProcessSpawner.Spawn(argv, fds);
             if (pid < 0)
             {
                 // posix_spawn reports exec failures synchronously; the original's child logs and exits 3.
                 Log.Error($"exec({argv[0]}, ...) failed: {Libc.StrError(-pid)}");
-                pid = ServiceSpawner.Spawn(["/bin/sh", "-c", "exit 3"], []);
+                pid = ProcessSpawner.Spawn(["/bin/sh", "-c", "exit 3"], []);
             }
         }
 

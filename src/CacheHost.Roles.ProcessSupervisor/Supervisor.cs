@@ -146,7 +146,7 @@ internal sealed partial class Supervisor : IDisposable
             Prepare(typeof(DaemonLog).GetMethods(all), typeof(DaemonLog).GetConstructors(all));
             Prepare(typeof(NamedHandle).GetMethods(all), typeof(NamedHandle).GetConstructors(all));
             Prepare(typeof(Service).GetMethods(all), typeof(Service).GetConstructors(all));
-            Prepare(typeof(ServiceSpawner).GetMethods(all), []);
+            Prepare(typeof(ProcessSpawner).GetMethods(all), []);
             Prepare(typeof(SignalNames).GetMethods(all), []);
             Prepare(typeof(Libc).GetMethods(all), []);
             Prepare(typeof(Protocols.Tsv.TsvLineFramer).GetMethods(all), typeof(Protocols.Tsv.TsvLineFramer).GetConstructors(all));
@@ -589,7 +589,7 @@ internal sealed partial class Supervisor : IDisposable
         try
         {
             var full = path.StartsWith('/') ? path : Path.GetFullPath(path);
-            if (ConnectionListener.IsLiveSocket(full))
+            if (UnixSocketFile.IsLive(full))
             {
                 // Issue 21: the original unlinks and rebinds, leaving the process already listening there
                 // unreachable; like every other role, refuse while a live process answers on the path.
@@ -597,7 +597,7 @@ internal sealed partial class Supervisor : IDisposable
                 return "Failed to create control socket";
             }
 
-            RemoveStaleSocket(full);
+            UnixSocketFile.RemoveIfStale(full, ownedByThisUser: true);
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             socket.Bind(new UnixDomainSocketEndPoint(full));
             socket.Listen(2);
@@ -616,17 +616,6 @@ internal sealed partial class Supervisor : IDisposable
         }
     }
 
-    /// <summary>daemonproxy §5 socket.create: a stale socket file is removed first if it is a socket owned by this uid.</summary>
-    private static void RemoveStaleSocket(string path)
-    {
-        if (Mono.Unix.Native.Syscall.lstat(path, out var st) == 0
-            && (st.st_mode & Mono.Unix.Native.FilePermissions.S_IFMT) == Mono.Unix.Native.FilePermissions.S_IFSOCK
-            && st.st_uid == Mono.Unix.Native.Syscall.getuid())
-        {
-            Mono.Unix.Native.Syscall.unlink(path);
-        }
-    }
-
     private void DeleteControlSocket()
     {
         if (_listenSocket is not null)
@@ -636,7 +625,7 @@ internal sealed partial class Supervisor : IDisposable
             _listenFd = -1;
             if (_socketFullPath is not null)
             {
-                RemoveStaleSocket(_socketFullPath);
+                UnixSocketFile.RemoveIfStale(_socketFullPath, ownedByThisUser: true);
             }
 
             _socketPath = null;

@@ -146,7 +146,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 {
                     // Output limit, or a final frame C readers must get in its own write: let the peer take what
                     // there is first (the source buffer stays unconsumed meanwhile, so reading pauses too).
-                    pair.Timeouts?.Mark(ConnectionWait.Output);
+                    pair.Timeouts?.Mark(pair.Waiting(ConnectionWait.Output, requests));
                     var partial = await destination.FlushAsync(done).ConfigureAwait(false);
                     progressed = true;
                     forwarded = 0;
@@ -165,7 +165,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 source.AdvanceTo(buffer.Start, buffer.End);
                 if (forwarded > 0)
                 {
-                    pair.Timeouts?.Mark(ConnectionWait.Output);
+                    pair.Timeouts?.Mark(pair.Waiting(ConnectionWait.Output, requests));
                     var flush = await destination.FlushAsync(done).ConfigureAwait(false);
                     progressed = true;
                     if (flush.IsCompleted || flush.IsCanceled)
@@ -174,8 +174,14 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                     }
                 }
 
-                // The client's side decides whether a request is pending; the server's side only shows progress.
-                pair.Timeouts?.Mark(requests && !buffer.IsEmpty ? ConnectionWait.Request : ConnectionWait.Idle, progressed);
+                // The client's side decides whether a request is pending; the server's side only shows progress
+                // (a reply to an earlier request must not turn a half frame behind it into an idle wait).
+                if (requests)
+                {
+                    pair.RequestPending = !buffer.IsEmpty;
+                }
+
+                pair.Timeouts?.Mark(pair.Waiting(ConnectionWait.Idle, requests), progressed);
                 if (end == Forward.Bad || result.IsCompleted || result.IsCanceled)
                 {
                     return;
@@ -313,6 +319,12 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
         private long _responses;
 
         public ConnectionTimeouts? Timeouts { get; set; }
+
+        /// <summary>The client side holds part of a frame (set by the client->server pump only).</summary>
+        public bool RequestPending { get; set; }
+
+        /// <summary>What the pair waits for: <paramref name="wait"/>, unless the server side reports while a request is pending.</summary>
+        public ConnectionWait Waiting(ConnectionWait wait, bool clientSide) => !clientSide && RequestPending ? ConnectionWait.Request : wait;
 
         public long Outstanding => Interlocked.Read(ref _requests) - Interlocked.Read(ref _responses);
 

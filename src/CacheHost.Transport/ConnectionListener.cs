@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
-using Mono.Unix.Native;
+using CacheHost.Posix;
 
 namespace CacheHost.Transport;
 
@@ -212,7 +212,7 @@ public sealed class ConnectionListener : IAsyncDisposable
 
         _unbound = true;
         _socket?.Dispose();
-        if (_unixPathToRemove is not null && IsSocketFile(_unixPathToRemove))
+        if (_unixPathToRemove is not null && UnixSocketFile.IsSocket(_unixPathToRemove))
         {
             try
             {
@@ -245,16 +245,16 @@ public sealed class ConnectionListener : IAsyncDisposable
         var path = address.Path!;
         // The reference unlinks whatever is at the path. We only replace a stale socket: deleting a regular
         // file because of a typo in a config would lose data.
-        if (File.Exists(path) || Directory.Exists(path) || IsSocketFile(path))
+        if (File.Exists(path) || Directory.Exists(path) || UnixSocketFile.IsSocket(path))
         {
-            if (!IsSocketFile(path))
+            if (!UnixSocketFile.IsSocket(path))
             {
                 throw new IOException($"can't listen on '{address.Text}': {path} exists and is not a socket");
             }
 
             // A socket that still accepts connections belongs to a running process; taking it over (as the
             // reference's unconditional unlink does) would leave that process serving nobody.
-            if (IsLiveSocket(path))
+            if (UnixSocketFile.IsLive(path))
             {
                 throw new IOException($"can't listen on '{address.Text}': another process is listening on {path}");
             }
@@ -281,9 +281,9 @@ public sealed class ConnectionListener : IAsyncDisposable
             UnixSocketPermissions.Apply(staging ?? path, options.SocketOwner, options.SocketGroup, options.SocketMode, logger);
             prepare?.Invoke(staging ?? path);
             socket.Listen(options.Backlog);
-            if (staging is not null && Syscall.rename(staging, path) != 0)
+            if (staging is not null && PosixFiles.Rename(staging, path) is var errno and not 0)
             {
-                throw new IOException($"rename {staging} to {path}: {Stdlib.GetLastError()}");
+                throw new IOException($"rename {staging} to {path}: {Libc.ErrnoName(errno)}");
             }
         }
         catch (Exception ex)
@@ -291,7 +291,7 @@ public sealed class ConnectionListener : IAsyncDisposable
             socket.Dispose();
             if (staging is not null)
             {
-                _ = Syscall.unlink(staging);
+                _ = PosixFiles.Unlink(staging);
             }
 
             throw new IOException($"can't listen on '{address.Text}': {ex.Message}", ex);
@@ -350,7 +350,7 @@ public sealed class ConnectionListener : IAsyncDisposable
     {
         // A listening socket passed by number (e.g. by a supervisor) is accepted on; any other descriptor
         // (a pipe, a connected socket) is the one and only connection.
-        if (address.ReadFd == address.WriteFd && IsListeningSocket(address.ReadFd))
+        if (address.ReadFd == address.WriteFd && UnixSocketFile.IsListening(address.ReadFd))
         {
             var socket = new Socket(new SafeSocketHandle(address.ReadFd, ownsHandle: true));
             return Adopt(address, socket, options, logger);
@@ -405,34 +405,6 @@ public sealed class ConnectionListener : IAsyncDisposable
         return System.Text.Encoding.UTF8.GetByteCount(staging) <= 107 ? staging : null;
     }
 
-    private static bool IsSocketFile(string path)
-    {
-        return Syscall.lstat(path, out var st) == 0 && (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFSOCK;
-    }
-
-    /// <summary>
-    /// True when a process accepts connections on the unix socket at <paramref name="path"/> (a connect
-    /// succeeds); false for a stale socket file (ECONNREFUSED) or no socket at all. Shared by every role that
-    /// binds a unix socket, so none of them takes over a live one.
-    /// </summary>
-    public static bool IsLiveSocket(string path)
-    {
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false; // ECONNREFUSED: nobody listens, the file is stale
-        }
-    }
-
-    private static bool IsListeningSocket(int fd)
-    {
-        return Syscall.getsockopt(fd, UnixSocketProtocol.SOL_SOCKET, UnixSocketOptionName.SO_ACCEPTCONN, out int value) == 0 && value != 0;
-    }
 
     internal static SafeFileHandle DescriptorHandle(int fd) => new(fd, ownsHandle: true);
 }

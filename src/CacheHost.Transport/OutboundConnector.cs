@@ -110,10 +110,10 @@ public static class OutboundConnector
 
     private static int DuplicateDescriptor(int fd)
     {
-        var copy = Mono.Unix.Native.Syscall.dup(fd);
+        var copy = CacheHost.Posix.Libc.dup(fd);
         if (copy < 0)
         {
-            throw new IOException($"dup({fd}) failed: {Mono.Unix.Native.Stdlib.GetLastError()}");
+            throw new IOException($"dup({fd}) failed: {CacheHost.Posix.Libc.ErrnoName(CacheHost.Posix.Libc.Errno)}");
         }
 
         return copy;

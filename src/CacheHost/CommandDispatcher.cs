@@ -71,7 +71,7 @@ internal static class CommandDispatcher
             ConfigurationKeyCheck.Warn(host.Services.GetRequiredService<Microsoft.Extensions.Configuration.IConfiguration>(), logger, roles.Keys);
             host.Services.GetService<IStartupValidator>()?.Validate();
             var process = host.Services.GetRequiredService<IOptions<ProcessOptions>>().Value;
-            if (process.Daemon && Environment.GetEnvironmentVariable(ProcessControl.DaemonChildVariable) != "1")
+            if (process.Daemon && !ProcessControl.IsDaemonChild)
             {
                 host.Dispose();
                 return ProcessControl.StartDaemonChild(childArguments, CacheHost.Systemd.Notify.DaemonHandoff.ChildEnvironment(), CacheHost.Systemd.Notify.DaemonHandoff.AnnounceMainPid);

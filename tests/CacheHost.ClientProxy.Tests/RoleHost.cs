@@ -32,7 +32,7 @@ internal sealed class RoleHost : IAsyncDisposable
     public SnoopService Snoop => Host.Services.GetRequiredService<SnoopService>();
 
     /// <summary>Starts a ClientProxy towards <paramref name="server"/>; waits for the server link unless told not to.</summary>
-    public static async Task<RoleHost> StartProxyAsync(string server, IDictionary<string, string?>? extra = null, bool waitForLink = true, TimeProvider? clock = null)
+    public static async Task<RoleHost> StartProxyAsync(string server, IDictionary<string, string?>? extra = null, bool waitForLink = true, TimeProvider? clock = null, ILoggerProvider? logs = null)
     {
         var listen = "UNIX:" + TestPaths.Socket("px");
         var settings = new Dictionary<string, string?>
@@ -44,8 +44,8 @@ internal sealed class RoleHost : IAsyncDisposable
             ["CacheHost:ClientProxy:ServerKind"] = "CacheHost",
         };
         Merge(settings, extra);
-        var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var logs, clock).ConfigureAwait(false);
-        var role = new RoleHost(host, listen, logs);
+        var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var captured, clock, logs).ConfigureAwait(false);
+        var role = new RoleHost(host, listen, captured);
         if (waitForLink)
         {
             await WaitUntilAsync(() => role.Proxy.IsServerConnected, TimeSpan.FromSeconds(10), "the proxy's server link").ConfigureAwait(false);
