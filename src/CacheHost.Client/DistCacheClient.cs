@@ -257,7 +257,14 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
         {
             if (!OperationTimer.TryReset())
             {
-                throw new InvalidOperationException("the operation timer could not be reset");
+                if (TimeProvider == TimeProvider.System)
+                {
+                    throw new InvalidOperationException("the operation timer could not be reset");
+                }
+
+                // TryReset resets only the runtime's own timer; over another clock's timer a fresh source is used.
+                _operationTimer!.Dispose();
+                _operationTimer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, TimeProvider);
             }
 
             OperationTimer.CancelAfter(OperationTimeout);
