@@ -125,12 +125,20 @@ internal sealed class UpstreamLink
                     ClientProxyLog.Failover(_logger, _servers[lastConnected].Text, _servers[index].Text);
                 }
 
-                var carry = false;
+                Link? retiring = null;
                 while (connection is not null)
                 {
                     var link = new Link(connection, index, Interlocked.Increment(ref _epoch));
                     lastConnected = index;
-                    link.Serving = ServeAsync(link, carry, stopping);
+                    link.Serving = ServeAsync(link, carry: retiring is not null, stopping);
+                    if (retiring is not null)
+                    {
+                        // Only now that the new link takes requests: the old one's count of requests is final.
+                        _retiring.RemoveAll(static t => t.IsCompleted);
+                        _retiring.Add(RetireAsync(retiring));
+                        retiring = null;
+                    }
+
                     connection = null;
                     if (index > 0 && _options.FailbackAfter > TimeSpan.Zero)
                     {
@@ -140,7 +148,6 @@ internal sealed class UpstreamLink
                     if (connection is null)
                     {
                         await link.Serving.ConfigureAwait(false);
-                        _lastAttempt[index] = _clock.GetTimestamp(); // the loss counts as this server's attempt
                         next = (index + 1) % _servers.Length;
                         break;
                     }
@@ -148,10 +155,8 @@ internal sealed class UpstreamLink
                     // Failback: the first server answers again. New requests go to it; the old link finishes.
                     Stats.Failback();
                     ClientProxyLog.Failback(_logger, _servers[0].Text, _servers[index].Text);
-                    _retiring.RemoveAll(static t => t.IsCompleted);
-                    _retiring.Add(RetireAsync(link));
+                    retiring = link;
                     index = 0;
-                    carry = true;
                 }
             }
         }
@@ -313,10 +318,11 @@ internal sealed class UpstreamLink
         if (!stopping.IsCancellationRequested && !link.Retiring)
         {
             Stats.Loss();
+            _lastAttempt[link.Index] = _clock.GetTimestamp(); // the loss counts as this server's attempt (not the dispose below)
         }
 
         connection.Abort(reason);
-        if (Interlocked.CompareExchange(ref _epoch, link.Epoch, link.Epoch) == link.Epoch)
+        if (Volatile.Read(ref _epoch) == link.Epoch)
         {
             _current = -1;
         }

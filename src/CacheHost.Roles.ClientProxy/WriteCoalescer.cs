@@ -63,6 +63,11 @@ internal sealed class WriteCoalescer
             _epoch = epoch;
             _writing = false; // a drain of the previous link sees the new epoch and stops
         }
+
+        if (keepStaged)
+        {
+            FlushAtBatchEnd(); // what the old link's writer left staged must not wait for the next request
+        }
     }
 
     /// <summary>The link of <paramref name="epoch"/> is gone (or retired): what it had staged is dropped.</summary>
