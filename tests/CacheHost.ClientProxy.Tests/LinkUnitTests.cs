@@ -17,7 +17,7 @@ public sealed class LinkUnitTests
     public async Task TheCoalescerSendsARoundsRequestsInOneWriteAtTheRoundsEnd()
     {
         var round = new ScriptedRound();
-        var stats = new ProxyStats();
+        var stats = new ClientProxyStatistics();
         var coalescer = new WriteCoalescer(coalesce: true, round, stats);
         var pipe = new Pipe();
         coalescer.Attach(pipe.Writer, epoch: 1);
@@ -50,7 +50,7 @@ public sealed class LinkUnitTests
     [Fact]
     public async Task OffALoopTheCallerWritesAndBytesForAGoneLinkAreDropped()
     {
-        var stats = new ProxyStats();
+        var stats = new ClientProxyStatistics();
         var coalescer = new WriteCoalescer(coalesce: true, new ScriptedRound { OnLoop = false }, stats);
         var pipe = new Pipe();
         coalescer.Attach(pipe.Writer, epoch: 1);

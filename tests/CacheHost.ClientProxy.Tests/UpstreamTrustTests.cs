@@ -51,9 +51,9 @@ public sealed class UpstreamTrustTests
         await RoleHost.WaitUntilAsync(() => !proxy.Proxy.IsServerConnected, Wait, "the link to drop");
         clock.Advance(TimeSpan.FromSeconds(59));
         Assert.False(proxy.Proxy.IsServerConnected);
-        Assert.Equal(1, proxy.Proxy.Link.Connects);
+        Assert.Equal(1, proxy.Proxy.Stats.Connects);
 
-        await RoleHost.AdvanceUntilAsync(clock, TimeSpan.FromSeconds(1), () => proxy.Proxy.Link.Connects >= 2, Wait, "the redial after RetryMs");
+        await RoleHost.AdvanceUntilAsync(clock, TimeSpan.FromSeconds(1), () => proxy.Proxy.Stats.Connects >= 2, Wait, "the redial after RetryMs");
         await RoleHost.WaitUntilAsync(() => proxy.Proxy.IsServerConnected, Wait, "the redialled link");
         client.Send(Request(78, DistCacheOperation.Have, "session"u8));
         AssertReply(ReadReply(client), 78, DistCacheOperation.Have, [1]);

@@ -1,3 +1,4 @@
+using CacheHost.Posix;
 using CacheHost.Core;
 using CacheHost.Roles.ProcessSupervisor;
 
