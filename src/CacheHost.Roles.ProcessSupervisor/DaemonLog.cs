@@ -45,7 +45,7 @@ internal sealed unsafe class DaemonLog : IDisposable
     private bool _stopping;
     private long _writeStarted; // clock timestamp; 0 while the writer is not inside write(2)
 
-    /// <summary>The supervisor's clock: drain limits and the retry pause of spec 11 are measured on it.</summary>
+    /// <summary>The supervisor's clock: drain limits and the retry pause of daemonproxy §11 are measured on it.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
     /// <summary>Current filter; the default shows info and above.</summary>
