@@ -34,8 +34,12 @@ public sealed class CacheServerMetrics : RoleMetrics
         Meter.CreateObservableCounter(Prefix + "connections.rejected", () => service.Servers.Sum(s => s.RejectedConnections), "{connection}", "Connections refused at the MaxConnections limit.");
         Meter.CreateObservableCounter(Prefix + "connections.timed_out", () => statistics.ConnectionsTimedOut.Value, "{connection}", "Connections closed by IdleTimeout or RequestTimeout.");
         Meter.CreateObservableCounter(Prefix + "protocol_errors", () => ProtocolErrors(statistics), "{error}", "Connections closed for a bad request, by error.");
-        Meter.CreateObservableCounter(Prefix + "store.errors", () => statistics.StoreErrors.Value, "{operation}", "Requests a remote store failed (answered 0x02).");
-        if (store is not null)
+        if (store is null)
+        {
+            // A remote store (Redis): its failures; size, evictions and expirations are Redis's own (INFO).
+            Meter.CreateObservableCounter(Prefix + "store.errors", () => statistics.StoreErrors.Value, "{operation}", "Requests the remote store failed (answered 0x02).");
+        }
+        else
         {
             Meter.CreateObservableCounter(Prefix + "evictions", () => store.Evictions, "{session}", "Sessions evicted to make room.");
             Meter.CreateObservableCounter(Prefix + "expirations", () => store.Expirations, "{session}", "Sessions that expired.");

@@ -41,7 +41,7 @@ internal sealed partial class Supervisor
     public string HostStatusSummary => _hostStatus;
 
     /// <summary>Figures for the role's meter (issue 18), written by the loop, read from any thread.</summary>
-    public SupervisorStatistics Statistics { get; } = new();
+    public ProcessSupervisorStatistics Statistics { get; } = new();
 
     /// <summary>Loop step: refreshes <see cref="HostStatusSummary"/> when the counts changed (no allocation otherwise).</summary>
     private void UpdateHostStatus()

@@ -4,7 +4,7 @@ using CacheHost.Core.Metrics;
 namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>What the supervisor loop publishes for its meter: plain fields written by the loop only.</summary>
-internal sealed class SupervisorStatistics
+internal sealed class ProcessSupervisorStatistics
 {
     /// <summary>Services defined.</summary>
     public int Services;
@@ -18,7 +18,7 @@ internal sealed class SupervisorStatistics
 
 /// <summary>
 /// The meter <c>CacheHost.ProcessSupervisor</c> (issue 18): services up and down, automatic restarts. Reads
-/// the running supervisor's <see cref="SupervisorStatistics"/>; nothing while it is not running.
+/// the running supervisor's <see cref="ProcessSupervisorStatistics"/>; nothing while it is not running.
 /// </summary>
 internal sealed class SupervisorMetrics : RoleMetrics
 {
