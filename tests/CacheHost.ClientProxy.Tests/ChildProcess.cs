@@ -41,7 +41,10 @@ internal sealed class ChildProcess : IDisposable
     }
 
     /// <summary>Starts <c>dotnet cachehost.dll args…</c>.</summary>
-    public static ChildProcess Start(params string[] args)
+    public static ChildProcess Start(params string[] args) => Start(environment: null, args);
+
+    /// <summary>Starts <c>dotnet cachehost.dll args…</c> with <paramref name="environment"/> added to its environment.</summary>
+    public static ChildProcess Start(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var info = new ProcessStartInfo
         {
@@ -56,13 +59,21 @@ internal sealed class ChildProcess : IDisposable
             info.ArgumentList.Add(arg);
         }
 
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
         return new ChildProcess(Process.Start(info)!);
     }
 
-    /// <summary>Starts a CacheServer child on <paramref name="address"/> and waits until it accepts connections.</summary>
-    public static ChildProcess StartServer(string address)
+    /// <summary>
+    /// Starts a CacheServer child on <paramref name="address"/> (configured further by <paramref name="environment"/>,
+    /// e.g. <c>CacheHost__CacheServer__Store</c>) and waits until it accepts connections.
+    /// </summary>
+    public static ChildProcess StartServer(string address, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var child = Start("server", "-listen", address);
+        var child = Start(environment, "server", "-listen", address);
         child.WaitForConnectable(address, TimeSpan.FromSeconds(20));
         return child;
     }

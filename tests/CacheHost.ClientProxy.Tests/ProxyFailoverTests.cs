@@ -35,25 +35,7 @@ public sealed class ProxyFailoverTests
             });
             Assert.Equal(first, proxy.Proxy.CurrentServer);
 
-            using var stop = new CancellationTokenSource();
-            var tally = new ProxyLoad.Tally();
-            var clock = Stopwatch.StartNew();
-            var workers = Enumerable.Range(0, Clients).Select(n => Task.Run(() => ProxyLoad.RunClientAsync(n, proxy.Address, tally, clock, stop.Token))).ToArray();
-            try
-            {
-                await RoleHost.WaitUntilAsync(() => tally.Ok > 200, Generous, "steady traffic through the first server");
-                serverA.Kill();
-                var killed = clock.Elapsed;
-                await RoleHost.WaitUntilAsync(() => tally.OkSince(killed + TimeSpan.FromMilliseconds(1)) && proxy.Proxy.CurrentServer == second, Generous, "traffic through the second server");
-                var resumedAt = tally.Ok;
-                await RoleHost.WaitUntilAsync(() => tally.Ok > resumedAt + 200, Generous, "steady traffic after the failover");
-            }
-            finally
-            {
-                stop.Cancel();
-            }
-
-            await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
+            var tally = await ProxyLoad.KillUnderLoadAsync(proxy, serverA.Kill, second, Clients, Generous);
             Assert.Empty(tally.Violations);
             Assert.Equal(second, proxy.Proxy.CurrentServer);
             Assert.Equal(1, proxy.Proxy.Stats.Failovers);

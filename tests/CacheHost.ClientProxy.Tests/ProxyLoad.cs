@@ -30,6 +30,35 @@ internal static class ProxyLoad
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="clients"/> clients through <paramref name="proxy"/>, calls <paramref name="kill"/> once
+    /// traffic is steady, waits until traffic flows through <paramref name="next"/> and is steady again, then stops
+    /// the clients and returns their tally.
+    /// </summary>
+    public static async Task<Tally> KillUnderLoadAsync(RoleHost proxy, Action kill, string next, int clients, TimeSpan bound)
+    {
+        using var stop = new CancellationTokenSource();
+        var tally = new Tally();
+        var clock = Stopwatch.StartNew();
+        var workers = Enumerable.Range(0, clients).Select(n => Task.Run(() => RunClientAsync(n, proxy.Address, tally, clock, stop.Token))).ToArray();
+        try
+        {
+            await RoleHost.WaitUntilAsync(() => tally.Ok > 200, bound, "steady traffic through the first server");
+            kill();
+            var killed = clock.Elapsed;
+            await RoleHost.WaitUntilAsync(() => tally.OkSince(killed + TimeSpan.FromMilliseconds(1)) && proxy.Proxy.CurrentServer == next, bound, "traffic through the second server");
+            var resumedAt = tally.Ok;
+            await RoleHost.WaitUntilAsync(() => tally.Ok > resumedAt + 200, bound, "steady traffic after the failover");
+        }
+        finally
+        {
+            stop.Cancel();
+        }
+
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
+        return tally;
+    }
+
     private static byte[] AddPayload(byte[] id, byte[] data)
     {
         var payload = new byte[8 + id.Length + data.Length];
