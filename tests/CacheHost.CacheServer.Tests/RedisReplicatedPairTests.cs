@@ -59,8 +59,9 @@ public sealed class RedisReplicatedPairTests
     {
         using var master = RedisServer.Start("fail-master");
         using var replica = StartReplicaOf(master, "fail-replica");
-        // Short client timeouts: a request waits at most about a second for a master that is not there.
-        await using var server = await InProcessCacheServer.StartAsync(extra: Settings(replica, master, ",connectTimeout=1000,asyncTimeout=1000,syncTimeout=1000"));
+        // Short client timeouts: a request waits at most about a second for a master that is not there. configCheckSeconds:
+        // how often the client re-asks every endpoint its role (default 60 s): how soon it follows a manual promotion.
+        await using var server = await InProcessCacheServer.StartAsync(extra: Settings(replica, master, ",connectTimeout=1000,asyncTimeout=1000,syncTimeout=1000,configCheckSeconds=2"));
         using var client = server.Connect();
         var data = Encoding.ASCII.GetBytes("before-" + new string('f', 500));
         Assert.Equal([0x00], RedisStoreTests.Exchange(client, 1, DistCacheOperation.Add, RedisStoreTests.AddPayload("before", data, 600_000)));
