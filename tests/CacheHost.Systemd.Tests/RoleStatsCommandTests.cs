@@ -29,7 +29,7 @@ public sealed class RoleStatsCommandTests
     private static readonly string[] SnoopNames =
     [
         "pairs.open", "pairs.total", "pairs.connect_failed", "frames.client_to_server", "frames.server_to_client",
-        "bytes.client_to_server", "bytes.server_to_client", "errors.decode", "pairs.timed_out",
+        "bytes.client_to_server", "bytes.server_to_client", "errors.decode", "pairs.timed_out", "connections.tls_failed",
     ];
 
     [Fact]
