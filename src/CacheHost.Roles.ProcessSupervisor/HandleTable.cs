@@ -188,8 +188,6 @@ internal sealed class HandleTable
         }
     }
 
-    private static readonly string[] SocketFlags = ["unix", "inet", "inet6", "tcp", "udp", "stream", "dgram", "seqpacket"];
-
     public unsafe string? CmdFdPipe(Controller c, string[] f, string line, long now)
     {
         var rname = CommandTable.Arg(f, 1);
