@@ -6,8 +6,8 @@ socket) and measures the wall time from spawn to the READY=1 datagram, which the
 every role has bound its listeners. Each run is then stopped with SIGTERM.
 
 usage: bench/startup-to-ready.py [--runs N] PROGRAM [ARGS...]
-e.g.   bench/startup-to-ready.py --runs 20 src/CacheHost/bin/Release/net10.0/cachehost --CacheHost:Roles=Probe --CacheHost:Probe:Listen=IP:127.0.0.1:0
-       bench/startup-to-ready.py --runs 20 artifacts/publish/cachehost --CacheHost:Roles=Probe ...
+e.g.   bench/startup-to-ready.py --runs 20 src/CacheHost/bin/Release/net10.0/cachehost server -listen IP:127.0.0.1:0
+       bench/startup-to-ready.py --runs 20 artifacts/publish/cachehost --CacheHost:Roles=CacheServer ...
 """
 import os, signal, socket, statistics, subprocess, sys, tempfile, time, uuid
 

@@ -6,7 +6,7 @@ using CacheHost.Transport;
 namespace CacheHost.Client;
 
 /// <summary>
-/// The equivalent of libdistcache's <c>DC_CTX</c> (spec section 8): add/get/remove/has with the C library's
+/// The equivalent of libdistcache's <c>DC_CTX</c> (distcache §8): add/get/remove/has with the C library's
 /// result rules, uids from the process-wide counter, one request at a time per context (callers from several
 /// threads are serialised by an async lock, so a context is thread-safe), and the connection modes of
 /// <see cref="DistCacheClientFlags"/>. On the persistent path an operation allocates nothing besides what the
@@ -17,14 +17,17 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     private readonly TransportAddress _address;
     private readonly DistCacheClientFlags _flags;
     private readonly TransportOptions? _transport;
+    private readonly TlsContext? _tls;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly CancellationTokenSource _timer = new();
+    private CancellationTokenSource? _operationTimer;
     private DistCacheConnection? _connection;
     private int _pid;
     private bool _lastWasHit;
 
-    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport)
+    private DistCacheClient(TransportAddress address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, TimeProvider? clock)
     {
+        _tls = tls;
+        TimeProvider = clock ?? TimeProvider.System;
         _address = address;
         _flags = flags;
         _transport = transport;
@@ -33,6 +36,13 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     /// <summary>Time limit per transaction (connect + send + receive). Default 30 s; <see cref="Timeout.InfiniteTimeSpan"/> = none (the C library's behaviour).</summary>
     public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The clock <see cref="OperationTimeout"/> runs on (default: the system clock; tests pass a fake one).</summary>
+    public TimeProvider TimeProvider { get; }
+
+    // One source for every transaction of this context, re-armed per transaction (no allocation per request); built
+    // on first use so that it runs on TimeProvider (CancelAfter uses the source's own provider).
+    private CancellationTokenSource OperationTimer => _operationTimer ??= new CancellationTokenSource(Timeout.InfiniteTimeSpan, TimeProvider);
 
     /// <summary>Status of the most recent transaction.</summary>
     public DistCacheTransactionStatus LastStatus { get; private set; }
@@ -54,12 +64,29 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     /// As <see cref="CreateAsync(string, DistCacheClientFlags, CancellationToken)"/>, with the transport settings of
     /// its connections (null: <see cref="DistCacheConnection.DefaultTransportOptions"/>).
     /// </summary>
-    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport, tls: null, clock: null, cancellationToken);
+
+    /// <summary>
+    /// As above, every connection of the context over TLS with <paramref name="tls"/> (null: plain, as libdistcache).
+    /// </summary>
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport, tls, clock: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CreateAsync(string, DistCacheClientFlags, TransportOptions?, CancellationToken)"/>, with the clock
+    /// that times <see cref="OperationTimeout"/> (null: the system clock).
+    /// </summary>
+    public static ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TimeProvider? clock, CancellationToken cancellationToken = default) =>
+        CreateAsync(address, flags, transport, tls: null, clock, cancellationToken);
+
+    /// <summary>The full form: TLS (null: plain) and the clock of <see cref="OperationTimeout"/> (null: the system clock).</summary>
+    public static async ValueTask<DistCacheClient> CreateAsync(string address, DistCacheClientFlags flags, TransportOptions? transport, TlsContext? tls, TimeProvider? clock, CancellationToken cancellationToken = default)
     {
-        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport);
+        var client = new DistCacheClient(TransportAddress.Parse(address), flags, transport, tls, clock);
         if (client.IsPersistent && (flags & DistCacheClientFlags.Late) == 0)
         {
-            client._connection = await DistCacheConnection.ConnectAsync(client._address, transport, cancellationToken).ConfigureAwait(false);
+            client._connection = await DistCacheConnection.ConnectAsync(client._address, transport, tls, cancellationToken).ConfigureAwait(false);
         }
 
         return client;
@@ -67,7 +94,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     private bool IsPersistent => (_flags & DistCacheClientFlags.Persistent) != 0;
 
-    /// <summary>ADD: true only for a response of exactly one byte 0x00 (spec 8).</summary>
+    /// <summary>ADD: true only for a response of exactly one byte 0x00 (distcache §8).</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> AddAsync(ReadOnlyMemory<byte> id, ReadOnlyMemory<byte> data, uint timeoutMs, CancellationToken cancellationToken = default)
     {
@@ -127,7 +154,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// GET into <paramref name="destination"/>: a hit is a response of at least 5 bytes (shorter ones are misses,
-    /// spec 8 and 13.5). The result reports the session's length even when it did not fit; then (or with an
+    /// distcache §8 and §13.5). The result reports the session's length even when it did not fit; then (or with an
     /// empty destination) <see cref="ReGet"/> copies it without another round trip.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -228,16 +255,23 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
         CancellationTokenSource? linked = null;
         if (OperationTimeout != Timeout.InfiniteTimeSpan)
         {
-            if (!_timer.TryReset())
+            if (!OperationTimer.TryReset())
             {
-                throw new InvalidOperationException("the operation timer could not be reset");
+                if (TimeProvider == TimeProvider.System)
+                {
+                    throw new InvalidOperationException("the operation timer could not be reset");
+                }
+
+                // TryReset resets only the runtime's own timer; over another clock's timer a fresh source is used.
+                _operationTimer!.Dispose();
+                _operationTimer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, TimeProvider);
             }
 
-            _timer.CancelAfter(OperationTimeout);
-            token = _timer.Token;
+            OperationTimer.CancelAfter(OperationTimeout);
+            token = OperationTimer.Token;
             if (cancellationToken.CanBeCanceled)
             {
-                linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _timer.Token);
+                linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, OperationTimer.Token);
                 token = linked.Token;
             }
         }
@@ -251,7 +285,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                 var reused = _connection is not null;
                 try
                 {
-                    _connection ??= await DistCacheConnection.ConnectAsync(_address, _transport, token).ConfigureAwait(false);
+                    _connection ??= await DistCacheConnection.ConnectAsync(_address, _transport, _tls, token).ConfigureAwait(false);
                     var connection = _connection;
                     connection.ClearPending();
                     if (operation == DistCacheOperation.Add && !raw)
@@ -300,7 +334,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
                     status = DistCacheTransactionStatus.NetworkError;
                     break;
                 }
-                catch (OperationCanceledException) when (_timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (OperationTimer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
                     CloseConnection();
                     status = DistCacheTransactionStatus.TimedOut;
@@ -364,7 +398,7 @@ public sealed class DistCacheClient : IAsyncDisposable, IDisposable
     public void Dispose()
     {
         CloseConnection();
-        _timer.Dispose();
+        _operationTimer?.Dispose();
         _gate.Dispose();
     }
 

@@ -1,6 +1,6 @@
 namespace CacheHost.Client;
 
-/// <summary>DC_CTX creation flags (spec section 8). The numeric values are libdistcache's.</summary>
+/// <summary>DC_CTX creation flags (distcache §8). The numeric values are libdistcache's.</summary>
 [Flags]
 public enum DistCacheClientFlags
 {
@@ -23,17 +23,17 @@ public enum DistCacheTransactionStatus
     Ok,
     /// <summary>Connect, send or receive failed (or the peer closed the connection).</summary>
     NetworkError,
-    /// <summary>The response broke the framing rules (spec 4.2), including a foreign protocol level (13.2).</summary>
+    /// <summary>The response broke the framing rules (distcache §4.2), including a foreign protocol level (13.2).</summary>
     ProtocolError,
     /// <summary>The response's uid or operation did not match the request.</summary>
     Mismatch,
-    /// <summary>The response payload was empty: dc_client's answer while it has no server link (spec 10.4).</summary>
+    /// <summary>The response payload was empty: dc_client's answer while it has no server link (distcache §10.4).</summary>
     EmptyResponse,
     /// <summary>The operation's time limit passed; the connection was dropped.</summary>
     TimedOut,
 }
 
-/// <summary>HAVE outcome (spec 8): yes for 0x00, no for 0x01 or any response not exactly 1 byte, error otherwise.</summary>
+/// <summary>HAVE outcome (distcache §8): yes for 0x00, no for 0x01 or any response not exactly 1 byte, error otherwise.</summary>
 public enum DistCacheHaveResult
 {
     /// <summary>A transaction failure or an unexpected single byte (e.g. 0x02 from a proxy that lost its server).</summary>
@@ -45,7 +45,7 @@ public enum DistCacheHaveResult
 }
 
 /// <summary>
-/// GET outcome (spec 8): <see cref="Success"/> only for a response of at least 5 bytes that fitted the caller's
+/// GET outcome (distcache §8): <see cref="Success"/> only for a response of at least 5 bytes that fitted the caller's
 /// buffer; <see cref="Length"/> is the size of the session data whenever the server returned a hit
 /// (so a caller can size a buffer and use <see cref="DistCacheClient.ReGet"/> without another round trip).
 /// </summary>

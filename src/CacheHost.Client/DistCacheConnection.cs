@@ -10,7 +10,7 @@ namespace CacheHost.Client;
 /// <summary>
 /// One client connection to a distcache peer (server or proxy) on the shared socket transport (the epoll engine
 /// on Linux, see docs/transport.md). Requests are appended to a reusable send buffer and leave in one write
-/// (spec 13.1: whole messages per write keep C peers safe); responses are parsed straight from the transport's
+/// (distcache §13.1: whole messages per write keep C peers safe); responses are parsed straight from the transport's
 /// input pipe. Several requests may be outstanding (pipelining): append N, <see cref="SendAsync"/>, then
 /// <see cref="ReceiveAsync"/> N times. Not thread-safe; <see cref="DistCacheClient"/> adds the locking. No
 /// allocation per request once the buffers have grown.
@@ -52,9 +52,17 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     /// Connects with explicit transport settings. <see cref="TransportOptions.InlineScheduling"/> = true resumes
     /// the awaiting code on the socket loop itself (cheapest; only for code that never blocks, like the load tool).
     /// </summary>
-    public static async ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, CancellationToken cancellationToken = default)
+    public static ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, CancellationToken cancellationToken = default) =>
+        ConnectAsync(address, transport, tls: null, cancellationToken);
+
+    /// <summary>
+    /// Connects and, with <paramref name="tls"/> (a client-side <see cref="TlsContext"/>: CA, client certificate for
+    /// mutual TLS), runs the TLS handshake before the first request; a failed handshake throws and leaves nothing open.
+    /// </summary>
+    public static async ValueTask<DistCacheConnection> ConnectAsync(TransportAddress address, TransportOptions? transport, TlsContext? tls, CancellationToken cancellationToken = default)
     {
-        var connection = await OutboundConnector.ConnectAsync(address, transport ?? DefaultTransportOptions, NullLogger.Instance, cancellationToken).ConfigureAwait(false);
+        var options = transport ?? DefaultTransportOptions;
+        var connection = await OutboundConnector.ConnectAsync(address, options, NullLogger.Instance, tls?.CreateClientAdapter(address, options), cancellationToken).ConfigureAwait(false);
         return new DistCacheConnection(connection);
     }
 
@@ -68,7 +76,7 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     public void AppendRequest(uint uid, DistCacheOperation operation, ReadOnlySpan<byte> payload) =>
         DistCacheMessageWriter.Write(_send, isResponse: false, uid, operation, payload);
 
-    /// <summary>Appends an ADD request (timeout in milliseconds, spec 5.1 and 13.6).</summary>
+    /// <summary>Appends an ADD request (timeout in milliseconds, distcache §5.1 and §13.6).</summary>
     public void AppendAdd(uint uid, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint timeoutMs)
     {
         if (DistCacheProtocol.AddPrefixSize + id.Length + data.Length > DistCacheProtocol.MaxPayload)
@@ -108,7 +116,7 @@ public sealed class DistCacheConnection : IDisposable, IAsyncDisposable
     /// <summary>
     /// Reads the next response message. Returns its uid and operation; the payload is in <see cref="Payload"/>.
     /// Throws <see cref="IOException"/> when the peer closes and <see cref="InvalidDataException"/> on a framing
-    /// error (spec 4.2; a foreign protocol level closes only this connection, 13.2).
+    /// error (distcache §4.2; a foreign protocol level closes only this connection, 13.2).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<(uint Uid, DistCacheOperation Operation)> ReceiveAsync(CancellationToken cancellationToken = default)

@@ -1,7 +1,7 @@
 namespace CacheHost.Client;
 
 /// <summary>
-/// libdistcache's interpretation of response payloads (spec 8), shared by <see cref="DistCacheClient"/> and
+/// libdistcache's interpretation of response payloads (distcache §8), shared by <see cref="DistCacheClient"/> and
 /// tools that pipeline over <see cref="DistCacheConnection"/>. The payload here is that of a transaction that
 /// succeeded (matching uid and operation, non-empty).
 /// </summary>

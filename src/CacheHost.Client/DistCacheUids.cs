@@ -1,7 +1,7 @@
 namespace CacheHost.Client;
 
 /// <summary>
-/// The process-wide request uid counter of libdistcache (spec 8): starts at 1, one per transaction, 32 bits on
+/// The process-wide request uid counter of libdistcache (distcache §8): starts at 1, one per transaction, 32 bits on
 /// the wire (wraps after 2^32 transactions, as the C counter truncated to the wire field does).
 /// </summary>
 public static class DistCacheUids

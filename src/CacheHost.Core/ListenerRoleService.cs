@@ -17,7 +17,10 @@ public abstract class ListenerRoleService : BackgroundService
     private readonly RoleFailures _failures;
     private readonly TimeProvider? _timeProvider;
 
-    /// <summary>Creates the role base; <paramref name="timeProvider"/> drives the listeners' warning rate limits.</summary>
+    /// <summary>
+    /// Creates the role base; <paramref name="timeProvider"/> (the host's one clock) drives the listeners' warning rate
+    /// limits, accept back-off and shutdown drain.
+    /// </summary>
     protected ListenerRoleService(string roleName, IListenerFactory listenerFactory, RoleFailures failures, ILogger logger, TimeProvider? timeProvider = null)
     {
         _timeProvider = timeProvider;

@@ -8,7 +8,7 @@ using CacheHost.Transport;
 namespace CacheHost.LoadTool;
 
 /// <summary>
-/// The workload through the client library. Default mode is dc_test's barrage (spec 11.2): per client, random
+/// The workload through the client library. Default mode is dc_test's barrage (distcache §11.2): per client, random
 /// sample sessions, uniformly random ADD/REMOVE/GET/HAVE, every result checked against a local model with
 /// libdistcache's result rules; the first wrong result prints dc_test's error line and ends the run with exit
 /// code 1. The mix mode (-mix) without -persistent is an unmodelled memcached-style workload whose answers are
@@ -69,6 +69,10 @@ internal sealed class DistCacheClientWorkload(LoadToolSettings settings) : LoadW
         private DistCacheClient? _client;
         private DistCacheConnection? _connection;
 
+        // -rate: Stopwatch ticks between this client's scheduled starts, and the next one (0 = not yet started).
+        private readonly long _period;
+        private long _next;
+
         public Worker(LoadRun run, int index, long ops, TransportOptions transport)
             : base(run)
         {
@@ -77,13 +81,14 @@ internal sealed class DistCacheClientWorkload(LoadToolSettings settings) : LoadW
             _ops = ops;
             _random = new Random(unchecked(Environment.TickCount * 31 + index * 7919 + Environment.ProcessId));
             _plan = new Planned[_s.Pipeline];
+            _period = _s.Rate > 0 ? (long)(Stopwatch.Frequency * (double)_s.Clients / _s.Rate) : 0;
             _expected = new byte[Math.Max(_s.ValueSize, 1)];
             if (_s.Mix is null)
             {
                 _sessions = new Session[_s.Sessions];
                 for (var i = 0; i < _sessions.Length; i++)
                 {
-                    // id 10..63 random bytes, data uniform in [datamin, datamax) (spec 11.2).
+                    // id 10..63 random bytes, data uniform in [datamin, datamax) (distcache §11.2).
                     var id = RandomNumberGenerator.GetBytes(10 + Random.Shared.Next(54));
                     var length = _s.DataMax > _s.DataMin ? _s.DataMin + Random.Shared.Next(_s.DataMax - _s.DataMin) : _s.DataMin;
                     _sessions[i] = new Session(id, RandomNumberGenerator.GetBytes(length));
@@ -103,11 +108,11 @@ internal sealed class DistCacheClientWorkload(LoadToolSettings settings) : LoadW
         {
             if (_s.Pipeline > 1)
             {
-                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!), _transport).ConfigureAwait(false);
+                _connection = await DistCacheConnection.ConnectAsync(CacheHost.Transport.TransportAddress.Parse(_s.Connect!), _transport, _s.TlsContext).ConfigureAwait(false);
             }
             else
             {
-                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None, _transport).ConfigureAwait(false);
+                _client = await DistCacheClient.CreateAsync(_s.Connect!, _s.Persistent ? DistCacheClientFlags.Persistent : DistCacheClientFlags.None, _transport, _s.TlsContext).ConfigureAwait(false);
             }
         }
 
@@ -130,9 +135,14 @@ internal sealed class DistCacheClientWorkload(LoadToolSettings settings) : LoadW
         private async Task<bool> RunOneAsync()
         {
             var length = Plan(ref _plan[0], _scratch);
-            var start = Stopwatch.GetTimestamp();
+            var start = _period > 0 ? await ScheduledStartAsync().ConfigureAwait(false) : Stopwatch.GetTimestamp();
+            if (start < 0)
+            {
+                return true; // stopped while waiting for the slot; the loop ends
+            }
+
             var status = await _client!.TransactAsync(_plan[0].Operation, _scratch.AsMemory(0, length)).ConfigureAwait(false);
-            Latency.Record((long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+            Run.Measurement.Record(Latency, (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
             return Check(in _plan[0], status, status == DistCacheTransactionStatus.Ok ? _client.LastResponse : default);
         }
 
@@ -154,7 +164,7 @@ internal sealed class DistCacheClientWorkload(LoadToolSettings settings) : LoadW
                 {
                     var (uid, operation) = await connection.ReceiveAsync().ConfigureAwait(false);
                     var micros = (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds;
-                    Latency.Record(micros);
+                    Run.Measurement.Record(Latency, micros);
                     var status = uid != _plan[i].Uid || operation != _plan[i].Operation ? DistCacheTransactionStatus.Mismatch
                         : connection.Payload.IsEmpty ? DistCacheTransactionStatus.EmptyResponse
                         : DistCacheTransactionStatus.Ok;
@@ -171,6 +181,48 @@ internal sealed class DistCacheClientWorkload(LoadToolSettings settings) : LoadW
             }
 
             return true;
+        }
+
+        /// <summary>
+        /// -rate: waits for this request's scheduled start and returns it (a timestamp), or -1 when the run stops
+        /// meanwhile. The schedule does not slip when the server is slow: a late request starts at once and its
+        /// latency still counts from its slot, so the time it queued behind a stall is measured (coordinated
+        /// omission). Sleeps for the bulk of a wait, yields for the last 2 ms (timer slack is not the server's).
+        /// </summary>
+        private async ValueTask<long> ScheduledStartAsync()
+        {
+            var due = _next == 0 ? Stopwatch.GetTimestamp() : _next;
+            _next = due + _period;
+            var slack = Stopwatch.Frequency / 500;
+            while (true)
+            {
+                var ahead = due - Stopwatch.GetTimestamp();
+                if (ahead <= 0)
+                {
+                    return due;
+                }
+
+                if (Run.Stopping)
+                {
+                    return -1;
+                }
+
+                if (ahead > slack)
+                {
+                    try
+                    {
+                        await Task.Delay(TimeSpan.FromSeconds((double)(ahead - slack) / Stopwatch.Frequency), Run.StopToken).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return -1;
+                    }
+                }
+                else
+                {
+                    Thread.Yield();
+                }
+            }
         }
 
         /// <summary>Chooses the next operation, writes its request payload into <paramref name="payload"/>, updates the model.</summary>

@@ -45,7 +45,11 @@ internal static class LoadReport
                     ["max"] = h.Max,
                 },
                 result.ToolCpu is { } cpu ? Math.Round(cpu.TotalSeconds, 4) : null,
-                result.Failed);
+                result.Failed)
+            {
+                WarmupSeconds = settings.Warmup > 0 ? settings.Warmup : null,
+                Rate = settings.Rate > 0 ? settings.Rate : null,
+            };
             stdout.WriteLine(JsonSerializer.Serialize(report, LoadReportJson.Default.JsonReport));
         }
         else
@@ -54,6 +58,11 @@ internal static class LoadReport
                 $"{result.Mode}: {result.Ops:N0} ops in {seconds:F3} s = {rate:N0} ops/s ({settings.Clients} client(s), pipeline {settings.Pipeline}, {(result.Persistent ? "persistent" : "connection per op")})"));
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"latency (us): p50 {h.Percentile(50)}  p90 {h.Percentile(90)}  p99 {h.Percentile(99)}  p99.9 {h.Percentile(99.9)}  max {h.Max}"));
+            if (settings.Warmup > 0 || settings.Rate > 0)
+            {
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{(settings.Warmup > 0 ? $"warm-up {settings.Warmup} s excluded" : "no warm-up")}; {(settings.Rate > 0 ? $"fixed rate {settings.Rate:N0} ops/s, latency from each request's scheduled start (coordinated omission corrected)" : "open loop: as fast as answered")}"));
+            }
         }
 
         stdout.Flush();
@@ -74,7 +83,16 @@ internal sealed record JsonReport(
     [property: JsonPropertyName("opsPerSecond")] double OpsPerSecond,
     [property: JsonPropertyName("latencyMicroseconds")] Dictionary<string, long> LatencyMicroseconds,
     [property: JsonPropertyName("toolCpuSeconds")] double? ToolCpuSeconds,
-    [property: JsonPropertyName("failed")] bool Failed);
+    [property: JsonPropertyName("failed")] bool Failed)
+{
+    /// <summary>The warm-up left out of the figures, when there was one.</summary>
+    [JsonPropertyName("warmupSeconds")]
+    public double? WarmupSeconds { get; init; }
+
+    /// <summary>The fixed rate asked for (ops/s), when there was one.</summary>
+    [JsonPropertyName("rate")]
+    public long? Rate { get; init; }
+}
 
 /// <summary>System.Text.Json source generation for the report: no reflection (NativeAOT).</summary>
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

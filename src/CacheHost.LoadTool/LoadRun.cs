@@ -7,7 +7,7 @@ namespace CacheHost.LoadTool;
 /// One run of the load tool, whatever its workload: connect every client (dc_test's DC_CTX error when one
 /// cannot), run them for the operation count or the duration, show progress, stop at the first failed check
 /// (dc_test's error line, exit code 1), and report. Timing goes to stdout so stderr keeps the reference's
-/// messages only (spec 11.2). The workload (<see cref="LoadWorkload"/>) decides what each client does.
+/// messages only (distcache §11.2). The workload (<see cref="LoadWorkload"/>) decides what each client does.
 /// </summary>
 internal sealed class LoadRun
 {
@@ -23,6 +23,7 @@ internal sealed class LoadRun
     private long _failedAfter;
     private long _sharedCompleted;
     private volatile bool _stopping;
+    private LoadMeasurement _measurement = null!;
 
     public LoadRun(LoadToolSettings settings, LoadWorkload workload, TextWriter stdout, TextWriter stderr, bool plainProgress)
     {
@@ -34,6 +35,12 @@ internal sealed class LoadRun
     }
 
     public LoadToolSettings Settings => _settings;
+
+    /// <summary>Warm-up, measured window and per-interval percentiles of this run; workers record latencies through it.</summary>
+    public LoadMeasurement Measurement => _measurement;
+
+    /// <summary>Cancelled when the run ends; a worker's waits (the -rate schedule) end with it.</summary>
+    public CancellationToken StopToken => _stop.Token;
 
     /// <summary>Set when the run ends (duration over, first failure); workers stop between operations.</summary>
     public bool Stopping => _stopping;
@@ -64,14 +71,17 @@ internal sealed class LoadRun
         }
 
         var cpuBefore = Environment.CpuUsage.TotalTime;
-        var clock = Stopwatch.StartNew();
+        var showProgress = !s.Quiet && !s.Json;
+        _measurement = new LoadMeasurement(s, intervals: showProgress);
+        var clock = _measurement.Clock;
+        _measurement.Start(Completed, _stop.Token);
         _stop.Token.Register(() => _stopping = true);
         if (s.Duration > 0)
         {
-            _stop.CancelAfter(TimeSpan.FromSeconds(s.Duration));
+            _stop.CancelAfter(TimeSpan.FromSeconds(s.Warmup + s.Duration));
         }
 
-        var progress = s.Quiet || s.Json ? Task.CompletedTask : ShowProgressAsync(clock);
+        var progress = showProgress ? ShowProgressAsync() : Task.CompletedTask;
         TimeSpan toolCpu;
         try
         {
@@ -80,7 +90,7 @@ internal sealed class LoadRun
             {
                 // A peer that stops answering (or speaks another protocol) must not hang a timed run: after a
                 // grace period the connections are closed, which fails the pending receives.
-                await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(s.Duration + 10))).ConfigureAwait(false);
+                await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(s.Warmup + s.Duration + 10))).ConfigureAwait(false);
                 if (!all.IsCompleted)
                 {
                     Fail("Error, transaction failure");
@@ -110,7 +120,7 @@ internal sealed class LoadRun
         {
             WriteError(_failure);
             WriteError($"Info, {_failedAfter} tests succeeded before the first failure");
-            Report(_workload.Describe(Completed(), clock.Elapsed, histogram, failed: true, toolCpu));
+            Report(_workload.Describe(_measurement.MeasuredOps(Completed()), _measurement.MeasuredElapsed, histogram, failed: true, toolCpu));
             return 1;
         }
 
@@ -119,7 +129,7 @@ internal sealed class LoadRun
             WriteError(completeLine);
         }
 
-        Report(_workload.Describe(Completed(), clock.Elapsed, histogram, failed: false, toolCpu));
+        Report(_workload.Describe(_measurement.MeasuredOps(Completed()), _measurement.MeasuredElapsed, histogram, failed: false, toolCpu));
         return 0;
     }
 
@@ -177,8 +187,8 @@ internal sealed class LoadRun
         }
     }
 
-    private Task ShowProgressAsync(Stopwatch clock) =>
-        ProgressPrinter.RunAsync(clock, Completed, _stdout, _outputLock, _plainProgress, _stop.Token);
+    private Task ShowProgressAsync() =>
+        ProgressPrinter.RunAsync(_measurement, Completed, _stdout, _outputLock, _plainProgress, _stop.Token);
 
     private void Report(in LoadReport.Result result)
     {

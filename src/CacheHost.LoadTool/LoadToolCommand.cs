@@ -42,9 +42,14 @@ public static class LoadToolCommand
         }
 
         // The mix mode over persistent connections runs in MixWorkload (allocation-free, both protocols).
-        LoadWorkload workload = settings.Mix is not null && (settings.Persistent || protocol == MixProtocol.Memcached)
-            ? new MixWorkload(settings, protocol)
-            : new DistCacheClientWorkload(settings);
+        var persistentMix = settings.Mix is not null && (settings.Persistent || protocol == MixProtocol.Memcached);
+        if (persistentMix && settings.Rate > 0)
+        {
+            stderr.WriteLine("Error, --rate is not available with -mix -persistent or --protocol memcached (use -mix without -persistent, or the barrage)");
+            return 1;
+        }
+
+        LoadWorkload workload = persistentMix ? new MixWorkload(settings, protocol) : new DistCacheClientWorkload(settings);
         return new LoadRun(settings, workload, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
     }
 }

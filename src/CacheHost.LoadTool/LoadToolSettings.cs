@@ -1,9 +1,10 @@
 using System.Globalization;
+using CacheHost.Transport;
 
 namespace CacheHost.LoadTool;
 
 /// <summary>
-/// Command line of the load tool: dc_test's flags with its defaults, limits and messages (spec 11.1), plus the
+/// Command line of the load tool: dc_test's flags with its defaults, limits and messages (distcache §11.1), plus the
 /// CacheHost extensions (-clients, -threads, -pipeline, -duration, -json, -mix, -valuesize, -keys, -quiet).
 /// </summary>
 public sealed class LoadToolSettings
@@ -51,6 +52,16 @@ public sealed class LoadToolSettings
     /// <summary>Run for this long instead of a fixed number of operations (0 = off).</summary>
     public double Duration { get; private set; }
 
+    /// <summary>Seconds at the start that the report leaves out (0 = none); with -duration the run lasts this much longer.</summary>
+    public double Warmup { get; private set; }
+
+    /// <summary>
+    /// Fixed total request rate (ops/s over all clients, 0 = as fast as answered). Each request has a scheduled
+    /// start and its latency counts from there, so a stalled server's queue shows in the percentiles
+    /// (coordinated omission corrected, as wrk2).
+    /// </summary>
+    public long Rate { get; private set; }
+
     /// <summary>Final report as JSON on stdout.</summary>
     public bool Json { get; private set; }
 
@@ -65,6 +76,14 @@ public sealed class LoadToolSettings
 
     /// <summary>Key space of the mix mode (default 10000).</summary>
     public int Keys { get; private set; } = 10_000;
+
+    /// <summary>TLS of the connections (-tls-cert, -tls-key, -tls-ca, -tls-verify); plain when nothing is set.</summary>
+    public TlsOptions Tls { get; } = new();
+
+    /// <summary>The TLS context built from <see cref="Tls"/> (null for plain connections); one for the whole run.</summary>
+    public TlsContext? TlsContext => Tls.IsClientConfigured ? _tlsContext ??= new TlsContext(Tls, server: false) : null;
+
+    private TlsContext? _tlsContext;
 
     /// <summary>Effective operations per client.</summary>
     public long EffectiveOps => Ops >= 0 ? Ops : 10L * Sessions * Sessions;
@@ -86,9 +105,17 @@ public sealed class LoadToolSettings
           -threads <n>      socket threads the clients share (default: one per core)
           -pipeline <n>     requests outstanding per connection (implies -persistent; default 1)
           -duration <s>     run for s seconds instead of -ops
+          -warmup <s>       leave the first s seconds out of the report (-duration runs that much longer)
+          -rate <n>         fixed rate of n requests/s over all clients, latency from each request's
+                            scheduled start (coordinated omission corrected; -pipeline 1, not with
+                            -mix -persistent or --protocol memcached)
           -mix op:w,...     unverified memcached-style mix of get/add/remove/have (e.g. get:4,add:1)
           -valuesize <b>    value size for -mix (default 1024)
           -keys <n>         key space for -mix (default 10000)
+          -tls-cert <file>  TLS: client certificate (PEM) for mutual TLS
+          -tls-key <file>   TLS: its private key (PEM)
+          -tls-ca <file>    TLS: CA bundle (PEM) the server certificate must chain to
+          -tls-verify       TLS: insist on -tls-ca (the server's certificate is always verified)
           -json             final report as JSON on stdout
           -quiet            no live progress
         """;
@@ -149,9 +176,22 @@ public sealed class LoadToolSettings
 
                         s.Duration = d;
                         break;
+                    case "-warmup":
+                        if (!double.TryParse(Next("warmup"), NumberStyles.Float, CultureInfo.InvariantCulture, out var w) || w < 0 || w > 86_400)
+                        {
+                            throw new UsageException("Error, --warmup given an invalid argument");
+                        }
+
+                        s.Warmup = w;
+                        break;
+                    case "-rate": s.Rate = Number("rate", 10_000_000, 1); break;
                     case "-mix": s.Mix = ParseMix(Next("mix")); break;
                     case "-valuesize": s.ValueSize = (int)Number("valuesize", 32_000, 5); break;
                     case "-keys": s.Keys = (int)Number("keys", 100_000_000, 1); break;
+                    case "-tls-cert": s.Tls.Certificate = Next("tls-cert"); break;
+                    case "-tls-key": s.Tls.Key = Next("tls-key"); break;
+                    case "-tls-ca": s.Tls.CertificateAuthority = Next("tls-ca"); break;
+                    case "-tls-verify": s.Tls.RequireClientCertificate = true; break;
                     case "-json": s.Json = true; break;
                     case "-quiet": s.Quiet = true; break;
                     case "-h" or "-help" or "-?" or "--help":
@@ -194,9 +234,29 @@ public sealed class LoadToolSettings
             return null;
         }
 
+        if (s.Rate > 0 && s.Pipeline > 1)
+        {
+            error.WriteLine("Error, --rate needs -pipeline 1 (each request has its own scheduled start)");
+            exitCode = 1;
+            return null;
+        }
+
         if (s.Pipeline > 1)
         {
             s.Persistent = true;
+        }
+
+        if (s.Tls.IsClientConfigured)
+        {
+            foreach (var problem in s.Tls.Validate(server: false))
+            {
+                // Name the flag, not the key: "Error, -tls-key: cannot read '...'".
+                var colon = problem.IndexOf(':', StringComparison.Ordinal);
+                var flag = problem[..colon] switch { "Certificate" => "-tls-cert", "Key" => "-tls-key", "CertificateAuthority" => "-tls-ca", var other => other };
+                error.WriteLine($"Error, {flag}{problem[colon..]}");
+                exitCode = 1;
+                return null;
+            }
         }
 
         return s;

@@ -13,7 +13,7 @@ internal abstract class LoadWorkload
     /// <summary>Connects client <paramref name="index"/>; throws when it cannot (the run reports dc_test's DC_CTX error).</summary>
     public abstract Task<LoadWorker> ConnectAsync(LoadRun run, int index, long ops, TransportOptions transport);
 
-    /// <summary>dc_test's opening info line (spec 11.2), or null.</summary>
+    /// <summary>dc_test's opening info line (distcache §11.2), or null.</summary>
     public virtual string? StartLine(long limitOps) => null;
 
     /// <summary>dc_test's closing info line after a run without failure, or null.</summary>

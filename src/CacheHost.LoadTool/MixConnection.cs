@@ -45,12 +45,12 @@ internal abstract class MixConnection : IDisposable
 
     public abstract void Dispose();
 
-    public static async ValueTask<MixConnection> ConnectAsync(MixProtocol protocol, string address, int valueSize, int pipeline, TransportOptions transport)
+    public static async ValueTask<MixConnection> ConnectAsync(MixProtocol protocol, string address, int valueSize, int pipeline, TransportOptions transport, TlsContext? tls = null)
     {
         var transportAddress = TransportAddress.Parse(address);
         return protocol == MixProtocol.Memcached
-            ? new MemcachedMixConnection(await OutboundConnector.ConnectAsync(transportAddress, transport, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance).ConfigureAwait(false), valueSize, pipeline)
-            : new DistCacheMixConnection(await DistCacheConnection.ConnectAsync(transportAddress, transport).ConfigureAwait(false));
+            ? new MemcachedMixConnection(await OutboundConnector.ConnectAsync(transportAddress, transport, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, tls?.CreateClientAdapter(transportAddress, transport)).ConfigureAwait(false), valueSize, pipeline)
+            : new DistCacheMixConnection(await DistCacheConnection.ConnectAsync(transportAddress, transport, tls).ConfigureAwait(false));
     }
 }
 
@@ -87,7 +87,7 @@ internal sealed class DistCacheMixConnection(DistCacheConnection connection) : M
             return MixReply.Failed;
         }
 
-        // Result bytes: spec 5 (ADD 0x00 / 0x65 matching session; GET miss 0x01, hit >= 5 bytes; REMOVE/HAVE 0x00/0x01).
+        // Result bytes: distcache §5 (ADD 0x00 / 0x65 matching session; GET miss 0x01, hit >= 5 bytes; REMOVE/HAVE 0x00/0x01).
         switch (operation)
         {
             case MixOperation.Add:

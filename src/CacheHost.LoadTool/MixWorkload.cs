@@ -40,7 +40,7 @@ internal sealed class MixWorkload : LoadWorkload
     public override async Task<LoadWorker> ConnectAsync(LoadRun run, int index, long ops, TransportOptions transport)
     {
         var s = _settings;
-        var connection = await MixConnection.ConnectAsync(_protocol, s.Connect!, s.ValueSize, s.Pipeline, transport).ConfigureAwait(false);
+        var connection = await MixConnection.ConnectAsync(_protocol, s.Connect!, s.ValueSize, s.Pipeline, transport, s.TlsContext).ConfigureAwait(false);
         return new Worker(run, this, ops, connection);
     }
 
@@ -139,7 +139,7 @@ internal sealed class MixWorkload : LoadWorkload
             for (var i = 0; i < batch; i++)
             {
                 var reply = await _connection.ReceiveAsync(_operations[i], _tags[i]).ConfigureAwait(false);
-                Latency.Record((long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+                Run.Measurement.Record(Latency, (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds);
                 var error = Check(_operations[i], _keys[i], reply);
                 if (error is not null)
                 {

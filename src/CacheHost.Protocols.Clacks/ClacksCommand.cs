@@ -1,6 +1,6 @@
 namespace CacheHost.Protocols.Clacks;
 
-/// <summary>Commands a client or link may send (spec 5.1, step 6).</summary>
+/// <summary>Commands a client or link may send (clacks §5.1, step 6).</summary>
 public enum ClacksCommandKind
 {
     /// <summary>No pattern matched: <c>OVERHEAD E unknown_command &lt;line&gt;</c>.</summary>
@@ -36,14 +36,14 @@ public enum ClacksCommandKind
 /// </summary>
 public readonly record struct ClacksCommand(ClacksCommandKind Kind, string Name, string? Value, string CacheTime = "", string AccessTime = "", string Mode = "")
 {
-    /// <summary>True for commands that change data or deliver messages and are forwarded on interclacks links (spec 5.1 step 8).</summary>
+    /// <summary>True for commands that change data or deliver messages and are forwarded on interclacks links (clacks §5.1 step 8).</summary>
     public bool IsReplicated => Kind is ClacksCommandKind.Notify or ClacksCommandKind.Set or ClacksCommandKind.KeySync
         or ClacksCommandKind.Store or ClacksCommandKind.SetAndStore or ClacksCommandKind.Remove
         or ClacksCommandKind.Increment or ClacksCommandKind.Decrement or ClacksCommandKind.ClearCache;
 }
 
 /// <summary>
-/// Dispatch of a non-OVERHEAD line (spec 5.1 step 6): case-sensitive prefix patterns tried in the
+/// Dispatch of a non-OVERHEAD line (clacks §5.1 step 6): case-sensitive prefix patterns tried in the
 /// reference's order. Several patterns need no word boundary (<c>PINGxyz</c> is PING, quirk Q5, kept).
 /// </summary>
 public static class ClacksCommandParser
@@ -132,7 +132,7 @@ public static class ClacksCommandParser
     }
 
     /// <summary>
-    /// INCREMENT/DECREMENT argument (spec 8.4): split at the LAST '=' only when at least one character
+    /// INCREMENT/DECREMENT argument (clacks §8.4): split at the LAST '=' only when at least one character
     /// follows it (quirk Q7, kept): <c>k=v=3</c> is key <c>k=v</c> step 3, <c>dangling=</c> is the key.
     /// </summary>
     private static ClacksCommand Step(ClacksCommandKind kind, string rest)
@@ -177,7 +177,7 @@ public static class ClacksCommandParser
         return true;
     }
 
-    /// <summary><c>KEYSYNC &lt;ctime&gt; &lt;atime&gt; &lt;mode&gt; &lt;key&gt;=&lt;value&gt;</c> (spec 12.4).</summary>
+    /// <summary><c>KEYSYNC &lt;ctime&gt; &lt;atime&gt; &lt;mode&gt; &lt;key&gt;=&lt;value&gt;</c> (clacks §12.4).</summary>
     private static bool TryParseKeySync(string line, out ClacksCommand command)
     {
         command = default;

@@ -18,10 +18,10 @@ public enum ClacksFrameStatus
 }
 
 /// <summary>
-/// LF framing of the Clacks protocol (spec 2.2): lines end at LF, every CR byte anywhere is dropped, empty
+/// LF framing of the Clacks protocol (clacks §2.2): lines end at LF, every CR byte anywhere is dropped, empty
 /// lines are skipped. Lines are returned as Latin-1 strings so that every byte maps to exactly one char:
 /// payloads are opaque octets (UTF-8 or not) and round-trip exactly, and ordinal string order equals
-/// bytewise order (spec 8.5). The reference has no line limit; ours is explicit (<see cref="MaxLineBytes"/>).
+/// bytewise order (clacks §8.5). The reference has no line limit; ours is explicit (<see cref="MaxLineBytes"/>).
 /// </summary>
 /// <remarks>
 /// Scan state (as StackExchange.Redis's RespScanState): while a line is incomplete the framer remembers how many
@@ -32,7 +32,7 @@ public enum ClacksFrameStatus
 /// </remarks>
 public sealed class ClacksLineFramer
 {
-    /// <summary>Default line limit: 16 MiB, the generous cap spec 2.2 recommends.</summary>
+    /// <summary>Default line limit: 16 MiB, the generous cap clacks §2.2 recommends.</summary>
     public const int DefaultMaxLineBytes = 16 * 1024 * 1024;
 
     private bool _discarding;

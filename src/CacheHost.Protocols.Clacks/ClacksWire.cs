@@ -2,16 +2,16 @@ using System.Text;
 
 namespace CacheHost.Protocols.Clacks;
 
-/// <summary>Output side of the protocol (spec 2.2): every line ends with CR LF, text is Latin-1 (byte = char).</summary>
+/// <summary>Output side of the protocol (clacks §2.2): every line ends with CR LF, text is Latin-1 (byte = char).</summary>
 public static class ClacksWire
 {
-    /// <summary>Emergency prefix of server-initiated QUIT (spec 2.2).</summary>
+    /// <summary>Emergency prefix of server-initiated QUIT (clacks §2.2).</summary>
     public const string QuitLine = "\r\nQUIT";
 
-    /// <summary>Emergency prefix of the timeout notice (spec 10).</summary>
+    /// <summary>Emergency prefix of the timeout notice (clacks §10).</summary>
     public const string TimeoutLine = "\r\nTIMEOUT";
 
-    /// <summary>Close-all cascade notice sent to links before QUIT (spec 6.1 flag C).</summary>
+    /// <summary>Close-all cascade notice sent to links before QUIT (clacks §6.1 flag C).</summary>
     public const string CloseAllCascadeLine = "\r\nOVERHEAD GC 1";
 
     /// <summary>Encodes one line plus CR LF.</summary>

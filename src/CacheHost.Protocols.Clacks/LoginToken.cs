@@ -3,7 +3,7 @@ using System.Text;
 namespace CacheHost.Protocols.Clacks;
 
 /// <summary>
-/// The login token of <c>OVERHEAD A</c> (spec 3.4): base64(username) + ':' + base64(password), each part
+/// The login token of <c>OVERHEAD A</c> (clacks §3.4): base64(username) + ':' + base64(password), each part
 /// encoded separately with the standard alphabet and padding. Tokens are compared as exact strings.
 /// </summary>
 public static class LoginToken

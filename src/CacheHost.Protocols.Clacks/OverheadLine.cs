@@ -1,6 +1,6 @@
 namespace CacheHost.Protocols.Clacks;
 
-/// <summary>OVERHEAD flag letters (spec 6.1). Unknown letters are ignored.</summary>
+/// <summary>OVERHEAD flag letters (clacks §6.1). Unknown letters are ignored.</summary>
 [Flags]
 public enum OverheadFlags
 {
@@ -37,10 +37,10 @@ public enum OverheadFlags
     NoFlags = 1 << 14,
 }
 
-/// <summary>A parsed <c>OVERHEAD &lt;flags&gt; &lt;value&gt;</c> line (spec 6.1).</summary>
+/// <summary>A parsed <c>OVERHEAD &lt;flags&gt; &lt;value&gt;</c> line (clacks §6.1).</summary>
 public readonly record struct OverheadLine(OverheadFlags Flags, string Value)
 {
-    // Alphabetical order is the order re-broadcast flags are written in (spec 6.2).
+    // Alphabetical order is the order re-broadcast flags are written in (clacks §6.2).
     private static readonly (char Letter, OverheadFlags Flag)[] Letters =
     [
         ('A', OverheadFlags.Auth), ('C', OverheadFlags.CloseAll), ('D', OverheadFlags.Discard), ('E', OverheadFlags.Error),
@@ -81,11 +81,11 @@ public readonly record struct OverheadLine(OverheadFlags Flags, string Value)
         return true;
     }
 
-    /// <summary>Perl truthiness of the value: "" and "0" are false (spec 6.1).</summary>
+    /// <summary>Perl truthiness of the value: "" and "0" are false (clacks §6.1).</summary>
     public bool ValueIsTrue => Value.Length > 0 && Value != "0";
 
     /// <summary>
-    /// Flags of the re-broadcast line (spec 6.2): U always dropped, G and U dropped when I is present,
+    /// Flags of the re-broadcast line (clacks §6.2): U always dropped, G and U dropped when I is present,
     /// remaining known letters in alphabetical order, Z when nothing remains.
     /// </summary>
     public string ForwardFlags()

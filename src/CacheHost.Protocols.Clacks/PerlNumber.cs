@@ -3,8 +3,8 @@ using System.Globalization;
 namespace CacheHost.Protocols.Clacks;
 
 /// <summary>
-/// Perl number semantics for INCREMENT/DECREMENT (spec 8.4) and Perl-style printing of doubles
-/// (<c>%.15g</c>, spec 8.6). Integers are exact while they fit Perl's IV/UV range (-2^63 .. 2^64-1);
+/// Perl number semantics for INCREMENT/DECREMENT (clacks §8.4) and Perl-style printing of doubles
+/// (<c>%.15g</c>, clacks §8.6). Integers are exact while they fit Perl's IV/UV range (-2^63 .. 2^64-1);
 /// anything else is an IEEE double.
 /// </summary>
 public static class PerlNumber
@@ -70,7 +70,7 @@ public static class PerlNumber
         return TrimZeros(d.ToString("F" + (14 - exponent).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture));
     }
 
-    /// <summary>Formats a Unix timestamp the way the reference prints it (spec 8.6).</summary>
+    /// <summary>Formats a Unix timestamp the way the reference prints it (clacks §8.6).</summary>
     public static string FormatTime(double seconds) => FormatDouble(seconds);
 
     /// <summary>Parses a timestamp field leniently (any decimal/integer form; junk counts as 0 like Perl).</summary>

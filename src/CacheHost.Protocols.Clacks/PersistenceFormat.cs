@@ -4,18 +4,18 @@ using System.Text;
 namespace CacheHost.Protocols.Clacks;
 
 /// <summary>
-/// The version-3 persistence file (spec 13.1): the 9-byte marker <c>\0CLACKSV3</c>, a YAML mapping
+/// The version-3 persistence file (clacks §13.1): the 9-byte marker <c>\0CLACKSV3</c>, a YAML mapping
 /// key → {accesstime, cachetime, data, deleted}, the marker again. We write a conservative YAML subset
 /// (keys and data double-quoted with escapes, times single-quoted) that YAML::Syck loads; we read what
 /// YAML::Syck writes (plain, single- and double-quoted scalars, multi-line folded quoted scalars).
-/// Legacy pre-V3 files are not supported (treated as invalid, spec 13.3 allows it).
+/// Legacy pre-V3 files are not supported (treated as invalid, clacks §13.3 allows it).
 /// </summary>
 public static class PersistenceFormat
 {
     /// <summary>The marker at both ends.</summary>
     public static ReadOnlySpan<byte> Marker => "\0CLACKSV3"u8;
 
-    /// <summary>Smallest valid file (spec 13.3).</summary>
+    /// <summary>Smallest valid file (clacks §13.3).</summary>
     public const int MinimumLength = 18;
 
     /// <summary>Serialises entries (any order; written sorted bytewise by key).</summary>
@@ -51,7 +51,7 @@ public static class PersistenceFormat
         return file;
     }
 
-    /// <summary>Parses a file; false when markers or YAML are invalid (spec 13.3 validity rule).</summary>
+    /// <summary>Parses a file; false when markers or YAML are invalid (clacks §13.3 validity rule).</summary>
     public static bool TryRead(ReadOnlySpan<byte> file, out Dictionary<string, CacheEntry> entries, out string error)
     {
         entries = new Dictionary<string, CacheEntry>(StringComparer.Ordinal);

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 
 namespace CacheHost.Protocols.DistCache;
 
-/// <summary>How an ADD payload was judged (spec 5.1, checks 0-4 in order).</summary>
+/// <summary>How an ADD payload was judged (distcache §5.1, checks 0-4 in order).</summary>
 public enum AddRequestStatus : byte
 {
     /// <summary>Well formed: go on to the duplicate check and store.</summary>
@@ -14,7 +14,7 @@ public enum AddRequestStatus : byte
 }
 
 /// <summary>
-/// An ADD request payload: timeout_ms(u32 BE) id_len(u32 BE) id data (spec 5.1). Parsing applies the
+/// An ADD request payload: timeout_ms(u32 BE) id_len(u32 BE) id data (distcache §5.1). Parsing applies the
 /// server's checks in the reference's exact order, so the first failing check decides the result byte.
 /// </summary>
 public readonly ref struct AddRequest

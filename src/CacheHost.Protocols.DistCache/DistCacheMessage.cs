@@ -4,7 +4,7 @@ namespace CacheHost.Protocols.DistCache;
 
 /// <summary>
 /// A complete, validated message found at the start of a buffer: one request or response of 1..17 frames
-/// sharing uid and operation (spec 4). It does not own bytes; use it with the buffer it was read from.
+/// sharing uid and operation (distcache §4). It does not own bytes; use it with the buffer it was read from.
 /// </summary>
 public readonly struct DistCacheMessage
 {
@@ -39,7 +39,7 @@ public readonly struct DistCacheMessage
     /// <summary>
     /// Copies the payload out of <paramref name="message"/> (which starts at the message's first byte) into
     /// <paramref name="destination"/>, skipping the frame headers. Every frame but the last carries exactly
-    /// 2048 bytes (spec 4.2 rule 5), so frame boundaries follow from the payload length.
+    /// 2048 bytes (distcache §4.2 rule 5), so frame boundaries follow from the payload length.
     /// </summary>
     public void CopyPayloadTo(in ReadOnlySequence<byte> message, Span<byte> destination)
     {

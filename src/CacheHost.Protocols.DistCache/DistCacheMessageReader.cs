@@ -3,7 +3,7 @@ using System.Buffers;
 namespace CacheHost.Protocols.DistCache;
 
 /// <summary>
-/// Finds the next complete message at the start of a buffer (spec 4.2). Pure and synchronous:
+/// Finds the next complete message at the start of a buffer (distcache §4.2). Pure and synchronous:
 /// <list type="bullet">
 /// <item><see cref="OperationStatus.Done"/>: <c>message</c> describes the first <c>message.WireLength</c> bytes.</item>
 /// <item><see cref="OperationStatus.NeedMoreData"/>: nothing is wrong yet; consume nothing and read more.

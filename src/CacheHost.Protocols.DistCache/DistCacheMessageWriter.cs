@@ -3,7 +3,7 @@ using System.Buffers;
 namespace CacheHost.Protocols.DistCache;
 
 /// <summary>
-/// Encodes messages with the reference's fragmentation (spec 4.1): chunks of 2048 bytes, every chunk but the
+/// Encodes messages with the reference's fragmentation (distcache §4.1): chunks of 2048 bytes, every chunk but the
 /// last with complete = 0, an empty payload as one empty complete frame, and no trailing empty frame after a
 /// payload that is a multiple of 2048. Writes go straight into the caller's buffer writer (a PipeWriter), so
 /// a whole message, or a whole batch of replies, leaves in one flush.
@@ -23,7 +23,7 @@ public static class DistCacheMessageWriter
 
     /// <summary>
     /// Writes every frame of the message but the last (nothing for a one-frame message); <see cref="WriteFinalFrame"/>
-    /// writes the rest. For senders that let the frames leave in two writes (spec 13.1, C readers).
+    /// writes the rest. For senders that let the frames leave in two writes (distcache §13.1, C readers).
     /// </summary>
     public static void WriteLeadingFrames(IBufferWriter<byte> writer, bool isResponse, uint uid, DistCacheOperation operation, ReadOnlySpan<byte> payload)
     {
@@ -97,7 +97,7 @@ public static class DistCacheMessageWriter
         writer.Advance(DistCacheProtocol.HeaderSize + 1);
     }
 
-    /// <summary>Writes a response with an empty payload (the proxy's "no server" answer, spec 10.4).</summary>
+    /// <summary>Writes a response with an empty payload (the proxy's "no server" answer, distcache §10.4).</summary>
     public static void WriteEmptyResponse(IBufferWriter<byte> writer, uint uid, DistCacheOperation operation)
     {
         var span = writer.GetSpan(DistCacheProtocol.HeaderSize);

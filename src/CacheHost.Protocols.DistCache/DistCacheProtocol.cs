@@ -1,12 +1,12 @@
 namespace CacheHost.Protocols.DistCache;
 
-/// <summary>Wire constants of distcache protocol level 0x00110000 (spec section 3, "Constants").</summary>
+/// <summary>Wire constants of distcache protocol level 0x00110000 (distcache §3, "Constants").</summary>
 public static class DistCacheProtocol
 {
     /// <summary>Protocol level sent on every frame: version 0x0011, patch 0.</summary>
     public const uint ProtocolLevel = 0x0011_0000;
 
-    /// <summary>Only the high 16 bits (the version) must match; the patch level is ignored (spec 3).</summary>
+    /// <summary>Only the high 16 bits (the version) must match; the patch level is ignored (distcache §3).</summary>
     public const uint ProtocolVersion = 0x0011;
 
     /// <summary>Frame header: level(4) is_response(1) uid(4) class(1) op(1) complete(1) data_len(2).</summary>
@@ -18,7 +18,7 @@ public static class DistCacheProtocol
     /// <summary>DC_MAX_TOTAL_DATA: payload bytes per message.</summary>
     public const int MaxPayload = 32768;
 
-    /// <summary>Frames per message: 16 full frames plus a trailing empty complete frame (spec 4.2 rule 7).</summary>
+    /// <summary>Frames per message: 16 full frames plus a trailing empty complete frame (distcache §4.2 rule 7).</summary>
     public const int MaxFramesPerMessage = 17;
 
     /// <summary>Largest possible message on the wire (17 headers + 32768 bytes).</summary>
@@ -33,7 +33,7 @@ public static class DistCacheProtocol
     /// <summary>ADD payload prefix: timeout(4) + id_len(4).</summary>
     public const int AddPrefixSize = 8;
 
-    /// <summary>Number of frames a payload of <paramref name="payloadLength"/> bytes is sent in (spec 4.1).</summary>
+    /// <summary>Number of frames a payload of <paramref name="payloadLength"/> bytes is sent in (distcache §4.1).</summary>
     public static int FrameCount(int payloadLength) => payloadLength <= MaxFrameData ? 1 : (payloadLength + MaxFrameData - 1) / MaxFrameData;
 
     /// <summary>Bytes on the wire for a message with this payload length.</summary>
@@ -43,7 +43,7 @@ public static class DistCacheProtocol
     public static int FinalFrameData(int payloadLength) => payloadLength - ((FrameCount(payloadLength) - 1) * MaxFrameData);
 
     /// <summary>
-    /// True when C peers mis-read a message of this payload length that reaches them in one piece (spec 13.1,
+    /// True when C peers mis-read a message of this payload length that reaches them in one piece (distcache §13.1,
     /// known-defects D): it has more than one frame and its final frame carries 2021..2024 data bytes (2035..2038
     /// on the wire). A C reader fills a 4096-byte buffer; after each full 2062-byte frame it holds 2034 bytes of the
     /// next one, and its off-by-4 check (data_len + 10) takes such a final frame as complete, with 1..4 stale bytes.
@@ -72,11 +72,11 @@ public static class DistCacheProtocol
     /// </summary>
     public static readonly TimeSpan CPeerSplitPause = TimeSpan.FromMilliseconds(2);
 
-    /// <summary>The read (and write) buffer of every C distcache peer's connection (spec 2.2).</summary>
+    /// <summary>The read (and write) buffer of every C distcache peer's connection (distcache §2.2).</summary>
     public const int CReadBufferSize = 4096;
 }
 
-/// <summary>Operation byte (spec 3, offset 10).</summary>
+/// <summary>Operation byte (distcache §3, offset 10).</summary>
 public enum DistCacheOperation : byte
 {
     /// <summary>Store a session.</summary>
@@ -89,7 +89,7 @@ public enum DistCacheOperation : byte
     Have = 3,
 }
 
-/// <summary>One-byte result payloads (spec 5.5).</summary>
+/// <summary>One-byte result payloads (distcache §5.5).</summary>
 public enum DistCacheResult : byte
 {
     /// <summary>ADD stored, REMOVE removed, HAVE present.</summary>
@@ -110,7 +110,7 @@ public enum DistCacheResult : byte
     AddDataRange = 0x68,
 }
 
-/// <summary>Why a byte stream is not valid distcache (spec 4.2). Any of these closes the connection.</summary>
+/// <summary>Why a byte stream is not valid distcache (distcache §4.2). Any of these closes the connection.</summary>
 public enum DistCacheProtocolError : byte
 {
     /// <summary>No error.</summary>

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace CacheHost.Protocols.DistCache;
 
 /// <summary>
-/// The 14-byte frame header, big-endian, packed (spec section 3):
+/// The 14-byte frame header, big-endian, packed (distcache §3):
 /// <code>
 /// offset 0  u32 proto_level   0x0011xxxx (high 16 bits = version)
 /// offset 4  u8  is_response   0 request, 1 response
@@ -78,7 +78,7 @@ public readonly struct FrameHeader
     }
 
     /// <summary>
-    /// Applies the per-frame rules of spec 4.2 (1-5). <paramref name="expectResponse"/> is true on the client
+    /// Applies the per-frame rules of distcache §4.2 (1-5). <paramref name="expectResponse"/> is true on the client
     /// side of a connection (frames must be responses) and false on the server side.
     /// </summary>
     public DistCacheProtocolError Validate(bool expectResponse)

@@ -11,13 +11,13 @@ public enum TsvLineStatus
     Line,
     /// <summary>
     /// A line exceeded the maximum length. Its bytes are being discarded up to the next LF; this status is
-    /// reported once per overlong line (daemonproxy spec 3.2 rule 1).
+    /// reported once per overlong line (daemonproxy §3.2 rule 1).
     /// </summary>
     Overlong,
 }
 
 /// <summary>
-/// LF framing with a hard line limit (daemonproxy spec 3.1: at most 1023 bytes before the LF).
+/// LF framing with a hard line limit (daemonproxy §3.1: at most 1023 bytes before the LF).
 /// A line that is still incomplete at the limit is reported as <see cref="TsvLineStatus.Overlong"/> at once
 /// and then discarded up to its LF, so a peer can never make us buffer more than the limit.
 /// A CR before the LF is kept as data, as in the reference.

@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using CacheHost.Core;
+using CacheHost.Roles.CacheServer.Storage;
 using CacheHost.Transport;
 using Microsoft.Extensions.Options;
 
@@ -23,6 +24,14 @@ public sealed class CacheServerOptions
     /// <see cref="DefaultListen"/>.
     /// </summary>
     public List<string> Listen { get; set; } = [];
+
+    /// <summary>
+    /// TLS listeners: each entry an <c>Address</c> plus its certificate, key, CA bundle, mutual TLS and allow-lists
+    /// (<see cref="TlsOptions"/>). distcache sends session secrets in clear (distcache §1); these listeners don't.
+    /// dc_server's <c>-listen ADDR -tls-cert F -tls-key F [-tls-ca F] [-tls-verify]</c> writes entry 0.
+    /// </summary>
+    [ValidateEnumeratedItems]
+    public List<TlsListenerOptions> TlsListen { get; set; } = [];
 
     /// <summary>
     /// Maximum sessions held (dc_server's <c>-sessions</c>, default 512). Unlike the reference this is not
@@ -67,9 +76,72 @@ public sealed class CacheServerOptions
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan RequestTimeout { get; set; }
 
+    /// <summary>
+    /// Where sessions live: <c>Memory</c> (default; in this process, dc_server's cache with <see cref="Capacity"/>
+    /// and its eviction) or <c>Redis</c> (a Redis/Valkey server, replicated pair or Redis Cluster named by
+    /// <c>Redis:Configuration</c>; capacity and eviction are Redis's, see docs/session-stores.md).
+    /// </summary>
+    public SessionStoreKind Store { get; set; } = SessionStoreKind.Memory;
+
+    /// <summary>The Redis store's settings (used when <see cref="Store"/> is <c>Redis</c>).</summary>
+    public RedisStoreOptions Redis { get; set; } = new();
+
+    /// File the sessions are kept in across restarts (issue 17): written on a clean stop (every live session with
+    /// its lifetime left; temporary file, fsync, rename) and loaded on start, less what expired meanwhile. Unset,
+    /// the default, keeps sessions in memory only, as dc_server. See <see cref="SnapshotOnError"/>, <see cref="SnapshotInterval"/>.
+    /// </summary>
+    public string? SnapshotPath { get; set; }
+
+    /// <summary>Also write the snapshot this often while running (a crash then loses at most this much); zero, the default, only on a clean stop.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan SnapshotInterval { get; set; }
+
+    /// <summary>
+    /// What a snapshot that cannot be loaded (foreign, damaged, truncated, unreadable) does at start: <c>StartEmpty</c>
+    /// (the default: one error line, then serve with an empty store) or <c>Refuse</c> (the start fails, exit 1). A
+    /// missing file is no error (the first start).
+    /// </summary>
+    public SnapshotErrorMode SnapshotOnError { get; set; } = SnapshotErrorMode.StartEmpty;
+
     /// <summary>Socket limits and unix socket owner/group/mode for the listeners.</summary>
     [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new();
+}
+
+/// <summary>Settings of the Redis session store, section <c>CacheHost:CacheServer:Redis</c>.</summary>
+public sealed class RedisStoreOptions
+{
+    /// <summary>The default <see cref="KeyPrefix"/>.</summary>
+    public const string DefaultKeyPrefix = "distcache:";
+
+    /// <summary>The longest <see cref="KeyPrefix"/> (bytes of UTF-8).</summary>
+    public const int MaxKeyPrefixBytes = 256;
+
+    /// <summary>
+    /// StackExchange.Redis's own configuration string: endpoints (<c>host:port,host:port</c>; every node of a
+    /// cluster or of a replicated pair may be named, one is enough for a cluster), <c>user=</c>/<c>password=</c>
+    /// (ACL), <c>ssl=true</c>, <c>connectTimeout=</c>, <c>syncTimeout=</c>/<c>asyncTimeout=</c> (ms; bounds how long
+    /// a request waits for Redis before it is answered 0x02). A cluster is detected by the client. Required when
+    /// Store is Redis. <c>abortConnect</c> defaults to false here: the server starts, and answers 0x02, while
+    /// Redis is unreachable.
+    /// </summary>
+    public string Configuration { get; set; } = string.Empty;
+
+    /// <summary>
+    /// Prepended to every session id to form the Redis key (ids are binary, up to 64 bytes). Separates
+    /// the sessions of several sites sharing one Redis. Default <see cref="DefaultKeyPrefix"/>; may be empty.
+    /// </summary>
+    public string KeyPrefix { get; set; } = DefaultKeyPrefix;
+}
+
+/// <summary>What a snapshot that cannot be loaded does at start (<see cref="CacheServerOptions.SnapshotOnError"/>).</summary>
+public enum SnapshotErrorMode
+{
+    /// <summary>Log one error line and start with an empty store.</summary>
+    StartEmpty,
+
+    /// <summary>Fail the start (exit 1), so that an operator looks at the file first.</summary>
+    Refuse,
 }
 
 /// <summary>

@@ -5,7 +5,7 @@ using CacheHost.Core;
 namespace CacheHost.Roles.CacheServer;
 
 /// <summary>
-/// dc_server's command line (distcache spec 9.1), turned into configuration overrides for the same host:
+/// dc_server's command line (distcache §9.1), turned into configuration overrides for the same host:
 /// <c>cachehost server -listen ADDR [-sessions N] [-progress N] [-daemon] [-pidfile P] [-user U]
 /// [-sockowner U] [-sockgroup G] [-sockperms OCTAL] [-killable]</c>. Options are exact single-dash strings;
 /// numbers are parsed leniently like atoi (garbage reads as 0). Error texts match the reference, which
@@ -28,6 +28,10 @@ public static class DcServerCommandLine
         "   -sockgroup <grp>  - set the group of a UNIX listening socket\n" +
         "   -sockperms <oct>  - set the permissions of a UNIX listening socket (octal, e.g. 440)\n" +
         "   -killable         - exit cleanly on SIGUSR1 or SIGUSR2\n" +
+        "   -tls-cert <file>  - serve -listen with TLS: certificate (PEM, chain after it)\n" +
+        "   -tls-key <file>   - the certificate's private key (PEM)\n" +
+        "   -tls-ca <file>    - CA bundle (PEM) client certificates are checked against\n" +
+        "   -tls-verify       - require a client certificate that chains to -tls-ca (mutual TLS)\n" +
         "   -h, -help, -?     - display this usage information\n" +
         "<addr> is UNIX:<path>, IP:<port>, IP:<host>:<port>, IPv4:..., IPv6:[<addr>]:<port> or FD:<n>\n";
 
@@ -48,6 +52,7 @@ public static class DcServerCommandLine
         };
         const string S = CacheServerOptions.SectionName;
         string? listen = null;
+        var tls = new Dictionary<string, string>(); // TlsListen:0 keys, given by the -tls-* flags
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -61,11 +66,15 @@ public static class DcServerCommandLine
                 case "-killable":
                     settings[$"{S}:Killable"] = "true";
                     continue;
+                case "-tls-verify":
+                    tls["RequireClientCertificate"] = "true";
+                    continue;
             }
 
             var name = arg switch
             {
-                "-listen" or "-sessions" or "-progress" or "-pidfile" or "-user" or "-sockowner" or "-sockgroup" or "-sockperms" => arg[1..],
+                "-listen" or "-sessions" or "-progress" or "-pidfile" or "-user" or "-sockowner" or "-sockgroup" or "-sockperms"
+                    or "-tls-cert" or "-tls-key" or "-tls-ca" => arg[1..],
                 _ => null,
             };
             if (name is null)
@@ -117,6 +126,9 @@ public static class DcServerCommandLine
                 case "sockperms":
                     settings[$"{S}:Transport:SocketMode"] = value;
                     break;
+                case "tls-cert" or "tls-key" or "tls-ca":
+                    tls[name switch { "tls-cert" => "Certificate", "tls-key" => "Key", _ => "CertificateAuthority" }] = value;
+                    break;
             }
         }
 
@@ -126,7 +138,21 @@ public static class DcServerCommandLine
         }
 
         settings[$"{S}:Listen"] = null;
-        settings[$"{S}:Listen:0"] = listen;
+        if (tls.Count == 0)
+        {
+            settings[$"{S}:Listen:0"] = listen;
+        }
+        else
+        {
+            // Any -tls-* flag makes -listen a TLS listener; a missing certificate or key is named at start.
+            settings[$"{S}:TlsListen"] = null;
+            settings[$"{S}:TlsListen:0:Address"] = listen;
+            foreach (var (key, value) in tls)
+            {
+                settings[$"{S}:TlsListen:0:{key}"] = value;
+            }
+        }
+
         return new Result(settings, 0, string.Empty);
     }
 

@@ -3,8 +3,8 @@ using CacheHost.Protocols.Clacks;
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// The key/value store of spec 8: entries with modification/access times and tombstones. Not thread-safe;
-/// the server's gate serialises access. <see cref="Dirty"/> drives persistence (spec 8.2 / 13.2).
+/// The key/value store of clacks §8: entries with modification/access times and tombstones. Not thread-safe;
+/// the server's gate serialises access. <see cref="Dirty"/> drives persistence (clacks §8.2 / 13.2).
 /// </summary>
 internal sealed class ClacksCache
 {
@@ -33,14 +33,14 @@ internal sealed class ClacksCache
         return null;
     }
 
-    /// <summary>Tombstones the key (even if it never existed, spec 5.2).</summary>
+    /// <summary>Tombstones the key (even if it never existed, clacks §5.2).</summary>
     public void Remove(string key, double now)
     {
         _entries[key] = new CacheEntry(string.Empty, now, now, true);
         Dirty = true;
     }
 
-    /// <summary>INCREMENT/DECREMENT with Perl number semantics (spec 8.4).</summary>
+    /// <summary>INCREMENT/DECREMENT with Perl number semantics (clacks §8.4).</summary>
     public void Add(string key, string? step, bool negate, double now)
     {
         string? old = _entries.TryGetValue(key, out var entry) && !entry.Deleted ? entry.Data : null;
@@ -54,7 +54,7 @@ internal sealed class ClacksCache
         Dirty = true;
     }
 
-    /// <summary>KEYSYNC merge (spec 12.4 step 3): newest modification wins, ties keep the local entry.</summary>
+    /// <summary>KEYSYNC merge (clacks §12.4 step 3): newest modification wins, ties keep the local entry.</summary>
     public void Merge(string key, CacheEntry incoming)
     {
         if (!_entries.TryGetValue(key, out var local) || incoming.CacheTime > local.CacheTime)
@@ -89,7 +89,7 @@ internal sealed class ClacksCache
         }
     }
 
-    /// <summary>Housekeeping (spec 8.3); returns the removed keys with their kind.</summary>
+    /// <summary>Housekeeping (clacks §8.3); returns the removed keys with their kind.</summary>
     public List<(string Key, bool WasDeleted)> Clean(double now, double deletedCacheTime, double staleCacheTime)
     {
         var removed = new List<(string, bool)>();

@@ -38,7 +38,7 @@ internal sealed class ClacksCommandExecutor
     /// <summary>One line of an authenticated or unauthenticated session, in the order of clacks §5.1.</summary>
     public void ProcessLine(ClacksSession session, string line, double now)
     {
-        // 1. Client identification (spec 3.3).
+        // 1. Client identification (clacks §3.3).
         if (line.StartsWith("CLACKS ", StringComparison.Ordinal))
         {
             if (line.Length > 7)
@@ -49,7 +49,7 @@ internal sealed class ClacksCommandExecutor
             return;
         }
 
-        // 2. OVERHEAD (spec 6), also before authentication.
+        // 2. OVERHEAD (clacks §6), also before authentication.
         var isOverhead = OverheadLine.TryParse(line, out var overhead);
         if (isOverhead)
         {
@@ -123,7 +123,7 @@ internal sealed class ClacksCommandExecutor
 
     private void ProcessOverhead(ClacksSession session, string line, OverheadLine overhead, double now)
     {
-        // Spec 6.3 order: A, auth check, T, L, C, S, D/N/E, I, G.
+        // clacks §6.3 order: A, auth check, T, L, C, S, D/N/E, I, G.
         if (overhead.Has(OverheadFlags.Auth))
         {
             Authenticate(session, overhead.Value, now);
@@ -248,7 +248,7 @@ internal sealed class ClacksCommandExecutor
         session.SendDeferred("OVERHEAD O Welcome!");
     }
 
-    /// <summary>Runs a command (spec 5.2). Returns true when it was executed (permission granted).</summary>
+    /// <summary>Runs a command (clacks §5.2). Returns true when it was executed (permission granted).</summary>
     public bool Execute(ClacksSession session, ClacksCommand command, string line, double now)
     {
         switch (command.Kind)

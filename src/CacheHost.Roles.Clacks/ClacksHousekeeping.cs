@@ -31,7 +31,7 @@ internal sealed class ClacksHousekeeping
         _remove = remove;
     }
 
-    /// <summary>Periodic checks (spec 10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
+    /// <summary>Periodic checks (clacks §10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
     public void Tick(double now)
     {
         var linkInterval = Math.Max(1, Math.Floor(_options.InterclacksPingTimeout / 3));
@@ -44,7 +44,7 @@ internal sealed class ClacksHousekeeping
 
             if (!session.Authenticated && now - session.AcceptedAt > _options.AuthTimeout)
             {
-                session.CloseAfterFlush(); // silently (spec 3.4)
+                session.CloseAfterFlush(); // silently (clacks §3.4)
                 continue;
             }
 
@@ -90,7 +90,7 @@ internal sealed class ClacksHousekeeping
         }
     }
 
-    /// <summary>Cache housekeeping (spec 8.3).</summary>
+    /// <summary>Cache housekeeping (clacks §8.3).</summary>
     public void CleanCache(double now)
     {
         foreach (var (key, wasDeleted) in _cache.Clean(now, _options.DeletedCacheTime, _options.StaleCacheTime))

@@ -6,11 +6,14 @@ namespace CacheHost.Roles.Clacks;
 
 /// <summary>
 /// Settings of the Clacks role (<c>CacheHost:Clacks</c>). Names follow the original XML elements
-/// (spec 14.2); times are seconds (fractions allowed). <c>cachehost clacks CONFIG.xml</c> maps the XML file
+/// (clacks §14.2); times are seconds (fractions allowed). <c>cachehost clacks CONFIG.xml</c> maps the XML file
 /// onto these keys.
 /// </summary>
 public sealed class ClacksOptions
 {
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "CacheHost:Clacks";
+
     /// <summary>Main user name (all permissions including interclacks). Required.</summary>
     [Required]
     public string Username { get; set; } = string.Empty;
@@ -103,13 +106,13 @@ public sealed class ClacksOptions
     [Range(1, 86400)]
     public double InterclacksStalledWriteTimeout { get; set; } = 120;
 
-    /// <summary>Accepted for compatibility; an event-driven reader has no "readable but empty" state (spec 10).</summary>
+    /// <summary>Accepted for compatibility; an event-driven reader has no "readable but empty" state (clacks §10).</summary>
     public double ReadFailTimeout { get; set; } = 30;
 
     /// <summary>Accepted for compatibility (see <see cref="ReadFailTimeout"/>).</summary>
     public double InterclacksReadFailTimeout { get; set; } = 60;
 
-    /// <summary>Idle seconds after which the server sends <c>NOP</c> (spec 10).</summary>
+    /// <summary>Idle seconds after which the server sends <c>NOP</c> (clacks §10).</summary>
     [Range(1, 86400)]
     public double KeepaliveInterval { get; set; } = 60;
 
@@ -139,7 +142,7 @@ public sealed class ClacksOptions
     [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new() { MaxWriteBufferSize = 64 * 1024 * 1024 };
 
-    /// <summary>Accepted and ignored: pacing of the reference's polling loop (spec 14.2).</summary>
+    /// <summary>Accepted and ignored: pacing of the reference's polling loop (clacks §14.2).</summary>
     public Dictionary<string, string> Throttle { get; set; } = [];
 
     /// <summary>Accepted and ignored (descriptive).</summary>
@@ -188,7 +191,7 @@ public sealed class ClacksOptions
     }
 }
 
-/// <summary>An extra user (spec 4).</summary>
+/// <summary>An extra user (clacks §4).</summary>
 public sealed class ClacksUserOptions
 {
     /// <summary>User name.</summary>
@@ -207,7 +210,7 @@ public sealed class ClacksUserOptions
     public bool Manage { get; set; }
 }
 
-/// <summary>The master a slave dials (spec 12.1): a unix socket, or TCP+TLS to Ip:Port.</summary>
+/// <summary>The master a slave dials (clacks §12.1): a unix socket, or TCP+TLS to Ip:Port.</summary>
 public sealed class ClacksMasterOptions
 {
     /// <summary>Unix socket of the master.</summary>

@@ -74,7 +74,11 @@ internal sealed class ClacksRegistry
             _subscribers[name] = set = [];
         }
 
-        set.Add(session);
+        if (set.Add(session))
+        {
+            _statistics.Subscriptions++;
+        }
+
         return true;
     }
 
@@ -98,9 +102,13 @@ internal sealed class ClacksRegistry
 
     private void Unsubscribe(ClacksSession session, string name)
     {
-        if (_subscribers.TryGetValue(name, out var set) && set.Remove(session) && set.Count == 0)
+        if (_subscribers.TryGetValue(name, out var set) && set.Remove(session))
         {
-            _subscribers.Remove(name);
+            _statistics.Subscriptions--;
+            if (set.Count == 0)
+            {
+                _subscribers.Remove(name);
+            }
         }
     }
 

@@ -6,7 +6,7 @@ namespace CacheHost.Roles.Clacks;
 
 /// <summary>
 /// The protocol engine: every line of every connection is executed under one gate, in arrival order per
-/// connection (spec 2.3), which keeps listen sets, the cache, monitors and links consistent without finer
+/// connection (clacks §2.3), which keeps listen sets, the cache, monitors and links consistent without finer
 /// locking. Output goes straight into each connection's transport output (see <see cref="ClacksSession"/>).
 /// This class owns the gate, the batched flush and the intake order; the state lives in units it calls under
 /// the gate: <see cref="ClacksRegistry"/> (sessions, subscription index, monitors, links, fan-out),
@@ -24,12 +24,14 @@ internal sealed class ClacksServer
     private readonly ClacksHousekeeping _housekeeping;
     private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<ClacksSession> _written = [];
+    private readonly TimeProvider _clock;
 
     public ClacksServer(ClacksOptions options, ILogger logger, TimeProvider? timeProvider = null)
     {
         _options = options;
         _logger = logger;
-        Warnings = new LogRateLimiter(logger, options.Transport.Warnings, timeProvider);
+        _clock = timeProvider ?? TimeProvider.System;
+        Warnings = new LogRateLimiter(logger, options.Transport.Warnings, _clock);
         _registry = new ClacksRegistry(Statistics);
         var permissions = new ClacksPermissions(options);
         _sync = new InterclacksSync(options, _registry, permissions, Cache);
@@ -54,11 +56,11 @@ internal sealed class ClacksServer
     /// <summary>Raised (outside the gate is not guaranteed) when a client asks for shutdown (OVERHEAD S).</summary>
     public Action<double>? ShutdownRequested { get; set; }
 
-    /// <summary>Global sync lock set by the master during the initial sync (spec 12.3).</summary>
+    /// <summary>Global sync lock set by the master during the initial sync (clacks §12.3).</summary>
     public bool SyncLocked => _sync.SyncLocked;
 
     /// <summary>Current time in Unix seconds, shifted by the simulated offset.</summary>
-    public double Now => (DateTime.UtcNow - DateTime.UnixEpoch).TotalSeconds + _options.SimulatedTimeOffset;
+    public double Now => (_clock.GetUtcNow() - DateTimeOffset.UnixEpoch).TotalSeconds + _options.SimulatedTimeOffset;
 
     public object Gate => _gate;
 
@@ -98,7 +100,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (spec 3.1).</summary>
+    /// <summary>Registers an accepted connection: greeting and <c>DEBUG CONNECTED</c> (clacks §3.1).</summary>
     public ClacksSession Accept(TransportConnection connection, bool unixSocket)
     {
         using (EnterGate())
@@ -119,7 +121,7 @@ internal sealed class ClacksServer
             }
 
             cid = $"{host}:{port}";
-            var session = new ClacksSession(connection, _gate, _written, serial, cid, host, port, now);
+            var session = new ClacksSession(connection, _gate, _written, serial, cid, host, port, now, _clock);
             _registry.Add(session);
             Statistics.Accepted++;
             Pulse();
@@ -131,7 +133,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Registers this slave's own link to its master and sends the opening lines (spec 12.3).</summary>
+    /// <summary>Registers this slave's own link to its master and sends the opening lines (clacks §12.3).</summary>
     public ClacksSession AttachMasterLink(TransportConnection connection, string cid)
     {
         using (EnterGate())
@@ -143,7 +145,7 @@ internal sealed class ClacksServer
             }
 
             var colon = cid.IndexOf(':');
-            var session = new ClacksSession(connection, _gate, _written, _registry.NextSerial(), cid, cid[..colon], cid[(colon + 1)..], now)
+            var session = new ClacksSession(connection, _gate, _written, _registry.NextSerial(), cid, cid[..colon], cid[(colon + 1)..], now, _clock)
             {
                 IsMasterLink = true,
                 ClientInfo = "Interclacks link",
@@ -210,7 +212,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (spec 3.5).</summary>
+    /// <summary>Removes a finished connection; monitors get <c>DEBUG DISCONNECTED</c> (clacks §3.5).</summary>
     public void Remove(ClacksSession session, string reason, bool abort = true)
     {
         using (EnterGate())
@@ -242,7 +244,7 @@ internal sealed class ClacksServer
 
     /// <summary>
     /// Executes a batch of lines from one connection. While the sync lock is held only the master link's
-    /// lines run; other connections wait here (their lines stay queued, spec 12.3).
+    /// lines run; other connections wait here (their lines stay queued, clacks §12.3).
     /// </summary>
     public async ValueTask ProcessAsync(ClacksSession session, List<string> lines)
     {
@@ -277,18 +279,21 @@ internal sealed class ClacksServer
     /// <summary>Longest wait for older connections' input before a batch runs anyway (a wedged peer must not stall others).</summary>
     internal static readonly TimeSpan IntakeWaitLimit = TimeSpan.FromSeconds(1);
 
+    // How often a waiting batch looks again when no progress is signalled.
+    private static readonly TimeSpan IntakePoll = TimeSpan.FromMilliseconds(5);
+
     /// <summary>
-    /// Accept and read order of the reference (spec 2.1: its single loop accepts every pending connection, then
+    /// Accept and read order of the reference (clacks §2.1: its single loop accepts every pending connection, then
     /// reads the connections in the order they were accepted). Before a batch of <paramref name="session"/> runs,
     /// connections still waiting on a listener are accepted, and connections accepted earlier that have input
     /// received (in the kernel or read but not processed) are processed first. So a client that connected and
     /// sent LISTEN before another client connected and sent SET always gets that SET, however the threads are
-    /// scheduled. Bounded by <see cref="IntakeWaitLimit"/>; skipped during the sync lock (spec 12.3), whose own
+    /// scheduled. Bounded by <see cref="IntakeWaitLimit"/>; skipped during the sync lock (clacks §12.3), whose own
     /// rule decides the order then.
     /// </summary>
     private async ValueTask WaitForIntakeTurnAsync(ClacksSession session)
     {
-        var deadline = Environment.TickCount64 + (long)IntakeWaitLimit.TotalMilliseconds;
+        var start = _clock.GetTimestamp();
         while (true)
         {
             Task progress;
@@ -302,16 +307,17 @@ internal sealed class ClacksServer
                 progress = _progress.Task;
             }
 
-            var left = deadline - Environment.TickCount64;
-            if (left <= 0)
+            var left = IntakeWaitLimit - _clock.GetElapsedTime(start);
+            if (left <= TimeSpan.Zero)
             {
                 Statistics.IntakeWaitsExpired++;
                 return;
             }
 
             // Progress is signalled when a connection is registered or finishes a batch; the short poll covers
-            // input that turns out to be no complete line.
-            await Task.WhenAny(progress, Task.Delay(TimeSpan.FromMilliseconds(Math.Min(left, 5)))).ConfigureAwait(false);
+            // input that turns out to be no complete line. The poll looks at the kernel's socket buffers, so it is
+            // real time; the limit above is on the injected clock.
+            await Task.WhenAny(progress, Task.Delay(left < IntakePoll ? left : IntakePoll)).ConfigureAwait(false);
         }
     }
 
@@ -355,7 +361,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Handles an overlong line (our explicit limit, spec 2.2): error and close.</summary>
+    /// <summary>Handles an overlong line (our explicit limit, clacks §2.2): error and close.</summary>
     public void RejectOverlong(ClacksSession session, int limit)
     {
         using (EnterGate())
@@ -371,7 +377,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Server shutdown (spec 3.5): every connection gets QUIT and is closed.</summary>
+    /// <summary>Server shutdown (clacks §3.5): every connection gets QUIT and is closed.</summary>
     public void QuitAll()
     {
         using (EnterGate())
@@ -417,7 +423,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Periodic checks (spec 10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
+    /// <summary>Periodic checks (clacks §10): auth/ping/link timeouts, link PINGs, NOP keepalive, stalled writes.</summary>
     public void Tick()
     {
         using (EnterGate())
@@ -426,7 +432,7 @@ internal sealed class ClacksServer
         }
     }
 
-    /// <summary>Cache housekeeping (spec 8.3).</summary>
+    /// <summary>Cache housekeeping (clacks §8.3).</summary>
     public void CleanCache()
     {
         using (EnterGate())

@@ -15,9 +15,9 @@ namespace CacheHost.Roles.Clacks;
 
 /// <summary>
 /// The Clacks role on the shared listener base: unix sockets (plain) and TCP addresses (TLS from the first byte
-/// through the transport's TLS adapter, spec 2.1) are served by the transport's accept loops, connection limit,
-/// tracking and shutdown; this class adds the master link (spec 12), the timers of spec 8.3, 10 and 13.2, and
-/// the shutdown order of spec 3.5 (save, QUIT to everybody, then the transport closes what is left).
+/// through the transport's TLS adapter, clacks §2.1) are served by the transport's accept loops, connection limit,
+/// tracking and shutdown; this class adds the master link (clacks §12), the timers of clacks §8.3, §10 and §13.2, and
+/// the shutdown order of clacks §3.5 (save, QUIT to everybody, then the transport closes what is left).
 /// </summary>
 internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, IRoleStatusProvider, IControlCommandProvider
 {
@@ -30,14 +30,22 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     private readonly PersistenceStore? _persistence;
     private readonly object _saveLock = new();
     private readonly CancellationTokenSource _shutdown = new();
+    private readonly TimeProvider _clock;
     private long _lastTickTimestamp;
 
-    public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory)
-        : base(ClacksRoleExtensions.RoleName, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"))
+    // Longest wait for a closing session's last flush before it is finished anyway.
+    private static readonly TimeSpan DrainLimit = TimeSpan.FromSeconds(5);
+
+    // A tick this old means the timers are wedged (IsHealthy).
+    private static readonly TimeSpan TickStaleAfter = TimeSpan.FromSeconds(30);
+
+    public ClacksService(IOptions<ClacksOptions> options, IListenerFactory listenerFactory, RoleFailures failures, IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory, TimeProvider clock)
+        : base(ClacksRole.Name, listenerFactory, failures, loggerFactory.CreateLogger("CacheHost.Clacks"), clock)
     {
         _options = options.Value;
         _lifetime = lifetime;
-        _server = new ClacksServer(_options, Logger);
+        _clock = clock;
+        _server = new ClacksServer(_options, Logger, clock);
         _server.ShutdownRequested = seconds => _ = DelayedShutdownAsync(seconds);
         if (!string.IsNullOrEmpty(_options.PersistanceFile))
         {
@@ -55,7 +63,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         {
             // socketchmod before the file appears and listens (issue 21 item 9: it was applied up to 0.5 s after
             // the first accept); socketcommands refer to the path, so they run once it is in place (StartAsync).
-            yield return new ListenerSpec(ClacksRoleExtensions.RoleName, TransportAddress.Parse("UNIX:" + path), _options.Transport, this,
+            yield return new ListenerSpec(ClacksRole.Name, TransportAddress.Parse("UNIX:" + path), _options.Transport, this,
                 PrepareUnixSocket: string.IsNullOrEmpty(_options.SocketChmod) ? null : staged => RunProcess("chmod", [_options.SocketChmod!, staged], $"chmod {_options.SocketChmod} {path}", path));
         }
 
@@ -65,10 +73,11 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
             var tls = TlsConnectionAdapter.Server(
                 new SslServerAuthenticationOptions { ServerCertificate = certificate, ClientCertificateRequired = false, AllowRenegotiation = false },
                 TimeSpan.FromSeconds(_options.TlsHandshakeTimeout),
-                _options.Transport);
+                _options.Transport,
+                _clock);
             foreach (var ip in _options.Ips)
             {
-                yield return new ListenerSpec(ClacksRoleExtensions.RoleName, TcpAddress(ip, _options.Port!.Value), _options.Transport, this, tls);
+                yield return new ListenerSpec(ClacksRole.Name, TcpAddress(ip, _options.Port!.Value), _options.Transport, this, tls);
             }
         }
     }
@@ -118,7 +127,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Spec 3.5: no new connections, persistence saved, then every connection (the master link too) gets QUIT
+        // clacks §3.5: no new connections, persistence saved, then every connection (the master link too) gets QUIT
         // and is closed; the transport aborts those that do not finish within Transport:ShutdownTimeout.
         foreach (var server in Servers)
         {
@@ -142,7 +151,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         await RunSessionAsync(session).ConfigureAwait(false);
     }
 
-    /// <summary>Sends QUIT and closes <paramref name="session"/> when <paramref name="token"/> fires (shutdown, spec 3.5).</summary>
+    /// <summary>Sends QUIT and closes <paramref name="session"/> when <paramref name="token"/> fires (shutdown, clacks §3.5).</summary>
     private CancellationTokenRegistration QuitWhen(CancellationToken token, ClacksSession session) =>
         token.Register(static state =>
         {
@@ -174,7 +183,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
 
             try
             {
-                await session.Drained.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                await session.Drained.WaitAsync(DrainLimit, _clock).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -255,7 +264,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     private int LineLimit(ClacksSession session, bool loginInBatch) =>
         session.Authenticated || session.IsMasterLink || loginInBatch ? _options.MaxLineBytes : Math.Min(_options.MaxLineBytes, _options.MaxUnauthenticatedLineBytes);
 
-    /// <summary>Slave side (spec 12.3/12.6): dial, handshake, serve the link, re-dial after a delay.</summary>
+    /// <summary>Slave side (clacks §12.3/§12.6): dial, handshake, serve the link, re-dial after a delay.</summary>
     private async Task MasterLinkLoopAsync(CancellationToken stoppingToken)
     {
         var master = _options.Master;
@@ -274,15 +283,16 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
                 else
                 {
                     var ip = master.Ip!;
-                    using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    connectTimeout.CancelAfter(TimeSpan.FromSeconds(master.ConnectTimeout));
+                    using var connectLimit = new CancellationTokenSource(TimeSpan.FromSeconds(master.ConnectTimeout), _clock);
+                    using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, connectLimit.Token);
                     var plain = await OutboundConnector.ConnectAsync(TcpAddress(ip, master.Port), _options.Transport, Logger, connectTimeout.Token).ConfigureAwait(false);
 
-                    // The reference does not verify the master's certificate (spec 12.1).
+                    // The reference does not verify the master's certificate (clacks §12.1).
                     var tls = TlsConnectionAdapter.Client(
                         new SslClientAuthenticationOptions { TargetHost = ip, RemoteCertificateValidationCallback = static (_, _, _, _) => true },
                         TimeSpan.FromSeconds(Math.Max(5, _options.TlsHandshakeTimeout)),
-                        _options.Transport);
+                        _options.Transport,
+                        _clock);
                     try
                     {
                         connection = await tls.AdaptAsync(plain, stoppingToken).ConfigureAwait(false);
@@ -314,7 +324,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
             }
 
             var delay = _options.InterclacksReconnectTimeout + Random.Shared.NextDouble() * _options.InterclacksReconnectJitter;
-            await Task.Delay(TimeSpan.FromSeconds(delay), stoppingToken).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromSeconds(delay), _clock, stoppingToken).ConfigureAwait(false);
         }
     }
 
@@ -322,10 +332,10 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     {
         var nextClean = 0.0;
         var nextSave = _server.Now + _options.PersistanceInterval;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250), _clock);
         do
         {
-            Interlocked.Exchange(ref _lastTickTimestamp, Environment.TickCount64);
+            Interlocked.Exchange(ref _lastTickTimestamp, _clock.GetTimestamp() | 1); // 0 means "no tick yet"
             _server.Tick();
             var now = _server.Now;
             if (now >= nextClean)
@@ -411,7 +421,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
 
     private async Task DelayedShutdownAsync(double seconds)
     {
-        await Task.Delay(TimeSpan.FromSeconds(seconds)).ConfigureAwait(false);
+        await Task.Delay(TimeSpan.FromSeconds(seconds), _clock).ConfigureAwait(false);
         _lifetime.StopApplication();
     }
 
@@ -432,7 +442,7 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
     /// Unhealthy when the timers (ping timeouts, link PINGs, housekeeping, persistence saves) have not run for
     /// 30 s: the engine's gate is wedged or the thread pool starved, and systemd's watchdog should restart us.
     /// </summary>
-    public bool IsHealthy => Environment.TickCount64 - Interlocked.Read(ref _lastTickTimestamp) < 30_000 || Interlocked.Read(ref _lastTickTimestamp) == 0;
+    public bool IsHealthy => Interlocked.Read(ref _lastTickTimestamp) is var last && (last == 0 || _clock.GetElapsedTime(last) < TickStaleAfter);
 
     /// <inheritdoc />
     public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
@@ -473,5 +483,6 @@ internal sealed class ClacksService : ListenerRoleService, IConnectionHandler, I
         yield return ("errors.unauthenticated_flood", statistics.UnauthenticatedFloods);
         yield return ("errors.login_failed", statistics.LoginFailures);
         yield return ("intake.waits_expired", statistics.IntakeWaitsExpired);
+        yield return ("subscriptions", statistics.Subscriptions);
     }
 }

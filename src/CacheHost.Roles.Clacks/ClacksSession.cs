@@ -6,7 +6,7 @@ using CacheHost.Transport;
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// One connection's state (spec 3-4, 7, 10). Everything here is touched only under the server's gate, output
+/// One connection's state (clacks §3-4, 7, 10). Everything here is touched only under the server's gate, output
 /// included: lines are written straight into the transport's output pipe, and the server flushes every session
 /// written to once per gate section (one send per batch of replies, not one per line). A flush completes at once
 /// while less than <see cref="TransportOptions.MaxWriteBufferSize"/> waits to be sent. When it does not complete
@@ -20,13 +20,15 @@ internal sealed class ClacksSession
     private readonly List<byte[]> _deferred = [];
     private readonly List<ClacksSession> _written;
     private bool _unflushed;
+    private readonly TimeProvider _clock;
     private long _blockedSinceTicks;
     private long _bytesWhileBlocked;
     private bool _outputDone;
 
-    public ClacksSession(TransportConnection connection, object gate, List<ClacksSession> written, long serial, string cid, string host, string port, double now)
+    public ClacksSession(TransportConnection connection, object gate, List<ClacksSession> written, long serial, string cid, string host, string port, double now, TimeProvider? clock = null)
     {
         Connection = connection;
+        _clock = clock ?? TimeProvider.System;
         _gate = gate;
         _written = written;
         _output = connection.Transport.Output;
@@ -71,10 +73,10 @@ internal sealed class ClacksSession
 
     public bool CanInterclacks { get; set; }
 
-    /// <summary>Interclacks link mode: receives forwarded commands, PINGs, link timeout (spec 12).</summary>
+    /// <summary>Interclacks link mode: receives forwarded commands, PINGs, link timeout (clacks §12).</summary>
     public bool IsLink { get; set; }
 
-    /// <summary>This server's own link to its master (slave side, spec 12.3).</summary>
+    /// <summary>This server's own link to its master (slave side, clacks §12.3).</summary>
     public bool IsMasterLink { get; init; }
 
     public bool Monitor { get; set; }
@@ -84,7 +86,7 @@ internal sealed class ClacksSession
     /// <summary>Last PING (0 after NOPING: client ping timeout disabled).</summary>
     public double LastPing { get; set; }
 
-    /// <summary>Last PING/KEYSYNC on a link (NOPING does not count, spec 10).</summary>
+    /// <summary>Last PING/KEYSYNC on a link (NOPING does not count, clacks §10).</summary>
     public double LastLinkActivity { get; set; }
 
     /// <summary>When we last sent PING on this link (0 for non-links).</summary>
@@ -93,7 +95,7 @@ internal sealed class ClacksSession
     /// <summary>Time of the last queued output, for the NOP keepalive.</summary>
     public double LastSent { get; set; }
 
-    /// <summary>receiver-now minus sender-now from <c>OVERHEAD T</c> (spec 12.4).</summary>
+    /// <summary>receiver-now minus sender-now from <c>OVERHEAD T</c> (clacks §12.4).</summary>
     public double TimeOffset { get; set; }
 
     public int UnauthenticatedLines { get; set; }
@@ -105,7 +107,7 @@ internal sealed class ClacksSession
     public long PendingBytes => _blockedSinceTicks == 0 ? 0 : _bytesWhileBlocked;
 
     /// <summary>Seconds the current flush has been waiting for the peer (0 when not blocked).</summary>
-    public double FlushBlockedSeconds => _blockedSinceTicks == 0 ? 0 : TimeSpan.FromMilliseconds(Environment.TickCount64 - _blockedSinceTicks).TotalSeconds;
+    public double FlushBlockedSeconds => _blockedSinceTicks == 0 ? 0 : _clock.GetElapsedTime(_blockedSinceTicks).TotalSeconds;
 
     /// <summary>Completes when the last flush has completed (at once when none is pending).</summary>
     public Task Drained { get; private set; } = Task.CompletedTask;
@@ -175,7 +177,7 @@ internal sealed class ClacksSession
 
         if (!flush.IsCompleted)
         {
-            _blockedSinceTicks = Environment.TickCount64 | 1;
+            _blockedSinceTicks = _clock.GetTimestamp() | 1; // 0 means "not blocked"
             _bytesWhileBlocked = 0;
             Drained = AwaitFlushAsync(flush);
             return;
@@ -205,7 +207,7 @@ internal sealed class ClacksSession
         }
     }
 
-    /// <summary>Queues a line to be sent after the current batch's direct replies (spec 3.4 ordering quirk Q3).</summary>
+    /// <summary>Queues a line to be sent after the current batch's direct replies (clacks §3.4 ordering quirk Q3).</summary>
     public void SendDeferred(string line)
     {
         if (!Closing)
@@ -268,7 +270,7 @@ internal sealed class ClacksSession
         }
     }
 
-    /// <summary>One CLIENT line of CLIENTLIST (spec 5.2).</summary>
+    /// <summary>One CLIENT line of CLIENTLIST (clacks §5.2).</summary>
     public string ClientListLine() =>
         $"CLIENT CID={Cid};HOST={Host};PORT={Port};CLIENTINFO={ClientInfo};OUTBUFFER_LENGTH={PendingBytes};INBUFFER_LENGTH=0;" +
         $"INTERCLACKS={(IsLink ? 1 : 0)};MONITOR={(Monitor ? 1 : 0)};LASTPING={PerlNumber.FormatTime(LastPing)};" +

@@ -32,6 +32,9 @@ public sealed class ClacksStatistics
 
     /// <summary>Batches that ran before older connections' input was processed because the wait limit passed.</summary>
     public long IntakeWaitsExpired;
+
+    /// <summary>LISTEN subscriptions held now (one per connection and name).</summary>
+    public long Subscriptions;
 }
 
 /// <summary>Reads what the kernel holds for a connection, for the engine's accept and read order.</summary>

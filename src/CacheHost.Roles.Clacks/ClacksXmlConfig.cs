@@ -5,7 +5,7 @@ using System.Xml.Linq;
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// Reads the original server's XML configuration (spec 14) and turns it into configuration keys under
+/// Reads the original server's XML configuration (clacks §14) and turns it into configuration keys under
 /// <c>CacheHost:Clacks</c>, so <c>cachehost clacks CONFIG.xml</c> runs the same host as appsettings would.
 /// File lookup via <c>PC_CONFIG_PATHS</c>, <c>PC_*</c> text substitution and <c>&lt;hosts&gt;</c> overrides
 /// behave as in the reference. Unknown elements are ignored, as the reference does.
@@ -90,7 +90,7 @@ public static class ClacksXmlConfig
         environment ??= Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
             .ToDictionary(e => (string)e.Key, e => (string?)e.Value, StringComparer.Ordinal);
 
-        // PC_ substitution: plain text replacement of the variable's name (spec 14.1); longest names first so
+        // PC_ substitution: plain text replacement of the variable's name (clacks §14.1); longest names first so
         // PC_PORT2 is not clobbered by PC_PORT.
         foreach (var (key, value) in environment.Where(e => e.Key.StartsWith("PC_", StringComparison.Ordinal)).OrderByDescending(e => e.Key.Length))
         {
@@ -165,7 +165,7 @@ public static class ClacksXmlConfig
         return result;
     }
 
-    /// <summary><c>&lt;hosts&gt;&lt;HOSTNAME&gt;…</c>: children replace root elements of the same name (spec 14.1).</summary>
+    /// <summary><c>&lt;hosts&gt;&lt;HOSTNAME&gt;…</c>: children replace root elements of the same name (clacks §14.1).</summary>
     private static void ApplyHostOverrides(XElement root, string hostName)
     {
         var block = root.Element("hosts")?.Elements().FirstOrDefault(e => e.Name.LocalName == hostName);

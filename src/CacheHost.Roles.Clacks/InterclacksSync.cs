@@ -68,7 +68,7 @@ internal sealed class InterclacksSync
         return tcs;
     }
 
-    /// <summary>Master side of <c>OVERHEAD I 1</c> (spec 12.3): link mode, lock the slave, dump, unlock, PING.</summary>
+    /// <summary>Master side of <c>OVERHEAD I 1</c> (clacks §12.3): link mode, lock the slave, dump, unlock, PING.</summary>
     public void StartMasterSide(ClacksSession session, double now)
     {
         _registry.SetLink(session, true);
@@ -97,7 +97,7 @@ internal sealed class InterclacksSync
         ? $"KEYSYNC {PerlNumber.FormatTime(entry.CacheTime)} 0 D {key}=REMOVED"
         : $"KEYSYNC {PerlNumber.FormatTime(entry.CacheTime)} {PerlNumber.FormatTime(entry.AccessTime)} U {key}={entry.Data}";
 
-    /// <summary>KEYSYNC receiver (spec 12.4): counts as a ping, skew-corrected times, newest wins.</summary>
+    /// <summary>KEYSYNC receiver (clacks §12.4): counts as a ping, skew-corrected times, newest wins.</summary>
     public void MergeKeySync(ClacksSession session, ClacksCommand command, double now)
     {
         session.LastPing = now;

@@ -1,11 +1,10 @@
 using CacheHost.Protocols.Clacks;
 using Microsoft.Extensions.Logging;
-using Mono.Unix.Native;
 
 namespace CacheHost.Roles.Clacks;
 
 /// <summary>
-/// The persistence file on disk (spec 13): load with fallback <c>file</c>, <c>file_bck</c>, <c>file_</c>;
+/// The persistence file on disk (clacks §13): load with fallback <c>file</c>, <c>file_bck</c>, <c>file_</c>;
 /// save by backing up the current file to <c>file_bck</c>, writing <c>file_</c>, fsync, and renaming it over
 /// <c>file</c>, then fsync of the directory. A crash at any point leaves every complete file complete: the
 /// main file is only ever replaced by rename, and the backup is refreshed the same way.
@@ -54,7 +53,7 @@ internal sealed class PersistenceStore(string path, ILogger logger)
         return new Dictionary<string, CacheEntry>(StringComparer.Ordinal);
     }
 
-    /// <summary>Writes a snapshot (spec 13.2 write cycle, made crash-safe).</summary>
+    /// <summary>Writes a snapshot (clacks §13.2 write cycle, made crash-safe).</summary>
     public void Save(IEnumerable<KeyValuePair<string, CacheEntry>> entries)
     {
         var content = PersistenceFormat.Write(entries);
@@ -87,14 +86,5 @@ internal sealed class PersistenceStore(string path, ILogger logger)
         stream.Flush(flushToDisk: true);
     }
 
-    private void SyncDirectory()
-    {
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
-        var fd = Syscall.open(dir, OpenFlags.O_RDONLY);
-        if (fd >= 0)
-        {
-            Syscall.fsync(fd);
-            Syscall.close(fd);
-        }
-    }
+    private void SyncDirectory() => CacheHost.Core.DurableFile.SyncDirectoryOf(Path);
 }

@@ -8,13 +8,13 @@ using Microsoft.Extensions.Logging;
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// Serves one local client connection (spec 10.2): one request at a time — read it, forward it (or answer at
+/// Serves one local client connection (distcache §10.2): one request at a time — read it, forward it (or answer at
 /// once with the empty reply when there is no server link, 10.4), wait for the answer, write it back with the
 /// client's own uid, and only then look at the next request. A client that pipelines still gets its replies in
 /// order. Malformed frames, a foreign protocol level (13.2) or an ADD shorter than 8 bytes close this connection
 /// only; such an ADD is not forwarded, because the server would drop the shared link for it.
 /// </summary>
-internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ProxyStats stats, TimeProvider clock, ILogger logger) : IConnectionHandler
+internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProxyOptions options, ClientProxyStatistics stats, TimeProvider clock, ILogger logger) : IConnectionHandler
 {
     /// <inheritdoc />
     public async Task HandleAsync(TransportConnection connection, CancellationToken stopping)
@@ -23,16 +23,17 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
         var output = connection.Transport.Output;
         using var pending = new PendingRequest();
         var idleMs = options.IdleMs;
-        var lastMark = Stopwatch.GetTimestamp();
+        var lastMark = clock.GetTimestamp();
         try
         {
             while (true)
             {
                 ReadResult result;
                 CancellationTokenSource? idleTimer = null;
+                CancellationTokenRegistration stopIdle = default;
                 if (idleMs > 0)
                 {
-                    var remaining = idleMs - (long)Stopwatch.GetElapsedTime(lastMark).TotalMilliseconds;
+                    var remaining = idleMs - (long)clock.GetElapsedTime(lastMark).TotalMilliseconds;
                     if (remaining <= 0)
                     {
                         stats.IdleClose();
@@ -40,9 +41,10 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                         break;
                     }
 
-                    // A fresh timer per wait (only with -idle): re-arming one timer raced with its own expiry.
-                    idleTimer = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                    idleTimer.CancelAfter(TimeSpan.FromMilliseconds(remaining));
+                    // A fresh timer per wait (only with -idle): re-arming one timer raced with its own expiry. It runs
+                    // on the injected clock; stopping cancels it too (as many allocations as the linked source had).
+                    idleTimer = new CancellationTokenSource(TimeSpan.FromMilliseconds(remaining), clock);
+                    stopIdle = stopping.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), idleTimer);
                 }
 
                 try
@@ -61,6 +63,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 }
                 finally
                 {
+                    stopIdle.Dispose();
                     idleTimer?.Dispose();
                 }
 
@@ -103,7 +106,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                 var wire = buffer.Slice(0, message.WireLength);
                 if (message.Operation == DistCacheOperation.Add && message.PayloadLength < DistCacheProtocol.AddPrefixSize)
                 {
-                    // The server closes the connection for this (spec 5.1 check 0); here that would be the shared link.
+                    // The server closes the connection for this (distcache §5.1 check 0); here that would be the shared link.
                     stats.AddTooShortRequest();
                     if (connection.Warnings.Allow(nameof(ClientProxyLog.AddTooShort)))
                     {
@@ -119,7 +122,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                     && DistCacheProtocol.IsCPeerReadHazard(message.PayloadLength))
                 {
                     // An original dc_server reads this ADD across its 4096-byte buffer boundary, answers it three
-                    // times and stores it corrupted (distcache 13.1, known-defects D). Refused as 13.1 allows, with
+                    // times and stores it corrupted (distcache §13.1, known-defects D). Refused as 13.1 allows, with
                     // "data length out of range": every client library reports a failed ADD for it.
                     stats.AddRefusal();
                     ClientProxyLog.AddRefused(logger, connection.Id, message.PayloadLength);
@@ -146,7 +149,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
                     forwarded = await link.SubmitAsync(wire, message, pending).ConfigureAwait(false);
                     if (forwarded)
                     {
-                        lastMark = Stopwatch.GetTimestamp();
+                        lastMark = clock.GetTimestamp();
                     }
                     else
                     {
@@ -158,7 +161,7 @@ internal sealed class ClientProxyConnectionHandler(UpstreamLink link, ClientProx
 
                 if (!forwarded)
                 {
-                    // No server link: an immediate empty reply (one frame, data_len 0, spec 10.4).
+                    // No server link: an immediate empty reply (one frame, data_len 0, distcache §10.4).
                     stats.EmptyAnswer();
                     DistCacheMessageWriter.WriteEmptyResponse(output, localUid, operation);
                 }

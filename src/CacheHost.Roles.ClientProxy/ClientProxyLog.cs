@@ -47,4 +47,10 @@ internal static partial class ClientProxyLog
 
     [LoggerMessage(EventId = 6013, Level = LogLevel.Warning, Message = "connection {ConnectionId}: ADD with a {Length}-byte payload refused (answered 0x68): an original dc_server would answer it three times and store it corrupted (distcache 13.1); set ServerKind=CacheHost if the server is CacheHost")]
     public static partial void AddRefused(ILogger logger, long connectionId, int length);
+
+    [LoggerMessage(EventId = 6014, Level = LogLevel.Warning, Message = "server link moved from {From} to {To} (failover)")]
+    public static partial void Failover(ILogger logger, string from, string to);
+
+    [LoggerMessage(EventId = 6015, Level = LogLevel.Information, Message = "first server {Server} answers again: new requests go to it; the link to {From} closes once its requests are answered (failback)")]
+    public static partial void Failback(ILogger logger, string server, string from);
 }

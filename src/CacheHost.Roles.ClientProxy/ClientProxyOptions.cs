@@ -6,7 +6,7 @@ namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
 /// Settings of the ClientProxy role, section <c>CacheHost:ClientProxy</c>. The dc_client command line
-/// (<c>cachehost client -server … -listen … -retry … -idle …</c>, spec 10.1) maps onto these keys.
+/// (<c>cachehost client -server … -listen … -retry … -idle …</c>, distcache §10.1) maps onto these keys.
 /// </summary>
 public sealed class ClientProxyOptions
 {
@@ -17,9 +17,26 @@ public sealed class ClientProxyOptions
     [Required]
     public string Listen { get; set; } = "UNIX:/tmp/scache";
 
-    /// <summary>The cache server's address (dc_client's <c>-server</c>/<c>-connect</c>). Required; must be connectable by syntax.</summary>
-    [Required(ErrorMessage = "no server specified (e.g. \"IP:127.0.0.1:9001\" or \"UNIX:/run/cachehost/dc.sock\")")]
+    /// <summary>
+    /// The cache server's address (dc_client's <c>-server</c>/<c>-connect</c>); the first, preferred server when
+    /// <see cref="Servers"/> names more. This or Servers is required; must be connectable by syntax.
+    /// </summary>
     public string? Server { get; set; }
+
+    /// <summary>
+    /// Servers in order of preference (after <see cref="Server"/>, if that is set too): the link uses the first that
+    /// answers and moves to the next when it drops (failover). The second and later <c>-server</c> flags.
+    /// </summary>
+    public List<string> Servers { get; set; } = [];
+
+    /// <summary>
+    /// While the link is on another server than the first of <see cref="ServerList"/>, try the first this often and
+    /// move back to it once it answers (failback); new requests go to it at once, the old link closes when its
+    /// requests are answered (at most ConnectTimeout later). Zero, the default, stays on the server in use until
+    /// its link drops: with memory stores a move loses the sessions written meanwhile.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan FailbackAfter { get; set; }
 
     /// <summary>Minimum time between reconnect attempts in ms (dc_client's <c>-retry</c>, default 5000, 1..3600000).</summary>
     [Range(1, 3_600_000)]
@@ -32,7 +49,7 @@ public sealed class ClientProxyOptions
     [Range(0, 3_600_000)]
     public int IdleMs { get; set; }
 
-    /// <summary>Requests in flight to the server at most (the reference's fixed 512, spec 10.2).</summary>
+    /// <summary>Requests in flight to the server at most (the reference's fixed 512, distcache §10.2).</summary>
     [Range(1, 65_536)]
     public int MaxInFlight { get; set; } = 512;
 
@@ -40,7 +57,7 @@ public sealed class ClientProxyOptions
     /// What the server is: <see cref="ClientProxyServerKind.Original"/> (the default: the C dc_server, or not
     /// known) or <see cref="ClientProxyServerKind.CacheHost"/> (CacheHost's own CacheServer). Nothing on the wire
     /// tells them apart safely, so only this setting unlocks pipelining to the server: the original answers
-    /// pipelined requests wrongly (phantom replies of spec 13.1, taken as answers) or drops the link (13.4).
+    /// pipelined requests wrongly (phantom replies of distcache §13.1, taken as answers) or drops the link (13.4).
     /// </summary>
     public ClientProxyServerKind ServerKind { get; set; } = ClientProxyServerKind.Original;
 
@@ -89,9 +106,20 @@ public sealed class ClientProxyOptions
     [ValidateObjectMembers]
     public TransportOptions Transport { get; set; } = new() { MaxConnections = 1024 };
 
+    /// <summary>
+    /// TLS on the upstream link (on when a certificate or a CA is set): the client certificate for mutual TLS, the
+    /// CA the server's certificate must chain to, allow-lists, handshake limit (<see cref="TlsOptions"/>).
+    /// dc_client's <c>-tls-cert/-tls-key/-tls-ca/-tls-verify</c>. Plain, like dc_client, when unset.
+    /// </summary>
+    [ValidateObjectMembers]
+    public TlsOptions ServerTls { get; set; } = new();
+
     /// <summary>Limits of the upstream connection to the server.</summary>
     [ValidateObjectMembers]
     public TransportOptions ServerTransport { get; set; } = new();
+
+    /// <summary>Every server, first = preferred: <see cref="Server"/> (if set), then <see cref="Servers"/>.</summary>
+    public IReadOnlyList<string> ServerList => Server is { } first ? [first, .. Servers] : Servers;
 
     /// <summary>The effective number of requests outstanding upstream.</summary>
     public int EffectiveDepth => ServerPipelineDepth == 0
@@ -104,7 +132,7 @@ public enum ClientProxyServerKind
 {
     /// <summary>
     /// The original C dc_server, or unknown: one request on the link at a time, and ADDs the original stores
-    /// corrupted (spec 13.1) are refused.
+    /// corrupted (distcache §13.1) are refused.
     /// </summary>
     Original,
 

@@ -1,4 +1,5 @@
 using CacheHost.Core;
+using CacheHost.Core.Metrics;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
@@ -21,6 +22,7 @@ public static class ClientProxyRole
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClientProxyService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientProxyService>());
+        builder.Services.AddRoleMetrics(static sp => new ClientProxyMetrics(sp.GetRequiredService<ClientProxyService>()));
         return builder;
     }
 
@@ -31,22 +33,43 @@ public static class ClientProxyRole
             yield return $"Listen: bad listen address: {error}";
         }
 
-        if (options.Server is not null)
+        if (options.ServerList.Count == 0)
         {
-            if (!TransportAddress.TryParse(options.Server, out var server, out var serverError))
+            yield return "Server: no server specified (e.g. \"IP:127.0.0.1:9001\" or \"UNIX:/run/cachehost/dc.sock\")";
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < options.ServerList.Count; i++)
+        {
+            // The key as the user wrote it: Server, or Servers:n.
+            var key = options.Server is null ? $"Servers:{i}" : i == 0 ? "Server" : $"Servers:{i - 1}";
+            var text = options.ServerList[i];
+            if (!TransportAddress.TryParse(text, out var server, out var serverError))
             {
-                yield return $"Server: {serverError}";
+                yield return $"{key}: {serverError}";
             }
             else if (server.Kind is TransportAddressKind.Tcp4 or TransportAddressKind.Tcp6 && server.Host is null)
             {
-                // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (spec 10.1).
-                yield return $"Server: '{options.Server}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
+                // dc_client: "Error, internal initialisation problems" for e.g. IP:9001 (distcache §10.1).
+                yield return $"{key}: '{text}' cannot be connected to (a host is required, e.g. IP:127.0.0.1:9001)";
+            }
+            else if (!seen.Add(server.Text))
+            {
+                yield return $"{key}: '{text}' is listed twice";
             }
         }
 
         if (options.ServerPipelineDepth > 1 && options.ServerKind != ClientProxyServerKind.CacheHost)
         {
             yield return "ServerPipelineDepth: above 1 needs ServerKind=CacheHost: the original dc_server answers pipelined requests wrongly or drops the link (distcache 13.1, 13.4)";
+        }
+
+        if (options.ServerTls.IsClientConfigured)
+        {
+            foreach (var problem in options.ServerTls.Validate(server: false))
+            {
+                yield return $"ServerTls:{problem}";
+            }
         }
 
         foreach (var (name, transport) in new[] { ("Transport", options.Transport), ("ServerTransport", options.ServerTransport) })

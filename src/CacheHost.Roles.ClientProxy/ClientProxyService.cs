@@ -5,6 +5,7 @@ using CacheHost.Core.Control;
 using CacheHost.Core.Status;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -12,7 +13,7 @@ using Microsoft.Extensions.Options;
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// The ClientProxy role (dc_client, spec 10): binds the local listener in StartAsync (before any server
+/// The ClientProxy role (dc_client, distcache §10): binds the local listener in StartAsync (before any server
 /// connect, as the reference's start-up order), then keeps the upstream link alive in RunAsync.
 /// </summary>
 public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider
@@ -26,6 +27,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     private readonly IHostApplicationLifetime _lifetime;
     private readonly List<PosixSignalRegistration> _signals = [];
     private readonly List<CancellationTokenRegistration> _shutdownRegistrations = [];
+    private readonly IDisposable? _tlsReload;
 
     /// <summary>Created by DI.</summary>
     public ClientProxyService(
@@ -34,7 +36,8 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         RoleFailures failures,
         IHostApplicationLifetime lifetime,
         TimeProvider clock,
-        ILogger<ClientProxyService> logger)
+        ILogger<ClientProxyService> logger,
+        IConfiguration? configuration = null)
         : base(ClientProxyRole.Name, listenerFactory, failures, logger)
     {
         _options = options.Value;
@@ -47,8 +50,15 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         }
 
         _lifetime = lifetime;
-        var stats = new ProxyStats();
+        var stats = new ClientProxyStatistics();
         _link = new UpstreamLink(_options, stats, clock, logger);
+        if (_options.ServerTls.IsClientConfigured)
+        {
+            // Files were checked by the options validation at start; the reload signal re-reads them.
+            _link.Tls = new TlsContext(_options.ServerTls, server: false, clock);
+            _tlsReload = configuration is null ? null : _link.Tls.ReloadOn(configuration.GetReloadToken, logger, ClientProxyOptions.SectionName + ":ServerTls");
+        }
+
         _handler = new ClientProxyConnectionHandler(_link, _options, stats, clock, logger);
     }
 
@@ -61,21 +71,27 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     /// <summary>True while the server link is up.</summary>
     public bool IsServerConnected => _link.IsConnected;
 
+    /// <summary>The role's counters (tests).</summary>
+    internal ClientProxyStatistics Stats => _link.Stats;
+
     /// <summary>Requests forwarded to the server so far.</summary>
-    public long Forwarded => _link.Forwarded;
+    public long Forwarded => _link.Stats.Forwarded.Value;
 
     /// <summary>Server responses discarded because their uid was not in flight.</summary>
-    public long UnknownResponses => _link.UnknownResponses;
+    public long UnknownResponses => _link.Stats.UnknownResponses;
 
     /// <summary>In-flight requests answered 0x02 because the server link died.</summary>
-    public long DisconnectedAnswers => _link.DisconnectedAnswers;
+    public long DisconnectedAnswers => _link.Stats.DisconnectedAnswers;
+
+    /// <summary>The server the link is on, or null while there is none.</summary>
+    public string? CurrentServer => _link.CurrentServer;
 
     /// <inheritdoc />
     public IReadOnlyCollection<string> CommandNames { get; } = ["proxy.stats"];
 
     /// <inheritdoc />
     public string StatusSummary() =>
-        string.Create(CultureInfo.InvariantCulture, $"link={(_link.IsConnected ? "up" : "down")} inflight={_link.InFlight} clients={Servers.Sum(s => s.ActiveConnections)}");
+        string.Create(CultureInfo.InvariantCulture, $"link={(_link.IsConnected ? "up" : "down")} inflight={_link.InFlight} clients={Servers.Sum(s => s.ActiveConnections)} server={_link.CurrentServer ?? "-"}");
 
     /// <inheritdoc />
     public ValueTask ExecuteAsync(ControlCommand command, IControlReply reply, CancellationToken cancellationToken)
@@ -100,9 +116,9 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         Line("requests.get", stats.Requests(DistCacheOperation.Get));
         Line("requests.remove", stats.Requests(DistCacheOperation.Remove));
         Line("requests.have", stats.Requests(DistCacheOperation.Have));
-        Line("forwarded", _link.Forwarded);
+        Line("forwarded", stats.Forwarded.Value);
         Line("replies", stats.Replies.Value);
-        Line("answers.disconnected", _link.DisconnectedAnswers);
+        Line("answers.disconnected", stats.DisconnectedAnswers);
         Line("answers.empty", stats.EmptyAnswers);
         Line("inflight", _link.InFlight);
         Line("connections.open", Servers.Sum(s => s.ActiveConnections));
@@ -110,20 +126,22 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         Line("connections.rejected", Servers.Sum(s => s.RejectedConnections));
         Line("connections.idle_closed", stats.IdleClosed);
         Line("link.up", _link.IsConnected ? 1 : 0);
-        Line("link.connects", _link.Connects);
-        Line("link.reconnects", Math.Max(0, _link.Connects - 1));
-        Line("link.losses", _link.Losses);
+        Line("link.connects", stats.Connects);
+        Line("link.reconnects", Math.Max(0, stats.Connects - 1));
+        Line("link.losses", stats.Losses);
         Line("errors.malformed_request", stats.MalformedRequests);
-        Line("errors.protocol_level", stats.ProtocolLevelErrors + _link.ProtocolLevelErrors);
+        Line("errors.protocol_level", stats.ProtocolLevelErrors + stats.LinkProtocolLevelErrors);
         Line("errors.add_too_short", stats.AddTooShort);
-        Line("errors.malformed_response", _link.MalformedResponses);
-        Line("errors.unknown_uid", _link.UnknownResponses);
-        Line("errors.mismatched_response", _link.MismatchedResponses);
+        Line("errors.malformed_response", stats.MalformedResponses);
+        Line("errors.unknown_uid", stats.UnknownResponses);
+        Line("errors.mismatched_response", stats.MismatchedResponses);
         Line("errors.add_refused", stats.AddRefused);
-        Line("link.request_timeouts", _link.RequestTimeouts);
+        Line("link.request_timeouts", stats.RequestTimeouts);
         Line("bytes.from_clients", stats.BytesFromClients.Value);
         Line("bytes.to_server", stats.BytesToServer.Value);
         Line("bytes.from_server", stats.BytesFromServer.Value);
+        Line("link.failovers", stats.Failovers);
+        Line("link.failbacks", stats.Failbacks);
     }
 
     /// <inheritdoc />
@@ -133,7 +151,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
     /// <inheritdoc />
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
-        // dc_client, like dc_server, ignores SIGUSR1/2 unless -killable (spec 10.1 -> 9.1).
+        // dc_client, like dc_server, ignores SIGUSR1/2 unless -killable (distcache §10.1 -> 9.1).
         foreach (var (number, name) in new[] { (SigUsr1, "SIGUSR1"), (SigUsr2, "SIGUSR2") })
         {
             _signals.Add(PosixSignalRegistration.Create((PosixSignal)number, context =>
@@ -150,7 +168,7 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         await base.StartAsync(cancellationToken).ConfigureAwait(false);
 
         // Only now: "listening" must not be logged before the listener accepts (issue 21 item 13).
-        ClientProxyLog.Started(Logger, _options.Listen, _options.Server!, _options.RetryMs, _options.IdleMs, _options.MaxInFlight, _options.EffectiveDepth);
+        ClientProxyLog.Started(Logger, _options.Listen, string.Join(", ", _options.ServerList), _options.RetryMs, _options.IdleMs, _options.MaxInFlight, _options.EffectiveDepth);
 
         // Once per link, not once per local connection: when the listener asks its connections to finish,
         // every in-flight request is answered at once so their handlers end within the shutdown budget.
@@ -184,6 +202,8 @@ public sealed class ClientProxyService : ListenerRoleService, IRoleStatusProvide
         {
             registration.Dispose();
         }
+
+        _tlsReload?.Dispose();
 
         base.Dispose();
     }

@@ -5,7 +5,7 @@ using CacheHost.Protocols.DistCache;
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// The one request a local connection may have in flight (spec 10.2), reused for every request of that
+/// The one request a local connection may have in flight (distcache §10.2), reused for every request of that
 /// connection: the local uid and operation to restore, and the server's answer. Awaitable without allocation.
 /// </summary>
 internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
@@ -19,6 +19,9 @@ internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
 
     /// <summary>Clock timestamp of the forward to the server (set by the link, for RequestTimeoutMs).</summary>
     public long SubmittedAt { get; set; }
+
+    /// <summary>The link epoch it was sent on (set by the in-flight table): only that link's loss answers it 0x02.</summary>
+    public int Epoch { get; set; }
 
     /// <summary>Server payload of the answer (valid after the await returned true).</summary>
     public ReadOnlySpan<byte> Response => _buffer.AsSpan(0, ResponseLength);
@@ -53,7 +56,7 @@ internal sealed class PendingRequest : IValueTaskSource<bool>, IDisposable
         _core.SetResult(true);
     }
 
-    /// <summary>The server link died with this request in flight: the client gets 0x02 (spec 10.3).</summary>
+    /// <summary>The server link died with this request in flight: the client gets 0x02 (distcache §10.3).</summary>
     public void CompleteDisconnected() => _core.SetResult(false);
 
     public bool GetResult(short token) => _core.GetResult(token);

@@ -1,308 +1,305 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.IO.Pipelines;
-using System.Runtime.CompilerServices;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Transport;
-using CacheHost.Transport.Epoll;
 using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Roles.ClientProxy;
 
 /// <summary>
-/// The proxy's one persistent connection to the server (spec 10.2-10.4). Local requests are copied into a
-/// staging buffer with their uid rewritten to the next value of a 32-bit counter (from 1, wrapping modulo 2^32
-/// and skipping uids still in flight: fix of 13.9). On an epoll loop the staged requests leave at the end of the
-/// loop's round (<see cref="ClientProxyOptions.CoalesceWrites"/>); otherwise whichever caller finds the writer idle
-/// moves the staged bytes into the link and flushes once per batch (no writer thread, no hop). A single reader matches responses to the in-flight table by uid and hands each
-/// payload to its local connection; responses with unknown uids (departed clients, or never asked) are dropped
-/// quietly (fix of 13.3). When the link dies every in-flight request is answered 0x02 and reconnects are
-/// attempted every RetryMs.
+/// The link loop: the proxy's one persistent connection to a server (distcache §10.2-10.4), over a list of servers
+/// (<see cref="ClientProxyOptions.ServerList"/>, first = preferred). Requests are numbered and remembered by the
+/// <see cref="InFlightTable"/> and carried into the link by the <see cref="WriteCoalescer"/>; a single reader per
+/// link matches responses to the table by uid and hands each payload to its local connection. When the link dies
+/// its in-flight requests are answered 0x02 and the next server in the list is tried at once; a server is tried
+/// at most once per RetryMs, so with one server this is dc_client's reconnect every RetryMs. While the link is on
+/// another server than the first, the first is tried every <see cref="ClientProxyOptions.FailbackAfter"/> (if set);
+/// when it answers, new requests go to it and the old link is closed once its requests are answered.
 /// </summary>
 internal sealed class UpstreamLink
 {
-    private readonly object _lock = new();
-    private readonly Dictionary<uint, PendingRequest> _inFlight = [];
-    private readonly SemaphoreSlim _slots;
     private readonly ClientProxyOptions _options;
-    private readonly TransportAddress _server;
+    private readonly TransportAddress[] _servers;
+    private readonly long[] _lastAttempt;
+    private readonly bool[] _warned;
     private readonly ILogger _logger;
     private readonly TimeProvider _clock;
-    private ArrayBufferWriter<byte> _staging = new(64 * 1024);
-    private ArrayBufferWriter<byte> _sending = new(64 * 1024);
-    private static readonly Action<object?> s_flushAtBatchEnd = static state => ((UpstreamLink)state!).FlushAtBatchEnd();
-    private bool _writing;
-    private bool _batchFlushScheduled;
-    private bool _connected;
-    private PipeWriter? _output;
-    private int _generation;
-    private uint _lastUid;
-    private long _forwarded;
-    private long _writes;
-    private long _unknownResponses;
-    private long _disconnectedAnswers;
-    private long _connects;
-    private long _losses;
-    private long _malformedResponses;
-    private long _protocolLevel;
-    private long _mismatchedResponses;
-    private long _requestTimeouts;
+    private readonly InFlightTable _inFlight;
+    private readonly WriteCoalescer _writer;
+    private readonly List<Task> _retiring = [];
+    private int _epoch;
+    private volatile int _current = -1; // server index of the open link; -1 = none
 
-    public UpstreamLink(ClientProxyOptions options, ProxyStats stats, TimeProvider clock, ILogger logger)
+    public UpstreamLink(ClientProxyOptions options, ClientProxyStatistics stats, TimeProvider clock, ILogger logger)
+        : this(options, stats, clock, logger, BatchEnd.Scheduler)
+    {
+    }
+
+    public UpstreamLink(ClientProxyOptions options, ClientProxyStatistics stats, TimeProvider clock, ILogger logger, IBatchEndScheduler batchEnd)
     {
         _options = options;
         _clock = clock;
-        _server = TransportAddress.Parse(options.Server!);
+        _servers = [.. options.ServerList.Select(TransportAddress.Parse)];
+        _lastAttempt = new long[_servers.Length];
+        _warned = new bool[_servers.Length];
         _logger = logger;
         Stats = stats;
-        _slots = new SemaphoreSlim(options.EffectiveDepth, options.EffectiveDepth);
+        _inFlight = new InFlightTable(options.EffectiveDepth);
+        _writer = new WriteCoalescer(options.CoalesceWrites, batchEnd, stats);
     }
 
     /// <summary>The last uid handed out (tests seed it near 2^32 to exercise the wrap).</summary>
     internal uint LastUid
     {
-        get
-        {
-            lock (_lock)
-            {
-                return _lastUid;
-            }
-        }
-
-        set
-        {
-            lock (_lock)
-            {
-                _lastUid = value;
-            }
-        }
+        get => _inFlight.LastUid;
+        set => _inFlight.LastUid = value;
     }
 
-    public ProxyStats Stats { get; }
+    public ClientProxyStatistics Stats { get; }
 
-    /// <summary>Successful connects to the server (the first one included).</summary>
-    public long Connects => Interlocked.Read(ref _connects);
+    /// <summary>TLS of the link (ServerTls), or null for plain TCP as dc_client; every connect runs its handshake.</summary>
+    public TlsContext? Tls { get; set; }
 
-    /// <summary>Times an established server link was lost.</summary>
-    public long Losses => Interlocked.Read(ref _losses);
+    /// <summary>True while a server connection takes requests.</summary>
+    public bool IsConnected => _current >= 0;
 
-    public long MalformedResponses => Interlocked.Read(ref _malformedResponses);
+    /// <summary>The server the link is on, or null while there is none.</summary>
+    public string? CurrentServer => _current is var index and >= 0 ? _servers[index].Text : null;
 
-    public long ProtocolLevelErrors => Interlocked.Read(ref _protocolLevel);
+    public int InFlight => _inFlight.Count;
 
-    /// <summary>Responses whose operation differed from their request's (each dropped the link).</summary>
-    public long MismatchedResponses => Interlocked.Read(ref _mismatchedResponses);
-
-    /// <summary>Times the link was dropped because a request went unanswered for RequestTimeoutMs.</summary>
-    public long RequestTimeouts => Interlocked.Read(ref _requestTimeouts);
-
-    /// <summary>True while a server connection is up.</summary>
-    public bool IsConnected => Volatile.Read(ref _connected);
-
-    public long Forwarded => Interlocked.Read(ref _forwarded);
-
-    /// <summary>Writes to the server link; fewer than <see cref="Forwarded"/> when requests were coalesced.</summary>
-    public long Writes => Interlocked.Read(ref _writes);
-
-    public long UnknownResponses => Interlocked.Read(ref _unknownResponses);
-
-    public long DisconnectedAnswers => Interlocked.Read(ref _disconnectedAnswers);
-
-    public int InFlight
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _inFlight.Count;
-            }
-        }
-    }
-
-    /// <summary>Waits for an in-flight slot; waiters are served in arrival order (round-robin fairness, 10.2).</summary>
-    public Task WaitForSlotAsync(CancellationToken cancellationToken) => _slots.WaitAsync(cancellationToken);
+    /// <summary>Waits for an in-flight slot; waiters are served in arrival order (round-robin fairness, distcache §10.2).</summary>
+    public Task WaitForSlotAsync(CancellationToken cancellationToken) => _inFlight.WaitForSlotAsync(cancellationToken);
 
     /// <summary>Gives back a slot that was not used.</summary>
-    public void ReleaseSlot() => _slots.Release();
+    public void ReleaseSlot() => _inFlight.ReleaseSlot();
 
     /// <summary>
     /// Forwards the request in <paramref name="wire"/> with a fresh uid. False when there is no server link
-    /// (the caller answers with the empty reply of 10.4 and releases its slot). If no other caller is writing to
-    /// the link, this caller moves the staged bytes into the link itself (no thread hop; usually synchronous);
-    /// otherwise its request leaves with the writer's next batch.
+    /// (the caller answers with the empty reply of distcache §10.4 and releases its slot).
     /// </summary>
     public ValueTask<bool> SubmitAsync(in ReadOnlySequence<byte> wire, in DistCacheMessage message, PendingRequest pending)
     {
-        PipeWriter output;
-        int generation;
-        lock (_lock)
+        if (!_inFlight.TryAdd(pending, _options.RequestTimeoutMs > 0 ? _clock.GetTimestamp() : 0, out var uid, out var epoch))
         {
-            if (!_connected)
-            {
-                return new ValueTask<bool>(false);
-            }
-
-            var uid = _lastUid;
-            do
-            {
-                uid = unchecked(uid + 1);
-            }
-            while (_inFlight.ContainsKey(uid));
-
-            _lastUid = uid;
-            pending.SubmittedAt = _options.RequestTimeoutMs > 0 ? _clock.GetTimestamp() : 0;
-            _inFlight.Add(uid, pending);
-
-            // Copy the frames unchanged except for the uid field of every frame header (offset 5). Every frame but
-            // the last carries 2048 bytes (4.2 rule 5), so the headers sit at fixed strides.
-            var length = message.WireLength;
-            var span = _staging.GetSpan(length)[..length];
-            wire.CopyTo(span);
-            for (var offset = 0; offset < length; offset += DistCacheProtocol.HeaderSize + DistCacheProtocol.MaxFrameData)
-            {
-                BinaryPrimitives.WriteUInt32BigEndian(span[(offset + 5)..], uid);
-            }
-
-            _staging.Advance(length);
-            _forwarded++;
-            Stats.BytesToServer.Add(length);
-
-            if (_writing)
-            {
-                return new ValueTask<bool>(true); // leaves with the writer's next batch
-            }
-
-            // On an epoll loop: send after the loop has read every client that is ready in this round, so the
-            // requests of one round leave in one write (dc_client's select loop does the same).
-            if (_options.CoalesceWrites && (_batchFlushScheduled || EpollEngine.RunAtBatchEnd(s_flushAtBatchEnd, this)))
-            {
-                _batchFlushScheduled = true;
-                return new ValueTask<bool>(true);
-            }
-
-            _writing = true;
-            output = _output!;
-            generation = _generation;
+            return new ValueTask<bool>(false);
         }
 
-        return DrainAsync(output, generation);
+        var length = message.WireLength;
+        Stats.Forwarded.Increment();
+        Stats.BytesToServer.Add(length);
+        return _writer.WriteAsync(wire, length, uid, epoch);
     }
 
-    /// <summary>Writes staged batches into the link until none is left; only one caller at a time owns the writer.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> DrainAsync(PipeWriter output, int generation)
+    /// <summary>
+    /// Host shutdown: answer every in-flight request with 0x02 at once, so local handlers waiting for answers can
+    /// finish within the shutdown budget (the link itself is closed by RunAsync's cancellation).
+    /// </summary>
+    public void AbandonInFlight()
     {
-        try
-        {
-            while (true)
-            {
-                ArrayBufferWriter<byte> batch;
-                lock (_lock)
-                {
-                    if (generation != _generation || _staging.WrittenCount == 0)
-                    {
-                        if (generation == _generation)
-                        {
-                            _writing = false;
-                        }
-
-                        return true;
-                    }
-
-                    batch = _staging;
-                    _staging = _sending;
-                    _sending = batch;
-                }
-
-                output.Write(batch.WrittenSpan);
-                batch.ResetWrittenCount();
-                Interlocked.Increment(ref _writes);
-                var flush = await output.FlushAsync().ConfigureAwait(false);
-                if (flush.IsCompleted || flush.IsCanceled)
-                {
-                    break;
-                }
-            }
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or IOException or OperationCanceledException or ObjectDisposedException)
-        {
-            // The link died under us; its reader reports that and answers the in-flight requests.
-        }
-
-        lock (_lock)
-        {
-            if (generation == _generation)
-            {
-                _writing = false;
-            }
-        }
-
-        return true;
+        _current = -1;
+        Answer0x02(_inFlight.CloseAll(), null, "shutting down");
     }
 
-    /// <summary>Keeps the link up until <paramref name="stopping"/>: connect, serve, on loss answer 0x02, retry.</summary>
+    /// <summary>Keeps a link up until <paramref name="stopping"/>: connect, serve, on loss answer 0x02, next server.</summary>
     public async Task RunAsync(CancellationToken stopping)
     {
-        var retry = TimeSpan.FromMilliseconds(_options.RetryMs);
-        var lastAttempt = DateTime.MinValue;
-        var warned = false;
-        while (!stopping.IsCancellationRequested)
+        var next = 0;
+        var lastConnected = 0;
+        try
         {
-            var wait = lastAttempt + retry - DateTime.UtcNow;
-            if (wait > TimeSpan.Zero)
+            while (!stopping.IsCancellationRequested)
             {
-                await Task.Delay(wait, stopping).ConfigureAwait(false);
-            }
-
-            lastAttempt = DateTime.UtcNow;
-            TransportConnection connection;
-            try
-            {
-                using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                connectTimeout.CancelAfter(_options.ConnectTimeout);
-                connection = await OutboundConnector.ConnectAsync(_server, _options.ServerTransport, _logger, connectTimeout.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception ex)
-            {
-                if (!warned)
+                var index = await WaitForTurnAsync(next, stopping).ConfigureAwait(false);
+                _lastAttempt[index] = _clock.GetTimestamp();
+                var connection = await TryConnectAsync(index, stopping).ConfigureAwait(false);
+                if (connection is null)
                 {
-                    ClientProxyLog.ServerConnectFailed(_logger, _server.Text, ex.Message, _options.RetryMs);
-                    warned = true;
+                    next = (index + 1) % _servers.Length;
+                    continue;
                 }
 
-                continue;
-            }
+                if (index != lastConnected)
+                {
+                    Stats.Failover();
+                    ClientProxyLog.Failover(_logger, _servers[lastConnected].Text, _servers[index].Text);
+                }
 
-            warned = false;
-            Interlocked.Increment(ref _connects);
-            ClientProxyLog.ServerConnected(_logger, _server.Text);
-            var reason = await ServeAsync(connection, stopping).ConfigureAwait(false);
-            lastAttempt = DateTime.UtcNow;
-            await connection.DisposeAsync().ConfigureAwait(false);
-            _ = reason;
+                Link? retiring = null;
+                while (connection is not null)
+                {
+                    var link = new Link(connection, index, Interlocked.Increment(ref _epoch));
+                    lastConnected = index;
+                    link.Serving = ServeAsync(link, carry: retiring is not null, stopping);
+                    if (retiring is not null)
+                    {
+                        // Only now that the new link takes requests: the old one's count of requests is final.
+                        _retiring.RemoveAll(static t => t.IsCompleted);
+                        _retiring.Add(RetireAsync(retiring));
+                        retiring = null;
+                    }
+
+                    connection = null;
+                    if (index > 0 && _options.FailbackAfter > TimeSpan.Zero)
+                    {
+                        connection = await WatchForFailbackAsync(link, stopping).ConfigureAwait(false);
+                    }
+
+                    if (connection is null)
+                    {
+                        await link.Serving.ConfigureAwait(false);
+                        next = (index + 1) % _servers.Length;
+                        break;
+                    }
+
+                    // Failback: the first server answers again. New requests go to it; the old link finishes.
+                    Stats.Failback();
+                    ClientProxyLog.Failback(_logger, _servers[0].Text, _servers[index].Text);
+                    retiring = link;
+                    index = 0;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await Task.WhenAll(_retiring).ConfigureAwait(false);
         }
     }
 
-    private async Task<string> ServeAsync(TransportConnection connection, CancellationToken stopping)
+    /// <summary>
+    /// Connects to server <paramref name="index"/> within ConnectTimeout: the one place the link opens a
+    /// connection (an adapter such as TLS wraps what this returns). Null on failure, warned about once per streak.
+    /// </summary>
+    private async Task<TransportConnection?> TryConnectAsync(int index, CancellationToken stopping)
     {
-        using var linkDone = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        lock (_lock)
+        var server = _servers[index];
+        try
         {
-            _staging.ResetWrittenCount();
-            _generation++;
-            _writing = false;
-            _output = connection.Transport.Output;
-            _connected = true;
+            using var connectLimit = new CancellationTokenSource(_options.ConnectTimeout, _clock);
+            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, connectLimit.Token);
+            var connection = await OutboundConnector.ConnectAsync(server, _options.ServerTransport, _logger, Tls?.CreateClientAdapter(server, _options.ServerTransport), connectTimeout.Token).ConfigureAwait(false);
+            _warned[index] = false;
+            Stats.Connect();
+            ClientProxyLog.ServerConnected(_logger, server.Text);
+            return connection;
         }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            if (!_warned[index])
+            {
+                ClientProxyLog.ServerConnectFailed(_logger, server.Text, ex.Message, _options.RetryMs);
+                _warned[index] = true;
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The first server, from <paramref name="from"/> on round the list, not tried within RetryMs; waits for the
+    /// soonest when every server was.
+    /// </summary>
+    private async Task<int> WaitForTurnAsync(int from, CancellationToken stopping)
+    {
+        var retry = TimeSpan.FromMilliseconds(_options.RetryMs);
+        while (true)
+        {
+            var soonest = from;
+            var soonestWait = TimeSpan.MaxValue;
+            for (var i = 0; i < _servers.Length; i++)
+            {
+                var index = (from + i) % _servers.Length;
+                var wait = _lastAttempt[index] == 0 ? TimeSpan.Zero : retry - _clock.GetElapsedTime(_lastAttempt[index]);
+                if (wait <= TimeSpan.Zero)
+                {
+                    return index;
+                }
+
+                if (wait < soonestWait)
+                {
+                    (soonest, soonestWait) = (index, wait);
+                }
+            }
+
+            await Task.Delay(soonestWait, _clock, stopping).ConfigureAwait(false);
+            from = soonest;
+        }
+    }
+
+    /// <summary>
+    /// While <paramref name="link"/> serves, tries the first server every FailbackAfter; its connection once it
+    /// answers, or null when the link ended first.
+    /// </summary>
+    private async Task<TransportConnection?> WatchForFailbackAsync(Link link, CancellationToken stopping)
+    {
+        while (true)
+        {
+            using (var tick = CancellationTokenSource.CreateLinkedTokenSource(stopping))
+            {
+                var delay = Task.Delay(_options.FailbackAfter, _clock, tick.Token);
+                if (await Task.WhenAny(link.Serving!, delay).ConfigureAwait(false) == link.Serving || stopping.IsCancellationRequested)
+                {
+                    tick.Cancel();
+                    return null;
+                }
+            }
+
+            _lastAttempt[0] = _clock.GetTimestamp();
+            if (await TryConnectAsync(0, stopping).ConfigureAwait(false) is { } connection)
+            {
+                if (!link.Serving!.IsCompleted)
+                {
+                    return connection;
+                }
+
+                await connection.DisposeAsync().ConfigureAwait(false); // lost meanwhile: the loop reconnects in order
+                return null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// After a failback: lets the old link answer what it still carries (up to ConnectTimeout; what is left then
+    /// gets 0x02), then closes it.
+    /// </summary>
+    private async Task RetireAsync(Link link)
+    {
+        link.Retiring = true;
+        var drained = _inFlight.RetireAsync(link.Epoch);
+        try
+        {
+            await drained.WaitAsync(_options.ConnectTimeout, _clock).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+
+        link.Connection.Abort("retired after failback");
+        await link.Serving!.ConfigureAwait(false);
+    }
+
+    /// <summary>Serves one link until it dies or is retired; then its in-flight requests are answered 0x02.</summary>
+    private async Task ServeAsync(Link link, bool carry, CancellationToken stopping)
+    {
+        var connection = link.Connection;
+        using var linkDone = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+
+        // Writer first: a request the table accepts for this epoch must find the writer bound to it.
+        _writer.Attach(connection.Transport.Output, link.Epoch, keepStaged: carry);
+        _inFlight.Open(link.Epoch);
+        _current = link.Index;
 
         // One timer per link, not per request: it looks at the oldest request in flight.
         var timeout = _options.RequestTimeoutMs;
         var period = TimeSpan.FromMilliseconds(Math.Max(1, timeout / 4));
-        using var watchdog = timeout > 0 ? _clock.CreateTimer(static s => ((LinkWatch)s!).Link.CheckRequestTimeout(((LinkWatch)s!).Connection), new LinkWatch(this, connection), period, period) : null;
+        using var watchdog = timeout > 0 ? _clock.CreateTimer(static s => { var (self, l) = ((UpstreamLink, Link))s!; self.CheckRequestTimeout(l); }, (this, link), period, period) : null;
         string reason;
         try
         {
@@ -314,115 +311,54 @@ internal sealed class UpstreamLink
         }
         catch (Exception ex)
         {
-            reason = ex.Message;
+            reason = link.Retiring ? "retired after failback" : ex.Message;
         }
 
         linkDone.Cancel();
-        if (!stopping.IsCancellationRequested)
+        if (!stopping.IsCancellationRequested && !link.Retiring)
         {
-            Interlocked.Increment(ref _losses);
+            Stats.Loss();
+            _lastAttempt[link.Index] = _clock.GetTimestamp(); // the loss counts as this server's attempt (not the dispose below)
         }
 
         connection.Abort(reason);
-        Fail(reason);
-        return reason;
-    }
-
-    /// <summary>Drops the link when its oldest request has waited RequestTimeoutMs (the reader then answers 0x02 to all).</summary>
-    private void CheckRequestTimeout(TransportConnection connection)
-    {
-        long oldest = long.MaxValue;
-        lock (_lock)
+        if (Volatile.Read(ref _epoch) == link.Epoch)
         {
-            foreach (var pending in _inFlight.Values)
-            {
-                oldest = Math.Min(oldest, pending.SubmittedAt);
-            }
+            _current = -1;
         }
 
-        if (oldest == long.MaxValue || _clock.GetElapsedTime(oldest).TotalMilliseconds < _options.RequestTimeoutMs)
+        _writer.Detach(link.Epoch);
+        Answer0x02(_inFlight.Close(link.Epoch), link, reason);
+        await connection.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Drops the link when the oldest request has waited RequestTimeoutMs (its reader then answers 0x02).</summary>
+    private void CheckRequestTimeout(Link link)
+    {
+        if (_inFlight.OldestSubmittedAt() is not { } oldest || _clock.GetElapsedTime(oldest).TotalMilliseconds < _options.RequestTimeoutMs)
         {
             return;
         }
 
-        Interlocked.Increment(ref _requestTimeouts);
-        ClientProxyLog.RequestTimeout(_logger, _server.Text, _options.RequestTimeoutMs);
-        connection.Abort($"no answer within {_options.RequestTimeoutMs} ms");
+        Stats.RequestTimeout();
+        ClientProxyLog.RequestTimeout(_logger, _servers[link.Index].Text, _options.RequestTimeoutMs);
+        link.Connection.Abort($"no answer within {_options.RequestTimeoutMs} ms");
     }
 
-    /// <summary>
-    /// Host shutdown: answer every in-flight request with 0x02 at once, so local handlers waiting for answers can
-    /// finish within the shutdown budget (the link itself is closed by RunAsync's cancellation).
-    /// </summary>
-    public void AbandonInFlight() => Fail("shutting down");
-
-    /// <summary>Marks the link down and answers every in-flight request with 0x02 (spec 10.3).</summary>
-    private void Fail(string reason)
+    /// <summary>Answers requests whose link died with 0x02 (distcache §10.3).</summary>
+    private void Answer0x02(PendingRequest[] orphans, Link? link, string reason)
     {
-        PendingRequest[] orphans;
-        lock (_lock)
-        {
-            _connected = false;
-            _generation++;
-            _writing = false;
-            _output = null;
-            _staging.ResetWrittenCount();
-            orphans = [.. _inFlight.Values];
-            _inFlight.Clear();
-        }
-
-        if (orphans.Length == 0 && reason == "shutting down")
+        if (orphans.Length == 0 && (reason == "shutting down" || link?.Retiring == true))
         {
             return;
         }
 
-        ClientProxyLog.ServerLost(_logger, _server.Text, reason, orphans.Length);
-        Interlocked.Add(ref _disconnectedAnswers, orphans.Length);
+        var server = link is null ? string.Join(", ", _servers.Select(s => s.Text)) : _servers[link.Index].Text;
+        ClientProxyLog.ServerLost(_logger, server, reason, orphans.Length);
+        Stats.DisconnectedAnswer(orphans.Length);
         foreach (var pending in orphans)
         {
             pending.CompleteDisconnected();
-            _slots.Release();
-        }
-    }
-
-    /// <summary>
-    /// End of an epoll round (<see cref="ClientProxyOptions.CoalesceWrites"/>): sends what the round staged. Never
-    /// waits for the write itself: the loop must go on serving, and a full link drains on its own.
-    /// </summary>
-    private void FlushAtBatchEnd()
-    {
-        lock (_lock)
-        {
-            _batchFlushScheduled = false;
-        }
-
-        FlushStaged();
-    }
-
-    private void FlushStaged()
-    {
-        PipeWriter output;
-        int generation;
-        lock (_lock)
-        {
-            if (_writing || _staging.WrittenCount == 0 || !_connected)
-            {
-                return;
-            }
-
-            _writing = true;
-            output = _output!;
-            generation = _generation;
-        }
-
-        var drain = DrainAsync(output, generation);
-        if (drain.IsCompletedSuccessfully)
-        {
-            _ = drain.Result; // returns the pooled state machine
-        }
-        else
-        {
-            _ = drain.AsTask(); // the link is full; DrainAsync finishes on its own and never throws
         }
     }
 
@@ -444,12 +380,12 @@ internal sealed class UpstreamLink
                 {
                     if (error == DistCacheProtocolError.ProtocolLevel)
                     {
-                        Interlocked.Increment(ref _protocolLevel);
+                        Stats.LinkProtocolLevel();
                         ClientProxyLog.ProtocolIncompatible(_logger, Environment.ProcessId, DistCacheProtocol.ProtocolLevel, header.ProtocolLevel, -1);
                     }
                     else
                     {
-                        Interlocked.Increment(ref _malformedResponses);
+                        Stats.MalformedResponse();
                         ClientProxyLog.MalformedResponse(_logger, error);
                     }
 
@@ -459,35 +395,23 @@ internal sealed class UpstreamLink
 
                 var wire = buffer.Slice(0, message.WireLength);
                 Stats.BytesFromServer.Add(message.WireLength);
-                PendingRequest? pending;
-                lock (_lock)
+                switch (_inFlight.TryTake(message.Uid, message.Operation, out var pending))
                 {
-                    if (_inFlight.TryGetValue(message.Uid, out pending) && pending.Operation != message.Operation)
-                    {
-                        // Not the answer to this request (e.g. an original server's phantom reply, spec 13.1): the
-                        // stream can no longer be trusted. The request stays in flight and gets 0x02 with the rest.
-                        Interlocked.Increment(ref _mismatchedResponses);
-                        ClientProxyLog.MismatchedResponse(_logger, message.Uid, message.Operation, pending.Operation);
+                    case InFlightTable.Match.Mismatched:
+                        // Not the answer to this request (e.g. an original server's phantom reply, distcache §13.1):
+                        // the stream can no longer be trusted. The request stays in flight and gets 0x02 with the rest.
+                        Stats.MismatchedResponse();
+                        ClientProxyLog.MismatchedResponse(_logger, message.Uid, message.Operation, pending!.Operation);
                         input.AdvanceTo(buffer.Start, buffer.End);
                         return $"response operation {message.Operation} for a {pending.Operation} request";
-                    }
-
-                    if (pending is not null)
-                    {
-                        _inFlight.Remove(message.Uid);
-                    }
-                }
-
-                if (pending is null)
-                {
-                    Interlocked.Increment(ref _unknownResponses);
-                    ClientProxyLog.UnknownUid(_logger, message.Uid);
-                }
-                else
-                {
-                    _slots.Release();
-                    Stats.Replies.Increment();
-                    pending.Complete(message, wire);
+                    case InFlightTable.Match.Unknown:
+                        Stats.UnknownResponse();
+                        ClientProxyLog.UnknownUid(_logger, message.Uid);
+                        break;
+                    default:
+                        Stats.Replies.Increment();
+                        pending!.Complete(message, wire);
+                        break;
                 }
 
                 buffer = buffer.Slice(message.WireLength);
@@ -501,5 +425,17 @@ internal sealed class UpstreamLink
         }
     }
 
-    private sealed record LinkWatch(UpstreamLink Link, TransportConnection Connection);
+    /// <summary>One connection to one server, numbered by its epoch.</summary>
+    private sealed class Link(TransportConnection connection, int index, int epoch)
+    {
+        public TransportConnection Connection { get; } = connection;
+
+        public int Index { get; } = index;
+
+        public int Epoch { get; } = epoch;
+
+        public Task? Serving { get; set; }
+
+        public volatile bool Retiring;
+    }
 }

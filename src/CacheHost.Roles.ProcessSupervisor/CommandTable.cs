@@ -60,7 +60,7 @@ internal sealed class CommandTable
     /// <summary>The command names (the host offers these, see <see cref="Supervisor.HostCommandNames"/>).</summary>
     public IEnumerable<string> Names => _commands.Keys;
 
-    /// <summary>Line classification of spec 3.2 and the error reply form.</summary>
+    /// <summary>Line classification of daemonproxy §3.2 and the error reply form.</summary>
     public void Execute(Controller c, string line, long now)
     {
         if (Log.Enabled(DaemonLogLevel.Debug))
@@ -124,7 +124,7 @@ internal sealed class CommandTable
         return line[pos..];
     }
 
-    /// <summary>Integers of spec 3.3: optional '-', then at least one digit, nothing else.</summary>
+    /// <summary>Integers of daemonproxy §3.3: optional '-', then at least one digit, nothing else.</summary>
     internal static bool TryInt(string s, out long value)
     {
         value = 0;

@@ -5,7 +5,7 @@ using CacheHost.Protocols.Tsv;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Controller kinds of spec 4.1.</summary>
+/// <summary>Controller kinds of daemonproxy §4.1.</summary>
 internal enum ControllerKind
 {
     Interactive,
@@ -14,7 +14,7 @@ internal enum ControllerKind
     Service,
 }
 
-/// <summary>Where a statedump (spec 9) has got to; it resumes by name so objects changed meanwhile are handled.</summary>
+/// <summary>Where a statedump (daemonproxy §9) has got to; it resumes by name so objects changed meanwhile are handled.</summary>
 internal sealed class DumpCursor
 {
     public int Phase { get; set; }
@@ -23,22 +23,22 @@ internal sealed class DumpCursor
 }
 
 /// <summary>
-/// One command/event connection (spec 4). Raw non-blocking descriptors, a 1024-byte input buffer framed by
+/// One command/event connection (daemonproxy §4). Raw non-blocking descriptors, a 1024-byte input buffer framed by
 /// <see cref="TsvLineFramer"/>, and a 2048-byte output buffer that only ever holds whole lines, with the
-/// overflow rule and write timeouts of spec 4.4.
+/// overflow rule and write timeouts of daemonproxy §4.4.
 /// </summary>
 internal sealed unsafe class Controller
 {
-    /// <summary>Receive buffer: 1023 bytes of command plus its LF (spec 3.1).</summary>
+    /// <summary>Receive buffer: 1023 bytes of command plus its LF (daemonproxy §3.1).</summary>
     public const int InputCapacity = 1024;
 
-    /// <summary>Send buffer per controller (spec 13).</summary>
+    /// <summary>Send buffer per controller (daemonproxy §13).</summary>
     public const int OutputCapacity = 2048;
 
-    /// <summary>Commands pause while more than this is queued (spec 4.4).</summary>
+    /// <summary>Commands pause while more than this is queued (daemonproxy §4.4).</summary>
     public const int CommandThreshold = 1024;
 
-    /// <summary>Received descriptors waiting for their <c>fd.take</c> (spec 5).</summary>
+    /// <summary>Received descriptors waiting for their <c>fd.take</c> (daemonproxy §5).</summary>
     public const int MaxReceivedFds = 2;
 
     private readonly byte[] _in = new byte[InputCapacity];
@@ -246,7 +246,7 @@ internal sealed unsafe class Controller
         return status;
     }
 
-    /// <summary>At EOF: the unterminated rest of the input, if any (config files run it, spec 4.1).</summary>
+    /// <summary>At EOF: the unterminated rest of the input, if any (config files run it, daemonproxy §4.1).</summary>
     public string TakeRemainder()
     {
         var text = Encoding.Latin1.GetString(_in, 0, _inLen);
@@ -255,7 +255,7 @@ internal sealed unsafe class Controller
     }
 
     /// <summary>
-    /// Queues one whole line (spec 4.4): dropped while in overflow; if it does not fit even after a flush the
+    /// Queues one whole line (daemonproxy §4.4): dropped while in overflow; if it does not fit even after a flush the
     /// controller goes into overflow and the line is dropped.
     /// </summary>
     public void Send(string line, long nowNs)
@@ -400,7 +400,7 @@ internal sealed unsafe class Controller
 
         if (Overflow)
         {
-            // The buffer drained after events were dropped: tell the client once (spec 4.4).
+            // The buffer drained after events were dropped: tell the client once (daemonproxy §4.4).
             Overflow = false;
             Append("overflow\n");
             Flush(nowNs);
@@ -426,7 +426,7 @@ internal sealed unsafe class Controller
         }
     }
 
-    /// <summary>Reset-timeout rule of spec 4.4: with a full input buffer, let commands run with output discarded.</summary>
+    /// <summary>Reset-timeout rule of daemonproxy §4.4: with a full input buffer, let commands run with output discarded.</summary>
     public void ForceOverflow() => Overflow = true;
 
     /// <summary>Closes what this controller owns and any received descriptors not taken.</summary>

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using CacheHost.Transport;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
@@ -72,9 +71,9 @@ internal sealed class ControllerTable
     }
 
     /// <summary>
-    /// Creates (or replaces) the controller listening socket (backlog 2, spec 13) and hands it to the
+    /// Creates (or replaces) the controller listening socket (backlog 2, daemonproxy §13) and hands it to the
     /// transport's listener for accepting. The supervisor keeps the descriptor so it can notice clients
-    /// waiting in the backlog while every controller slot is taken (spec 4.1).
+    /// waiting in the backlog while every controller slot is taken (daemonproxy §4.1).
     /// </summary>
     public string? CreateControlSocket(string path)
     {
@@ -89,7 +88,7 @@ internal sealed class ControllerTable
         try
         {
             var full = path.StartsWith('/') ? path : Path.GetFullPath(path);
-            if (ConnectionListener.IsLiveSocket(full))
+            if (UnixSocketFile.IsLive(full))
             {
                 // Issue 21: the original unlinks and rebinds, leaving the process already listening there
                 // unreachable; like every other role, refuse while a live process answers on the path.
@@ -97,7 +96,7 @@ internal sealed class ControllerTable
                 return "Failed to create control socket";
             }
 
-            RemoveStaleSocket(full);
+            UnixSocketFile.RemoveIfStale(full, ownedByThisUser: true);
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             socket.Bind(new UnixDomainSocketEndPoint(full));
             socket.Listen(2);
@@ -116,17 +115,6 @@ internal sealed class ControllerTable
         }
     }
 
-    /// <summary>Spec 5 socket.create: a stale socket file is removed first if it is a socket owned by this uid.</summary>
-    private static void RemoveStaleSocket(string path)
-    {
-        if (Mono.Unix.Native.Syscall.lstat(path, out var st) == 0
-            && (st.st_mode & Mono.Unix.Native.FilePermissions.S_IFMT) == Mono.Unix.Native.FilePermissions.S_IFSOCK
-            && st.st_uid == Mono.Unix.Native.Syscall.getuid())
-        {
-            Mono.Unix.Native.Syscall.unlink(path);
-        }
-    }
-
     public void DeleteControlSocket()
     {
         if (_listenSocket is not null)
@@ -136,7 +124,7 @@ internal sealed class ControllerTable
             _listenFd = -1;
             if (_socketFullPath is not null)
             {
-                RemoveStaleSocket(_socketFullPath);
+                UnixSocketFile.RemoveIfStale(_socketFullPath, ownedByThisUser: true);
             }
 
             _socketPath = null;
@@ -147,7 +135,7 @@ internal sealed class ControllerTable
     /// <summary>
     /// Accepts waiting control-socket clients while a slot is free, on the loop thread with a non-blocking
     /// accept4 (issue 14: the earlier accept task cost a thread-pool hop and a wake-up, 6-19 ms before the
-    /// first reply). With every slot taken clients wait in the backlog (spec 4.1); <see cref="Poll"/> watches
+    /// first reply). With every slot taken clients wait in the backlog (daemonproxy §4.1); <see cref="Poll"/> watches
     /// the listening descriptor for both cases.
     /// </summary>
     public unsafe void AcceptPending()
@@ -292,7 +280,7 @@ internal sealed class ControllerTable
         }
 
         // A free slot: wake for a connecting client. All slots taken: watch the backlog so a waiting client is
-        // reported every 5 s (spec 4.1, 13).
+        // reported every 5 s (daemonproxy §4.1, §13).
         var full = FreeSlot() < 0;
         var watchBacklog = _listenFd >= 0 && (!full || _now() >= _acceptWarnAtNs);
         if (watchBacklog)

@@ -2,7 +2,7 @@ using System.Text;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Log levels of spec 11, lowest first. A message is written when its level is above the filter.</summary>
+/// <summary>Log levels of daemonproxy §11, lowest first. A message is written when its level is above the filter.</summary>
 internal enum DaemonLogLevel
 {
     None = 0,
@@ -15,18 +15,18 @@ internal enum DaemonLogLevel
 }
 
 /// <summary>
-/// The supervisor's own log (spec 11): lines <c>level: message</c> for the descriptor of a named handle
-/// (<c>stderr</c> by default, <c>log.dest</c> changes it). The loop only appends to a 1 KiB buffer (spec 13)
+/// The supervisor's own log (daemonproxy §11): lines <c>level: message</c> for the descriptor of a named handle
+/// (<c>stderr</c> by default, <c>log.dest</c> changes it). The loop only appends to a 1 KiB buffer (daemonproxy §13)
 /// and never writes itself: a writer thread does the <c>write(2)</c> on a private close-on-exec duplicate of
 /// the destination, so a blocking descriptor that nobody reads (a full pipe, a stopped terminal) stalls only
 /// that thread, never reaping, restarts or commands (issue 14). A line that does not fit is dropped and
 /// counted; <c>warning: lost N log messages</c> follows as soon as space is free again. After a write error
-/// the writer waits 0.5 s before retrying (spec 11, never a busy loop). When no handle has the destination
+/// the writer waits 0.5 s before retrying (daemonproxy §11, never a busy loop). When no handle has the destination
 /// name the log is silent.
 /// </summary>
 internal sealed unsafe class DaemonLog : IDisposable
 {
-    /// <summary>Buffer size of spec 13.</summary>
+    /// <summary>Buffer size of daemonproxy §13.</summary>
     public const int Capacity = 1024;
 
     private const int RetryMs = 500;
@@ -43,7 +43,10 @@ internal sealed unsafe class DaemonLog : IDisposable
     private ulong _sourceIno;
     private Thread? _writer;
     private bool _stopping;
-    private long _writeStartedMs; // 0 while the writer is not inside write(2)
+    private long _writeStarted; // clock timestamp; 0 while the writer is not inside write(2)
+
+    /// <summary>The supervisor's clock: drain limits and the retry pause of daemonproxy §11 are measured on it.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
 
     /// <summary>Current filter; the default shows info and above.</summary>
     public DaemonLogLevel Filter { get; set; } = DaemonLogLevel.Debug;
@@ -125,14 +128,14 @@ internal sealed unsafe class DaemonLog : IDisposable
         ulong dev = 0, ino = 0;
         if (fd >= 0)
         {
-            if (Mono.Unix.Native.Syscall.fstat(fd, out var st) != 0)
+            if (!PosixFiles.TryFStat(fd, out var st))
             {
                 fd = -1;
             }
             else
             {
-                dev = st.st_dev;
-                ino = st.st_ino;
+                dev = st.Device;
+                ino = st.Inode;
             }
         }
 
@@ -170,14 +173,15 @@ internal sealed unsafe class DaemonLog : IDisposable
     /// </summary>
     public void Drain(int blockedLimitMs = 100, int totalLimitMs = 2000)
     {
-        var deadline = Environment.TickCount64 + totalLimitMs;
+        var start = Clock.GetTimestamp();
         lock (_gate)
         {
             AppendLostNotice();
             while (_length > 0 && _fd >= 0 && _writer is not null)
             {
-                var now = Environment.TickCount64;
-                if (now >= deadline || (_writeStartedMs != 0 && now - _writeStartedMs >= blockedLimitMs))
+                var now = Clock.GetTimestamp();
+                if (Clock.GetElapsedTime(start, now).TotalMilliseconds >= totalLimitMs
+                    || (_writeStarted != 0 && Clock.GetElapsedTime(_writeStarted, now).TotalMilliseconds >= blockedLimitMs))
                 {
                     return;
                 }
@@ -238,13 +242,13 @@ internal sealed unsafe class DaemonLog : IDisposable
                 fd = _fd;
                 count = _length;
                 Buffer.BlockCopy(_buffer, 0, chunk, 0, count);
-                _writeStartedMs = Math.Max(1, Environment.TickCount64);
+                _writeStarted = Clock.GetTimestamp() | 1;
             }
 
             var n = WriteOnce(fd, chunk, count);
             lock (_gate)
             {
-                _writeStartedMs = 0;
+                _writeStarted = 0;
                 if (n > 0 && fd == _fd)
                 {
                     Buffer.BlockCopy(_buffer, n, _buffer, 0, _length - n);
@@ -255,9 +259,9 @@ internal sealed unsafe class DaemonLog : IDisposable
                 Monitor.PulseAll(_gate);
                 if (n < 0)
                 {
-                    // Spec 11: after a failure retry at most every 0.5 s; new lines do not wake it earlier.
-                    var until = Environment.TickCount64 + RetryMs;
-                    for (var left = RetryMs; !_stopping && left > 0; left = (int)(until - Environment.TickCount64))
+                    // daemonproxy §11: after a failure retry at most every 0.5 s; new lines do not wake it earlier.
+                    var failedAt = Clock.GetTimestamp();
+                    for (var left = RetryMs; !_stopping && left > 0; left = (int)Math.Max(0, RetryMs - Clock.GetElapsedTime(failedAt).TotalMilliseconds))
                     {
                         Monitor.Wait(_gate, left);
                     }

@@ -3,7 +3,7 @@ using System.Text;
 namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>
-/// daemonproxy's command line (spec 2.1): short options bundle (<c>-vv</c>, <c>-ic FILE</c>, each argument
+/// daemonproxy's command line (daemonproxy §2.1): short options bundle (<c>-vv</c>, <c>-ic FILE</c>, each argument
 /// letter consuming the next word in order), long options need <c>--</c> and a separate argument word.
 /// </summary>
 internal sealed class DaemonProxyCommandLine
@@ -190,7 +190,7 @@ internal sealed class DaemonProxyCommandLine
         return null;
     }
 
-    /// <summary>Size suffixes of spec 2.1: k/m/g = 1024^n, kB/MB = 1000^n, KiB = 1024^n, b/B = bytes.</summary>
+    /// <summary>Size suffixes of daemonproxy §2.1: k/m/g = 1024^n, kB/MB = 1000^n, KiB = 1024^n, b/B = bytes.</summary>
     internal static bool TryParseSize(string text, out long bytes)
     {
         bytes = 0;

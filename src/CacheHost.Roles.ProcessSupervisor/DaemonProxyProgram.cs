@@ -4,7 +4,7 @@ namespace CacheHost.Roles.ProcessSupervisor;
 
 /// <summary>
 /// <c>daemonproxy …</c> / <c>cachehost daemonproxy …</c>: the original's command line, start-up order and exit
-/// codes (spec 2).
+/// codes (daemonproxy §2).
 /// </summary>
 public static class DaemonProxyProgram
 {
@@ -15,14 +15,14 @@ public static class DaemonProxyProgram
     {
         // First: a parent that left SIGCHLD ignored would make the kernel auto-reap our services (research 2.6).
         Libc.signal(17, 0);
-        Libc.umask(0x3F); // 077, inherited by services (spec 2.4 step 1)
+        Libc.umask(0x3F); // 077, inherited by services (daemonproxy §2.4 step 1)
 
         var cl = new DaemonProxyCommandLine();
         var error = cl.Parse(args);
         var settings = cl.Settings;
         if (Libc.getpid() == 1)
         {
-            // Spec 2.2: PID 1 defaults.
+            // daemonproxy §2.2: PID 1 defaults.
             settings.ConfigFile ??= File.Exists("/etc/daemonproxy.conf") ? "/etc/daemonproxy.conf" : null;
             if (settings.Guard == 0)
             {
@@ -50,7 +50,7 @@ public static class DaemonProxyProgram
             return EarlyExit(settings, 2, "require -i or -c or -S", stdout: null);
         }
 
-        var readyFd = TakeReadyFd();
+        var readyFd = Daemonizer.TakeReadyDescriptor(ReadyFdVariable);
         if (cl.Daemonize && readyFd < 0)
         {
             if (Libc.getpid() == 1 || settings.Interactive)
@@ -65,11 +65,7 @@ public static class DaemonProxyProgram
 
         if (readyFd >= 0)
         {
-            settings.OnReady = () =>
-            {
-                Libc.WriteAll(readyFd, "1"u8);
-                Libc.close(readyFd);
-            };
+            settings.OnReady = () => Daemonizer.ReportReady(readyFd);
         }
 
         using var supervisor = new Supervisor(settings);
@@ -82,7 +78,7 @@ public static class DaemonProxyProgram
     }
 
     /// <summary>
-    /// Exit through the fatal path: exec-on-exit when configured (spec 12), else print and exit. Like the
+    /// Exit through the fatal path: exec-on-exit when configured (daemonproxy §12), else print and exit. Like the
     /// original, the fatal message is not printed before the exec (it is in DAEMONPROXY_ERROR); it is printed
     /// when there is no exec or the exec failed.
     /// </summary>
@@ -124,73 +120,29 @@ public static class DaemonProxyProgram
 
     private static void WriteStderr(string text) => Libc.WriteAll(2, Encoding.UTF8.GetBytes(text));
 
-    private static int TakeReadyFd()
-    {
-        var text = Environment.GetEnvironmentVariable(ReadyFdVariable);
-        if (text is null)
-        {
-            return -1;
-        }
-
-        Environment.SetEnvironmentVariable(ReadyFdVariable, null); // services must not see it
-        if (!int.TryParse(text, out var fd))
-        {
-            return -1;
-        }
-
-        Libc.SetCloseOnExec(fd);
-        return fd;
-    }
-
     /// <summary>
-    /// <c>-D</c> (spec 2.1, 16): .NET cannot fork, so the program re-spawns itself in a new session with fds 0-2
-    /// on /dev/null, waits until the child has finished start-up (so its socket exists), prints the child's PID
-    /// without a newline and exits 0. A child that fails start-up makes the parent exit with its code.
+    /// <c>-D</c> (daemonproxy §2.1, §16) through the daemonize routine <c>-daemon</c> uses too: the program re-spawns itself
+    /// in a new session with fds 0-2 on /dev/null and every other inherited descriptor kept at its number, waits
+    /// until the child has finished start-up (so its socket exists), prints the child's PID without a newline
+    /// and exits 0. A child that fails start-up makes the parent exit with its code (4 when killed by a signal).
     /// </summary>
-    private static unsafe int Daemonize()
+    private static int Daemonize()
     {
         var cmdline = File.ReadAllBytes("/proc/self/cmdline");
         var argv = Encoding.Latin1.GetString(cmdline).TrimEnd('\0').Split('\0');
-        var pipe = stackalloc int[2];
-        if (Libc.pipe2(pipe, Libc.O_CLOEXEC) != 0)
+        var outcome = Daemonizer.Start(argv, ReadyFdVariable, environment: null, forwardOutput: false, keepDescriptors: true, workingDirectory: null);
+        if (outcome.Pid == 0)
         {
-            WriteStderr("fatal: pipe: " + Libc.StrError(Libc.Errno) + "\n");
+            WriteStderr("fatal: daemonize: " + Libc.StrError(-outcome.ExitCode) + "\n");
             return 3;
         }
 
-        var devNull = Libc.Open("/dev/null", Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
-        var devNullIn = Libc.Open("/dev/null", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
-        var env = new Dictionary<string, string> { [ReadyFdVariable] = pipe[1].ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNullIn, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
-        if (pid < 0)
+        if (outcome.Ready)
         {
-            // argv[0] not found in PATH (e.g. a relative name): fall back to the running executable.
-            argv[0] = "/proc/self/exe";
-            pid = ServiceSpawner.SpawnKeepingFds(argv, [(devNullIn, 0), (devNull, 1), (devNull, 2), (pipe[1], pipe[1])], newSession: true, env);
-        }
-
-        Libc.close(pipe[1]);
-        Libc.close(devNull);
-        Libc.close(devNullIn);
-        if (pid < 0)
-        {
-            WriteStderr("fatal: daemonize: " + Libc.StrError(-pid) + "\n");
-            return 3;
-        }
-
-        byte ready = 0;
-        var pfd = new Libc.PollFd { Fd = pipe[0], Events = Libc.POLLIN };
-        Libc.poll(&pfd, 1, 60_000);
-        var n = Libc.read(pipe[0], &ready, 1);
-        Libc.close(pipe[0]);
-        if (n == 1)
-        {
-            Libc.WriteAll(1, Encoding.ASCII.GetBytes(pid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            Libc.WriteAll(1, Encoding.ASCII.GetBytes(outcome.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             return 0;
         }
 
-        int status;
-        Libc.waitpid(pid, &status, 0);
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 4;
+        return outcome.Signal == 0 ? outcome.ExitCode : 4;
     }
 }

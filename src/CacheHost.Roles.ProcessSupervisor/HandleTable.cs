@@ -152,7 +152,7 @@ internal sealed class HandleTable
         return null;
     }
 
-    /// <summary>Installs a handle, closing any old descriptor of that name (spec 10: no `deleted` event).</summary>
+    /// <summary>Installs a handle, closing any old descriptor of that name (daemonproxy §10: no `deleted` event).</summary>
     public void Install(NamedHandle handle, long now, bool broadcast = true)
     {
         if (_handles.TryGetValue(handle.Name, out var old))

@@ -1,6 +1,6 @@
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>A named descriptor (spec 10) and how it is shown in <c>fd.state</c> (spec 6.3).</summary>
+/// <summary>A named descriptor (daemonproxy §10) and how it is shown in <c>fd.state</c> (daemonproxy §6.3).</summary>
 internal sealed class NamedHandle
 {
     public NamedHandle(string name, int fd, string type, string flags, string description, bool constant = false)
@@ -51,7 +51,7 @@ internal sealed class NamedHandle
         return new NamedHandle(name, fd, "file", FileFlags(access, (fl & Libc.O_APPEND) != 0, false, false, (fl & Libc.O_NONBLOCK) != 0, false), "unknown");
     }
 
-    /// <summary>Flag text of a file handle: access first, then the set flags in the fixed order of spec 6.3.</summary>
+    /// <summary>Flag text of a file handle: access first, then the set flags in the fixed order of daemonproxy §6.3.</summary>
     public static string FileFlags(string access, bool append, bool create, bool trunc, bool nonblock, bool mkdir)
     {
         var text = access;

@@ -6,6 +6,9 @@ namespace CacheHost.Roles.ProcessSupervisor;
 /// <summary>Configuration section <c>CacheHost:ProcessSupervisor</c> (docs/daemonproxy.md).</summary>
 public sealed class ProcessSupervisorOptions
 {
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "CacheHost:ProcessSupervisor";
+
     /// <summary>Config file: a daemonproxy command stream run once at start-up (like <c>-c</c>).</summary>
     public string? ConfigFile { get; set; }
 

@@ -20,6 +20,7 @@ internal sealed class ProcessSupervisorService(
     IHostApplicationLifetime lifetime,
     RoleFailures failures,
     ILogger<ProcessSupervisorService> logger,
+    TimeProvider clock,
     IControlEvents? events = null) : IHostedService, IControlCommandProvider, IRoleStatusProvider
 {
     private const string LogFilterAlias = "supervisor.log.filter";
@@ -33,6 +34,9 @@ internal sealed class ProcessSupervisorService(
     public IReadOnlyCollection<string> CommandNames => Supervisor.HostCommandNames;
 
     public string RoleName => "ProcessSupervisor";
+
+    /// <summary>The running supervisor, for the role's meter; null before start and after it stopped.</summary>
+    internal Supervisor? Running => _supervisor;
 
     public string StatusSummary() => _supervisor?.HostStatusSummary ?? "stopped";
 
@@ -69,7 +73,7 @@ internal sealed class ProcessSupervisorService(
         var supervisor = _supervisor ?? throw new ControlCommandException("the process supervisor is not running");
         try
         {
-            return await supervisor.SubmitHostCommand(line).WaitAsync(CommandTimeout, cancellationToken).ConfigureAwait(false);
+            return await supervisor.SubmitHostCommand(line).WaitAsync(CommandTimeout, clock, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -94,9 +98,9 @@ internal sealed class ProcessSupervisorService(
             MaxControllers = o.MaxControllers,
             Verbosity = (int)filter - (int)DaemonLogLevel.Debug,
         };
-        var supervisor = new Supervisor(settings);
+        var supervisor = new Supervisor(settings, clock);
         supervisor.Log.Destination = () => -1;
-        supervisor.Log.Mirror = (level, message) => SupervisorLog.Forward(logger, Map(level), message);
+        supervisor.Log.Mirror = (level, message) => ProcessSupervisorLog.Forward(logger, Map(level), message);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         settings.OnReady = () => ready.TrySetResult();
         if (events is not null)
@@ -118,7 +122,7 @@ internal sealed class ProcessSupervisorService(
         _thread = new Thread(() =>
         {
             var code = supervisor.Run();
-            SupervisorLog.Terminated(logger, code);
+            ProcessSupervisorLog.Terminated(logger, code);
             if (!ready.Task.IsCompleted)
             {
                 ready.TrySetException(new InvalidOperationException($"process supervisor failed to start (exit code {code})"));
@@ -135,7 +139,7 @@ internal sealed class ProcessSupervisorService(
             IsBackground = true,
         };
         _thread.Start();
-        SupervisorLog.Started(logger, o.ConfigFile, o.SocketPath);
+        ProcessSupervisorLog.Started(logger, o.ConfigFile, o.SocketPath);
         return ready.Task;
     }
 

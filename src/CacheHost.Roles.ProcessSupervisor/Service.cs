@@ -1,6 +1,6 @@
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Service states of spec 7.1 (the brief "reaped" state is handled inside one loop pass).</summary>
+/// <summary>Service states of daemonproxy §7.1 (the brief "reaped" state is handled inside one loop pass).</summary>
 internal enum ServiceState
 {
     Down,
@@ -8,7 +8,7 @@ internal enum ServiceState
     Up,
 }
 
-/// <summary>One service: argv, fd list, tags and auto-up rule (all kept as raw TSV text, spec 5) plus run state.</summary>
+/// <summary>One service: argv, fd list, tags and auto-up rule (all kept as raw TSV text, daemonproxy §5) plus run state.</summary>
 internal sealed class Service
 {
     public Service(string name) => Name = name;
@@ -18,7 +18,7 @@ internal sealed class Service
     /// <summary>The raw TSV text after the name in <c>service.args</c>.</summary>
     public string Args { get; set; } = "";
 
-    /// <summary>Raw fd list; null until set (shown as <c>null\tnull\tnull</c>, spec 6.2).</summary>
+    /// <summary>Raw fd list; null until set (shown as <c>null\tnull\tnull</c>, daemonproxy §6.2).</summary>
     public string? Fds { get; set; }
 
     public string Tags { get; set; } = "";
@@ -44,7 +44,7 @@ internal sealed class Service
 
     public string ExitValue { get; set; } = "-";
 
-    /// <summary>The service controller created for this run, if any (spec 4.2).</summary>
+    /// <summary>The service controller created for this run, if any (daemonproxy §4.2).</summary>
     public Controller? Controller { get; set; }
 
     public string FdsText => Fds ?? "null\tnull\tnull";
@@ -53,7 +53,7 @@ internal sealed class Service
 
     public bool HasTrigger(string trigger) => Triggers.Contains(trigger);
 
-    /// <summary>The 9-field <c>service.state</c> line of spec 6.1 as of <paramref name="nowNs"/>.</summary>
+    /// <summary>The 9-field <c>service.state</c> line of daemonproxy §6.1 as of <paramref name="nowNs"/>.</summary>
     public string StateLine(long nowNs)
     {
         static long Sec(long ns) => ns / 1_000_000_000L;

@@ -17,16 +17,18 @@ internal sealed class ServiceTable
     private readonly HandleTable _handles;
     private readonly SignalTable _signals;
     private readonly ControllerTable _controllers;
+    private readonly ProcessSupervisorStatistics _statistics;
     private long _triggerMarker;
     private long _nextReapScanNs;
 
-    public ServiceTable(SupervisorSettings settings, DaemonLog log, HandleTable handles, SignalTable signals, ControllerTable controllers)
+    public ServiceTable(SupervisorSettings settings, DaemonLog log, HandleTable handles, SignalTable signals, ControllerTable controllers, ProcessSupervisorStatistics statistics)
     {
         _settings = settings;
         Log = log;
         _handles = handles;
         _signals = signals;
         _controllers = controllers;
+        _statistics = statistics;
     }
 
     public int Count => _services.Count;
@@ -87,7 +89,7 @@ internal sealed class ServiceTable
 
     private void Broadcast(string line, long now) => _controllers.Broadcast(line, now);
 
-    /// <summary>Puts a service in <c>start</c> (spec 7.2 step 1) and broadcasts it.</summary>
+    /// <summary>Puts a service in <c>start</c> (daemonproxy §7.2 step 1) and broadcasts it.</summary>
     public void ScheduleStart(Service svc, long atNs, long now, int times = 1)
     {
         svc.State = ServiceState.Start;
@@ -105,7 +107,7 @@ internal sealed class ServiceTable
     /// <summary>Loop step: starts triggered by new signals, then every due start is forked.</summary>
     public void RunServices(long now)
     {
-        // Starts caused by signals first (spec 7.4): services that are down or pending start now.
+        // Starts caused by signals first (daemonproxy §7.4): services that are down or pending start now.
         var newest = _triggerMarker;
         foreach (var record in _signals.Records)
         {
@@ -145,7 +147,7 @@ internal sealed class ServiceTable
         return false;
     }
 
-    /// <summary>Level-triggered check of spec 7.3: <c>always</c>, or a listed signal with a pending count.</summary>
+    /// <summary>Level-triggered check of daemonproxy §7.3: <c>always</c>, or a listed signal with a pending count.</summary>
     public bool WantsUp(Service svc)
     {
         foreach (var trigger in svc.Triggers)
@@ -171,7 +173,7 @@ internal sealed class ServiceTable
         ScheduleStart(svc, now + ForkRetrySeconds * Second, now);
     }
 
-    /// <summary>Spec 7.2 step 2-4: resolve the fd list, spawn, create the service controller, broadcast <c>up</c>.</summary>
+    /// <summary>daemonproxy §7.2 step 2-4: resolve the fd list, spawn, create the service controller, broadcast <c>up</c>.</summary>
     private unsafe void Fork(Service svc, long now)
     {
         var argv = svc.Args.Split('\t');
@@ -228,16 +230,16 @@ internal sealed class ServiceTable
         {
             // The original's child logs this and aborts: the service is seen up, then down with SIGABRT.
             Log.Error($"file descriptor \"{missing}\" does not exist");
-            pid = ServiceSpawner.Spawn(["/bin/sh", "-c", "ulimit -c 0; kill -ABRT $$"], []);
+            pid = ProcessSpawner.Spawn(["/bin/sh", "-c", "ulimit -c 0; kill -ABRT $$"], []);
         }
         else
         {
-            pid = ServiceSpawner.Spawn(argv, fds);
+            pid = ProcessSpawner.Spawn(argv, fds);
             if (pid < 0)
             {
                 // posix_spawn reports exec failures synchronously; the original's child logs and exits 3.
                 Log.Error($"exec({argv[0]}, ...) failed: {Libc.StrError(-pid)}");
-                pid = ServiceSpawner.Spawn(["/bin/sh", "-c", "exit 3"], []);
+                pid = ProcessSpawner.Spawn(["/bin/sh", "-c", "exit 3"], []);
             }
         }
 
@@ -259,7 +261,7 @@ internal sealed class ServiceTable
 
         if (parentEnd >= 0)
         {
-            // Spec 4.2: the controller exists before `up` is broadcast, so its first line is its own `up`.
+            // daemonproxy §4.2: the controller exists before `up` is broadcast, so its first line is its own `up`.
             Libc.SetNonBlocking(parentEnd);
             if (!wantsCommands)
             {
@@ -288,7 +290,7 @@ internal sealed class ServiceTable
         Broadcast(svc.StateLine(now), now);
     }
 
-    /// <summary>Reaps each known pid with waitpid(pid, WNOHANG); never waitpid(-1) (spec 16, research 2.6).</summary>
+    /// <summary>Reaps each known pid with waitpid(pid, WNOHANG); never waitpid(-1) (daemonproxy §16, research 2.6).</summary>
     public unsafe void ReapChildren(long now)
     {
         // Scan after SIGCHLD, and every 500 ms anyway in case a signal was coalesced or missed.
@@ -334,11 +336,13 @@ internal sealed class ServiceTable
             Broadcast(svc.StateLine(now), now);
             if (WantsUp(svc))
             {
-                // Spec 7.3: a run shorter than the interval restarts at reap + interval, else at once. The
+                // daemonproxy §7.3: a run shorter than the interval restarts at reap + interval, else at once. The
                 // original broadcasts this `start` twice (defect 6, replicated).
                 var ranNs = now - svc.UpNs;
                 var at = ranNs < svc.AutoUpInterval * Second ? now + svc.AutoUpInterval * Second : now;
                 ScheduleStart(svc, at, now, times: 2);
+                Interlocked.Increment(ref _statistics.Restarts);
+
                 svc.ReapNs = now;
             }
         }
@@ -370,7 +374,7 @@ internal sealed class ServiceTable
         return null;
     }
 
-    /// <summary>Spec 5: a service object holds argv, fds and tags in its fixed size.</summary>
+    /// <summary>daemonproxy §5: a service object holds argv, fds and tags in its fixed size.</summary>
     private bool FitsServiceObject(Service svc, string args, string fds, string tags) =>
         _settings.ServicePool is null || args.Length + fds.Length + tags.Length + svc.Name.Length + 64 <= _settings.ServiceObjectSize;
 
@@ -474,7 +478,7 @@ internal sealed class ServiceTable
         svc.Triggers.AddRange(triggers);
         if (svc.State != ServiceState.Up && WantsUp(svc))
         {
-            ScheduleStart(svc, now, now); // the `start` event comes before the auto_up event (spec 5)
+            ScheduleStart(svc, now, now); // the `start` event comes before the auto_up event (daemonproxy §5)
         }
 
         Broadcast(svc.AutoUpLine(), now);
@@ -506,7 +510,7 @@ internal sealed class ServiceTable
                 }
 
                 svc.State = ServiceState.Down;
-                svc.ExitReason = null; // cancelling loses the last exit information (spec 6.1)
+                svc.ExitReason = null; // cancelling loses the last exit information (daemonproxy §6.1)
                 svc.Pid = 0;
                 Broadcast(svc.StateLine(now), now);
                 return null;

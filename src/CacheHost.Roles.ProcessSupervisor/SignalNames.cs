@@ -1,6 +1,6 @@
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Signal names accepted on Linux and the number-to-name rule of spec 3.3.</summary>
+/// <summary>Signal names accepted on Linux and the number-to-name rule of daemonproxy §3.3.</summary>
 internal static class SignalNames
 {
     private static readonly Dictionary<string, int> ByName = new(StringComparer.Ordinal)
@@ -12,7 +12,7 @@ internal static class SignalNames
         ["USR1"] = 10, ["USR2"] = 12, ["VTALRM"] = 26, ["WINCH"] = 28, ["XCPU"] = 24, ["XFSZ"] = 25,
     };
 
-    // The first name in alphabetical order wins: 6 is ABRT (not IOT), 17 is CHLD, 29 is IO (spec 3.3).
+    // The first name in alphabetical order wins: 6 is ABRT (not IOT), 17 is CHLD, 29 is IO (daemonproxy §3.3).
     private static readonly Dictionary<int, string> ByNumber = ByName
         .OrderBy(p => p.Key, StringComparer.Ordinal)
         .GroupBy(p => p.Value)
@@ -33,7 +33,7 @@ internal static class SignalNames
     }
 
     /// <summary>
-    /// Parses a signal argument (spec 3.3): digits are a number 0..65535, anything else a name. Unknown names
+    /// Parses a signal argument (daemonproxy §3.3): digits are a number 0..65535, anything else a name. Unknown names
     /// are rejected (defect 5 fixed) instead of becoming signal 0.
     /// </summary>
     public static string? TryParse(string field, out int number)

@@ -40,6 +40,9 @@ internal sealed partial class Supervisor
     /// <summary>Role status line for the host (<c>services=N up=M</c>); refreshed by the loop, read from any thread.</summary>
     public string HostStatusSummary => _hostStatus;
 
+    /// <summary>Figures for the role's meter (issue 18), written by the loop, read from any thread.</summary>
+    public ProcessSupervisorStatistics Statistics { get; } = new();
+
     /// <summary>Loop step: refreshes <see cref="HostStatusSummary"/> when the counts changed (no allocation otherwise).</summary>
     private void UpdateHostStatus()
     {
@@ -49,6 +52,8 @@ internal sealed partial class Supervisor
             _statusUp = up;
             _statusServices = _services.Count;
             _hostStatus = $"services={_services.Count} up={up}";
+            Volatile.Write(ref Statistics.Services, _services.Count);
+            Volatile.Write(ref Statistics.Up, up);
         }
     }
 
@@ -87,7 +92,7 @@ internal sealed partial class Supervisor
                 if (c.Dump is not null)
                 {
                     _commands.ContinueDump(c, now); // captured output never runs out of space: one call finishes it
-                    _signals.DeliverTo(c, now); // statedump part 3: the signal list (spec 9)
+                    _signals.DeliverTo(c, now); // statedump part 3: the signal list (daemonproxy §9)
                 }
 
                 command.Reply.TrySetResult(capture.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));

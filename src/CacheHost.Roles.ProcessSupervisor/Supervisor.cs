@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using CacheHost.Core;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
@@ -17,6 +18,7 @@ internal sealed partial class Supervisor : IDisposable
     private const int CommandsPerPass = 16;
 
     private readonly SupervisorSettings _settings;
+    private readonly TimeProvider _clock;
     private readonly HandleTable _handles;
     private readonly ServiceTable _services;
     private readonly SignalTable _signals = new();
@@ -28,17 +30,23 @@ internal sealed partial class Supervisor : IDisposable
     private volatile bool _stopRequested;
     private bool _warmUpStarted;
 
-    public unsafe Supervisor(SupervisorSettings settings)
+    /// <summary>
+    /// A supervisor over <paramref name="settings"/>; every deadline, schedule and timestamp of the loop is read
+    /// from <paramref name="clock"/> (default: the system clock, whose timestamps are CLOCK_MONOTONIC).
+    /// </summary>
+    public unsafe Supervisor(SupervisorSettings settings, TimeProvider? clock = null)
     {
         _settings = settings;
+        _clock = clock ?? TimeProvider.System;
         _termination = new TerminationState(settings.Guard, settings.ExecArgs);
         Log = new DaemonLog
         {
+            Clock = _clock,
             Filter = (DaemonLogLevel)Math.Clamp((int)DaemonLogLevel.Debug + settings.Verbosity, 0, (int)DaemonLogLevel.Fatal),
         };
         _controllers = new ControllerTable(settings, Log, Now);
         _handles = new HandleTable(settings, _controllers.Broadcast);
-        _services = new ServiceTable(settings, Log, _handles, _signals, _controllers);
+        _services = new ServiceTable(settings, Log, _handles, _signals, _controllers, Statistics);
         _commands = new CommandTable(Log, _handles, _services, _signals, _controllers, _termination);
 
         // Before the handle table is filled (option warnings) the log goes straight to fd 2.
@@ -55,10 +63,13 @@ internal sealed partial class Supervisor : IDisposable
 
     public DaemonLog Log { get; }
 
-    /// <summary>Monotonic clock of the wire (whole seconds of CLOCK_MONOTONIC, spec notation).</summary>
-    private static long Now() => Libc.MonotonicNs();
+    /// <summary>
+    /// Monotonic clock of the wire in nanoseconds (whole seconds of CLOCK_MONOTONIC on the wire, daemonproxy
+    /// §3.3), read through the injected clock.
+    /// </summary>
+    private long Now() => _clock.MonotonicNanoseconds();
 
-    /// <summary>Runs start-up (spec 2.4 steps 3-9) and the loop; returns the exit code.</summary>
+    /// <summary>Runs start-up (daemonproxy §2.4 steps 3-9) and the loop; returns the exit code.</summary>
     public int Run()
     {
         try
@@ -119,7 +130,7 @@ internal sealed partial class Supervisor : IDisposable
             Prepare(typeof(DaemonLog).GetMethods(all), typeof(DaemonLog).GetConstructors(all));
             Prepare(typeof(NamedHandle).GetMethods(all), typeof(NamedHandle).GetConstructors(all));
             Prepare(typeof(Service).GetMethods(all), typeof(Service).GetConstructors(all));
-            Prepare(typeof(ServiceSpawner).GetMethods(all), []);
+            Prepare(typeof(ProcessSpawner).GetMethods(all), []);
             Prepare(typeof(SignalNames).GetMethods(all), []);
             Prepare(typeof(Libc).GetMethods(all), []);
             Prepare(typeof(Protocols.Tsv.TsvLineFramer).GetMethods(all), typeof(Protocols.Tsv.TsvLineFramer).GetConstructors(all));
@@ -142,7 +153,7 @@ internal sealed partial class Supervisor : IDisposable
             var c = new Controller(dry.Log, -1, ControllerKind.Socket, pair[0], pair[0], ownsFds: true) { CanReceiveFds = true };
             Libc.WriteAll(pair[1], "echo\twarm-up\n"u8);
             c.ReadInput();
-            var now = Now();
+            var now = dry.Now();
             if (c.TryReadLine(out var line, out _) == Protocols.Tsv.TsvLineStatus.Line)
             {
                 dry._commands.Execute(c, line, now);
@@ -196,7 +207,7 @@ internal sealed partial class Supervisor : IDisposable
         Log.RefreshDestination(); // the log's private descriptor exists from start-up, not from its first line
         if (_settings.HandlePool is { } pool && _handles.PooledCount > pool)
         {
-            Fatal(2, "Not enough FD objects to register all open FDs"); // the original's text (exit 2, spec 2.3)
+            Fatal(2, "Not enough FD objects to register all open FDs"); // the original's text (exit 2, daemonproxy §2.3)
         }
 
         _signals.Install(Wake);
@@ -292,7 +303,7 @@ internal sealed partial class Supervisor : IDisposable
         }
     }
 
-    /// <summary>The loop of spec 1, one pass per iteration.</summary>
+    /// <summary>The loop of daemonproxy §1, one pass per iteration.</summary>
     private int Loop()
     {
         while (true)
@@ -394,7 +405,7 @@ internal sealed partial class Supervisor : IDisposable
                 c.Flush(now);
                 if (c.Queued > Controller.CommandThreshold)
                 {
-                    return false; // stalled until the peer reads (spec 4.4)
+                    return false; // stalled until the peer reads (daemonproxy §4.4)
                 }
             }
 
@@ -446,13 +457,13 @@ internal sealed partial class Supervisor : IDisposable
                 var rest = c.TakeRemainder();
                 if (rest.Length > 0)
                 {
-                    _commands.Execute(c, rest, now); // a final line without LF is run (spec 4.1)
+                    _commands.Execute(c, rest, now); // a final line without LF is run (daemonproxy §4.1)
                 }
 
                 _controllers.CloseController(c);
                 break;
             case ControllerKind.Interactive:
-                // A final unterminated line is ignored; EOF ends the program unless guarded (spec 4.1).
+                // A final unterminated line is ignored; EOF ends the program unless guarded (daemonproxy §4.1).
                 c.TakeRemainder();
                 if (_termination.Guard != 0)
                 {
@@ -479,10 +490,10 @@ internal sealed partial class Supervisor : IDisposable
         return Math.Clamp((next - now + 999_999) / 1_000_000, 0, 200_000);
     }
 
-    // ---- termination (spec 12) ---------------------------------------------------------------------
+    // ---- termination (daemonproxy §12) ---------------------------------------------------------------------
 
     /// <summary>
-    /// The single fatal path (spec 2.3): exec-on-exit when configured; with only a guard, log and continue;
+    /// The single fatal path (daemonproxy §2.3): exec-on-exit when configured; with only a guard, log and continue;
     /// otherwise log and exit with <paramref name="code"/>.
     /// </summary>
     private void Fatal(int code, string message)
@@ -518,7 +529,7 @@ internal sealed partial class Supervisor : IDisposable
     }
 
     /// <summary>
-    /// Replaces the process with the exec-on-exit argv (spec 12), keeping the PID so services stay its
+    /// Replaces the process with the exec-on-exit argv (daemonproxy §12), keeping the PID so services stay its
     /// children. Returns only when the exec failed.
     /// </summary>
     internal unsafe void ExecOnExit(int code, string message)

@@ -1,6 +1,6 @@
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>What the command line (spec 2) or the appsettings host asks the supervisor to do.</summary>
+/// <summary>What the command line (daemonproxy §2) or the appsettings host asks the supervisor to do.</summary>
 internal sealed class SupervisorSettings
 {
     public bool Interactive { get; set; }
@@ -11,7 +11,7 @@ internal sealed class SupervisorSettings
     /// <summary>Unix socket path for controller connections.</summary>
     public string? SocketPath { get; set; }
 
-    /// <summary>Terminate-guard code; 0 = none (spec 12).</summary>
+    /// <summary>Terminate-guard code; 0 = none (daemonproxy §12).</summary>
     public long Guard { get; set; }
 
     /// <summary>Exec-on-exit argv as one TSV string, or null.</summary>
@@ -20,7 +20,7 @@ internal sealed class SupervisorSettings
     /// <summary>Maximum number of named handles (<c>--fd-pool</c>); unlimited when null.</summary>
     public int? HandlePool { get; set; }
 
-    /// <summary>Bytes per handle object; limits the stored description (spec 6.3).</summary>
+    /// <summary>Bytes per handle object; limits the stored description (daemonproxy §6.3).</summary>
     public int HandleObjectSize { get; set; } = 96;
 
     /// <summary>Maximum number of services (<c>--service-pool</c>); unlimited when null.</summary>
@@ -34,7 +34,7 @@ internal sealed class SupervisorSettings
 
     public bool MLockAll { get; set; }
 
-    /// <summary>Controller slots across all kinds (spec 4.1: 2 in the original).</summary>
+    /// <summary>Controller slots across all kinds (daemonproxy §4.1: 2 in the original).</summary>
     public int MaxControllers { get; set; } = 2;
 
     /// <summary>Called once start-up is complete (daemonize readiness).</summary>
@@ -44,7 +44,7 @@ internal sealed class SupervisorSettings
     public Action<string>? OnBroadcast { get; set; }
 }
 
-/// <summary>Ends the supervisor with an exit code through the fatal path (spec 2.3).</summary>
+/// <summary>Ends the supervisor with an exit code through the fatal path (daemonproxy §2.3).</summary>
 internal sealed class SupervisorExitException(int code, string message) : Exception(message)
 {
     public int Code { get; } = code;

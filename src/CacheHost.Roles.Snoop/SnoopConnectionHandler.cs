@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging;
 namespace CacheHost.Roles.Snoop;
 
 /// <summary>
-/// One client/server pair (spec 12): connect to the server for the accepted client, then forward whole frames
+/// One client/server pair (distcache §12): connect to the server for the accepted client, then forward whole frames
 /// unchanged in both directions, logging one line per frame. Like the reference, only data_len is checked
 /// (<= 2048); a bad frame is logged and closes the pair. When the client side ends first, replies to requests
 /// already forwarded are still delivered (up to DrainTimeout) before the pair closes, so a client sees exactly
@@ -22,6 +22,10 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
     private const string ClientToServer = "client->server";
     private const string ServerToClient = "server->client";
 
+    // How often the drain after the client's end looks at the outstanding count. A poll for an event, so real
+    // time; the drain limit itself (DrainTimeout) is on the injected clock.
+    private static readonly TimeSpan DrainPoll = TimeSpan.FromMilliseconds(5);
+
     private readonly TransportAddress _server = TransportAddress.Parse(options.Server!);
     private readonly bool _stderr = options.FrameOutput == LineOutput.Stderr;
     private long _connections = -1;
@@ -29,6 +33,9 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
     private long _connectFailures;
     private long _decodeErrors;
     private long _timedOut;
+
+    /// <summary>TLS of the server connections (ServerTls), or null for plain TCP as dc_snoop.</summary>
+    public TlsContext? ServerTls { get; set; }
 
     /// <summary>Pairs accepted so far.</summary>
     public long Accepted => Interlocked.Read(ref _connections) + 1;
@@ -62,9 +69,9 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
         TransportConnection server;
         try
         {
-            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-            connectTimeout.CancelAfter(options.ConnectTimeout);
-            server = await OutboundConnector.ConnectAsync(_server, options.ServerTransport, logger, connectTimeout.Token).ConfigureAwait(false);
+            using var connectLimit = new CancellationTokenSource(options.ConnectTimeout, clock);
+            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, connectLimit.Token);
+            server = await OutboundConnector.ConnectAsync(_server, options.ServerTransport, logger, ServerTls?.CreateClientAdapter(_server, options.ServerTransport), connectTimeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !stopping.IsCancellationRequested)
         {
@@ -91,10 +98,10 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
             if (first == upstream && !stopping.IsCancellationRequested)
             {
                 // The client stopped sending (or sent a bad frame): let the server answer what it already got.
-                var deadline = DateTime.UtcNow + options.DrainTimeout;
-                while (pair.Outstanding > 0 && !downstream.IsCompleted && DateTime.UtcNow < deadline)
+                var drainStart = clock.GetTimestamp();
+                while (pair.Outstanding > 0 && !downstream.IsCompleted && clock.GetElapsedTime(drainStart) < options.DrainTimeout)
                 {
-                    await Task.WhenAny(downstream, Task.Delay(5, stopping)).ConfigureAwait(false);
+                    await Task.WhenAny(downstream, Task.Delay(DrainPoll, stopping)).ConfigureAwait(false);
                 }
             }
         }
@@ -139,7 +146,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 {
                     // Output limit, or a final frame C readers must get in its own write: let the peer take what
                     // there is first (the source buffer stays unconsumed meanwhile, so reading pauses too).
-                    pair.Timeouts?.Mark(ConnectionWait.Output);
+                    pair.Timeouts?.Mark(pair.Waiting(ConnectionWait.Output, requests));
                     var partial = await destination.FlushAsync(done).ConfigureAwait(false);
                     progressed = true;
                     forwarded = 0;
@@ -158,7 +165,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 source.AdvanceTo(buffer.Start, buffer.End);
                 if (forwarded > 0)
                 {
-                    pair.Timeouts?.Mark(ConnectionWait.Output);
+                    pair.Timeouts?.Mark(pair.Waiting(ConnectionWait.Output, requests));
                     var flush = await destination.FlushAsync(done).ConfigureAwait(false);
                     progressed = true;
                     if (flush.IsCompleted || flush.IsCanceled)
@@ -167,8 +174,14 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                     }
                 }
 
-                // The client's side decides whether a request is pending; the server's side only shows progress.
-                pair.Timeouts?.Mark(requests && !buffer.IsEmpty ? ConnectionWait.Request : ConnectionWait.Idle, progressed);
+                // The client's side decides whether a request is pending; the server's side only shows progress
+                // (a reply to an earlier request must not turn a half frame behind it into an idle wait).
+                if (requests)
+                {
+                    pair.RequestPending = !buffer.IsEmpty;
+                }
+
+                pair.Timeouts?.Mark(pair.Waiting(ConnectionWait.Idle, requests), progressed);
                 if (end == Forward.Bad || result.IsCompleted || result.IsCanceled)
                 {
                     return;
@@ -210,7 +223,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
                 if (_stderr)
                 {
                     WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"SNOOP_DBG_MSG: connection {number}, {direction}, message has illegal 'data_len' ({dataLength})"));
-                    // Not a placeholder: dc_snoop prints exactly this line (spec 12); kept for log compatibility.
+                    // Not a placeholder: dc_snoop prints exactly this line (distcache §12); kept for log compatibility.
                     WriteLine($"[TODO: change me] {direction} error");
                 }
                 else if (pair.Warnings.Allow(nameof(SnoopLog.IllegalDataLength)))
@@ -232,7 +245,7 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
             if (complete && frames.Continued && !frames.Separated && forwarded > 0
                 && DistCacheProtocol.IsCPeerReadHazard(DistCacheProtocol.MaxFrameData + dataLength))
             {
-                // The final frame of a message C readers mis-read in one piece (spec 13.1): our server sends it in
+                // The final frame of a message C readers mis-read in one piece (distcache §13.1): our server sends it in
                 // a write of its own; keep it that way instead of joining it with the frames before.
                 frames.Separated = true;
                 return Forward.Flush;
@@ -306,6 +319,12 @@ internal sealed class SnoopConnectionHandler(SnoopOptions options, TimeProvider 
         private long _responses;
 
         public ConnectionTimeouts? Timeouts { get; set; }
+
+        /// <summary>The client side holds part of a frame (set by the client->server pump only).</summary>
+        public bool RequestPending { get; set; }
+
+        /// <summary>What the pair waits for: <paramref name="wait"/>, unless the server side reports while a request is pending.</summary>
+        public ConnectionWait Waiting(ConnectionWait wait, bool clientSide) => !clientSide && RequestPending ? ConnectionWait.Request : wait;
 
         public long Outstanding => Interlocked.Read(ref _requests) - Interlocked.Read(ref _responses);
 

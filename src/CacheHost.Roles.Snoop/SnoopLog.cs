@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 
 namespace CacheHost.Roles.Snoop;
 
-/// <summary>Log events of the Snoop role (EventIds 6100-6199). Frame lines keep dc_snoop's exact text (spec 12).</summary>
+/// <summary>Log events of the Snoop role (EventIds 6100-6199). Frame lines keep dc_snoop's exact text (distcache §12).</summary>
 internal static partial class SnoopLog
 {
     [LoggerMessage(EventId = 6100, Level = LogLevel.Information, Message = "SNOOP_DBG_MSG: connection {Connection}, {Direction}, message completed (request_uid = {Uid}), total_len={TotalLength}")]
@@ -12,7 +12,7 @@ internal static partial class SnoopLog
     [LoggerMessage(EventId = 6101, Level = LogLevel.Warning, Message = "SNOOP_DBG_MSG: connection {Connection}, {Direction}, message has illegal 'data_len' ({DataLength})")]
     public static partial void IllegalDataLength(ILogger logger, long connection, string direction, int dataLength);
 
-    // The text is dc_snoop's literal output (spec 12), kept so log watchers written for it still match.
+    // The text is dc_snoop's literal output (distcache §12), kept so log watchers written for it still match.
     [LoggerMessage(EventId = 6102, Level = LogLevel.Warning, Message = "[TODO: change me] {Direction} error")]
     public static partial void DirectionError(ILogger logger, string direction);
 

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Snoop;
 
-/// <summary>Settings of the Snoop role, section <c>CacheHost:Snoop</c> (dc_snoop's <c>-listen</c> and <c>-server</c>, spec 12).</summary>
+/// <summary>Settings of the Snoop role, section <c>CacheHost:Snoop</c> (dc_snoop's <c>-listen</c> and <c>-server</c>, distcache §12).</summary>
 public sealed class SnoopOptions
 {
     /// <summary>Configuration section.</summary>
@@ -18,6 +18,20 @@ public sealed class SnoopOptions
     /// <summary>Server to connect to for every accepted client. Required.</summary>
     [Required(ErrorMessage = "must provide -server (e.g. \"IP:127.0.0.1:9001\")")]
     public string? Server { get; set; }
+
+    /// <summary>
+    /// TLS on the listener (on when a certificate is set): certificate, key, CA bundle, mutual TLS, allow-lists
+    /// (<see cref="TlsOptions"/>). Clients then speak TLS to the snoop, which logs the frames inside.
+    /// </summary>
+    [ValidateObjectMembers]
+    public TlsOptions Tls { get; set; } = new();
+
+    /// <summary>
+    /// TLS on the connections to the server (on when a certificate or a CA is set); dc_snoop's
+    /// <c>-tls-cert/-tls-key/-tls-ca/-tls-verify</c>.
+    /// </summary>
+    [ValidateObjectMembers]
+    public TlsOptions ServerTls { get; set; } = new();
 
     /// <summary>Log one line per frame (the reference's output). Default true.</summary>
     public bool LogFrames { get; set; } = true;

@@ -36,6 +36,22 @@ public static class SnoopRole
             yield return $"Server: {serverError}";
         }
 
+        if (options.Tls.IsServerConfigured || !string.IsNullOrEmpty(options.Tls.Key))
+        {
+            foreach (var problem in options.Tls.Validate(server: true))
+            {
+                yield return $"Tls:{problem}";
+            }
+        }
+
+        if (options.ServerTls.IsClientConfigured)
+        {
+            foreach (var problem in options.ServerTls.Validate(server: false))
+            {
+                yield return $"ServerTls:{problem}";
+            }
+        }
+
         foreach (var (name, transport) in new[] { ("Transport", options.Transport), ("ServerTransport", options.ServerTransport) })
         {
             if (transport.MaxReadBufferSize < DistCacheProtocol.MaxMessageWireSize)

@@ -1,3 +1,4 @@
+using CacheHost.Posix;
 using System.Globalization;
 using Microsoft.Extensions.Hosting.Systemd;
 
@@ -86,7 +87,7 @@ public sealed class SystemdEnvironment
         {
             foreach (var name in Captured)
             {
-                NativeMethods.RemoveEnvironmentVariable(name);
+                Libc.RemoveEnvironmentVariable(name);
             }
         }
 

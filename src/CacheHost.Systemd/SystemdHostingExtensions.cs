@@ -33,6 +33,7 @@ public static class SystemdHostingExtensions
         var services = builder.Services;
         services.AddSingleton(environment);
         services.TryAddSingleton<RoleFailures>();
+        services.TryAddSingleton(TimeProvider.System);
         // The package's lifetime is registered directly instead of through AddSystemd(): that one activates
         // only when IsSystemdService() (parent is systemd, or PID 1), so a daemon started by a test, by
         // supervisord or under -daemon with a NOTIFY_SOCKET would send nothing; and its notifier would read
@@ -50,7 +51,7 @@ public static class SystemdHostingExtensions
         services.RemoveAll<IListenerFactory>();
         services.AddSingleton<IListenerFactory>(sp => sp.GetRequiredService<SocketActivationListenerFactory>());
 
-        services.AddValidatedOptions<ControlOptions, ControlOptionsValidator>(ControlOptions.Section, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
+        services.AddValidatedOptions<ControlOptions, ControlOptionsValidator>(ControlOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         services.AddSingleton<HostControlCommands>();
         services.AddSingleton<ControlDispatcher>();
         services.AddSingleton<ControlServer>();

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
-using Mono.Unix.Native;
+using CacheHost.Posix;
 
 namespace CacheHost.Transport;
 
@@ -92,23 +92,24 @@ public sealed class ConnectionListener : IAsyncDisposable
     }
 
     /// <summary>Waits for the next connection. Returns null once unbound.</summary>
-    public async ValueTask<TransportConnection?> AcceptAsync(CancellationToken cancellationToken = default)
+    public async ValueTask<TransportConnection?> AcceptAsync(CancellationToken cancellationToken = default, TimeProvider? clock = null)
     {
         if (_socket is null)
         {
-            // FD:<rd>:<wr> with plain descriptors: "accepts" exactly once (distcache spec 2.1).
+            // FD:<rd>:<wr> with plain descriptors: "accepts" exactly once (distcache §2.1).
             return Interlocked.Exchange(ref _singleConnection, null);
         }
 
-        var socket = await AcceptSocketAsync(cancellationToken).ConfigureAwait(false);
+        var socket = await AcceptSocketAsync(cancellationToken, clock).ConfigureAwait(false);
         return socket is null ? null : SocketTransport.Start(socket, _options, _logger);
     }
 
     /// <summary>
     /// Accepts a raw socket, for adapters (TLS) that wrap it before the protocol sees it. Returns null once
-    /// unbound or cancelled.
+    /// unbound or cancelled. The back-off after a resource error runs on <paramref name="clock"/> (default: the
+    /// system clock).
     /// </summary>
-    public async ValueTask<Socket?> AcceptSocketAsync(CancellationToken cancellationToken = default)
+    public async ValueTask<Socket?> AcceptSocketAsync(CancellationToken cancellationToken = default, TimeProvider? clock = null)
     {
         if (_socket is null)
         {
@@ -152,7 +153,7 @@ public sealed class ConnectionListener : IAsyncDisposable
                 TransportLog.AcceptBackoff(_logger, Address.Text, ex.SocketErrorCode, (int)backoff.TotalMilliseconds);
                 try
                 {
-                    await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+                    await Task.Delay(backoff, clock ?? TimeProvider.System, cancellationToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -176,7 +177,7 @@ public sealed class ConnectionListener : IAsyncDisposable
 
     /// <summary>
     /// True when a connection waits in the listen queue (poll(2) for readability, without waiting). Lets a protocol
-    /// that must see connections in the order they arrived (Clacks, spec 2.1) let pending accepts go first.
+    /// that must see connections in the order they arrived (clacks §2.1) let pending accepts go first.
     /// </summary>
     public bool HasPendingConnection
     {
@@ -211,7 +212,7 @@ public sealed class ConnectionListener : IAsyncDisposable
 
         _unbound = true;
         _socket?.Dispose();
-        if (_unixPathToRemove is not null && IsSocketFile(_unixPathToRemove))
+        if (_unixPathToRemove is not null && UnixSocketFile.IsSocket(_unixPathToRemove))
         {
             try
             {
@@ -244,16 +245,16 @@ public sealed class ConnectionListener : IAsyncDisposable
         var path = address.Path!;
         // The reference unlinks whatever is at the path. We only replace a stale socket: deleting a regular
         // file because of a typo in a config would lose data.
-        if (File.Exists(path) || Directory.Exists(path) || IsSocketFile(path))
+        if (File.Exists(path) || Directory.Exists(path) || UnixSocketFile.IsSocket(path))
         {
-            if (!IsSocketFile(path))
+            if (!UnixSocketFile.IsSocket(path))
             {
                 throw new IOException($"can't listen on '{address.Text}': {path} exists and is not a socket");
             }
 
             // A socket that still accepts connections belongs to a running process; taking it over (as the
             // reference's unconditional unlink does) would leave that process serving nobody.
-            if (IsLiveSocket(path))
+            if (UnixSocketFile.IsLive(path))
             {
                 throw new IOException($"can't listen on '{address.Text}': another process is listening on {path}");
             }
@@ -280,9 +281,9 @@ public sealed class ConnectionListener : IAsyncDisposable
             UnixSocketPermissions.Apply(staging ?? path, options.SocketOwner, options.SocketGroup, options.SocketMode, logger);
             prepare?.Invoke(staging ?? path);
             socket.Listen(options.Backlog);
-            if (staging is not null && Syscall.rename(staging, path) != 0)
+            if (staging is not null && PosixFiles.Rename(staging, path) is var errno and not 0)
             {
-                throw new IOException($"rename {staging} to {path}: {Stdlib.GetLastError()}");
+                throw new IOException($"rename {staging} to {path}: {Libc.ErrnoName(errno)}");
             }
         }
         catch (Exception ex)
@@ -290,7 +291,7 @@ public sealed class ConnectionListener : IAsyncDisposable
             socket.Dispose();
             if (staging is not null)
             {
-                _ = Syscall.unlink(staging);
+                _ = PosixFiles.Unlink(staging);
             }
 
             throw new IOException($"can't listen on '{address.Text}': {ex.Message}", ex);
@@ -349,7 +350,7 @@ public sealed class ConnectionListener : IAsyncDisposable
     {
         // A listening socket passed by number (e.g. by a supervisor) is accepted on; any other descriptor
         // (a pipe, a connected socket) is the one and only connection.
-        if (address.ReadFd == address.WriteFd && IsListeningSocket(address.ReadFd))
+        if (address.ReadFd == address.WriteFd && UnixSocketFile.IsListening(address.ReadFd))
         {
             var socket = new Socket(new SafeSocketHandle(address.ReadFd, ownsHandle: true));
             return Adopt(address, socket, options, logger);
@@ -357,7 +358,7 @@ public sealed class ConnectionListener : IAsyncDisposable
 
         var listener = new ConnectionListener(address, socket: null, options, logger, unixPath: null)
         {
-            _singleConnection = OutboundConnector.OpenDescriptors(address, options, logger),
+            _singleConnection = OutboundConnector.OpenDescriptors(address, options),
         };
         return listener;
     }
@@ -404,34 +405,6 @@ public sealed class ConnectionListener : IAsyncDisposable
         return System.Text.Encoding.UTF8.GetByteCount(staging) <= 107 ? staging : null;
     }
 
-    private static bool IsSocketFile(string path)
-    {
-        return Syscall.lstat(path, out var st) == 0 && (st.st_mode & FilePermissions.S_IFMT) == FilePermissions.S_IFSOCK;
-    }
-
-    /// <summary>
-    /// True when a process accepts connections on the unix socket at <paramref name="path"/> (a connect
-    /// succeeds); false for a stale socket file (ECONNREFUSED) or no socket at all. Shared by every role that
-    /// binds a unix socket, so none of them takes over a live one.
-    /// </summary>
-    public static bool IsLiveSocket(string path)
-    {
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false; // ECONNREFUSED: nobody listens, the file is stale
-        }
-    }
-
-    private static bool IsListeningSocket(int fd)
-    {
-        return Syscall.getsockopt(fd, UnixSocketProtocol.SOL_SOCKET, UnixSocketOptionName.SO_ACCEPTCONN, out int value) == 0 && value != 0;
-    }
 
     internal static SafeFileHandle DescriptorHandle(int fd) => new(fd, ownsHandle: true);
 }

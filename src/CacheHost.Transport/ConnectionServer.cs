@@ -18,6 +18,7 @@ public sealed class ConnectionServer : IAsyncDisposable
     private readonly ConcurrentDictionary<long, (TransportConnection Connection, Task Task)> _connections = new();
     private readonly CancellationTokenSource _stopping = new();
     private Task _acceptLoop = Task.CompletedTask;
+    private readonly TimeProvider _clock;
     private int _active;
     private long _accepted;
     private long _rejected;
@@ -26,7 +27,8 @@ public sealed class ConnectionServer : IAsyncDisposable
     /// <summary>
     /// Creates a server for an already-bound listener. <paramref name="adapter"/> (e.g. TLS) wraps each accepted
     /// connection before <paramref name="handler"/> sees it. Warnings its peers trigger are rate-limited by the
-    /// listener's <c>Warnings</c> options on <paramref name="timeProvider"/> (default: the system clock).
+    /// listener's <c>Warnings</c> options on <paramref name="timeProvider"/> (default: the system clock), which also
+    /// times the accept back-off and the shutdown drain.
     /// </summary>
     public ConnectionServer(
         ConnectionListener listener, IConnectionHandler handler, ILogger logger, IConnectionAdapter? adapter = null, TimeProvider? timeProvider = null)
@@ -34,7 +36,8 @@ public sealed class ConnectionServer : IAsyncDisposable
         _listener = listener;
         _handler = handler;
         _logger = logger;
-        _warnings = new LogRateLimiter(logger, listener.Options.Warnings, timeProvider);
+        _clock = timeProvider ?? TimeProvider.System;
+        _warnings = new LogRateLimiter(logger, listener.Options.Warnings, _clock);
         _adapter = adapter;
     }
 
@@ -72,7 +75,7 @@ public sealed class ConnectionServer : IAsyncDisposable
         var max = _listener.Options.MaxConnections;
         while (true)
         {
-            var connection = await _listener.AcceptAsync().ConfigureAwait(false);
+            var connection = await _listener.AcceptAsync(clock: _clock).ConfigureAwait(false);
             if (connection is null)
             {
                 break;
@@ -174,7 +177,7 @@ public sealed class ConnectionServer : IAsyncDisposable
         var all = Task.WhenAll(_connections.Values.Select(static c => c.Task));
         try
         {
-            await all.WaitAsync(budget, cancellationToken).ConfigureAwait(false);
+            await all.WaitAsync(budget, _clock, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
@@ -185,7 +188,7 @@ public sealed class ConnectionServer : IAsyncDisposable
                 connection.Abort("server shutting down");
             }
 
-            await Task.WhenAll(left.Select(static c => c.Task)).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+            await Task.WhenAll(left.Select(static c => c.Task)).WaitAsync(TimeSpan.FromSeconds(5), _clock, CancellationToken.None).ConfigureAwait(false);
         }
     }
 

@@ -9,17 +9,40 @@ public static class OutboundConnector
 {
     /// <summary>
     /// Connects to <paramref name="address"/>. <c>IP:&lt;port&gt;</c> without a host cannot be connected to,
-    /// as in the reference (spec 2.1).
+    /// as in the reference (distcache §2.1).
     /// </summary>
     public static async ValueTask<TransportConnection> ConnectAsync(TransportAddress address, TransportOptions options, ILogger logger, CancellationToken cancellationToken = default)
     {
         if (address.Kind == TransportAddressKind.FileDescriptor)
         {
-            return OpenDescriptors(address, options, logger);
+            return OpenDescriptors(address, options);
         }
 
         var socket = await ConnectSocketAsync(address, cancellationToken, forTransport: true).ConfigureAwait(false);
         return SocketTransport.Start(socket, options, logger);
+    }
+
+    /// <summary>
+    /// Connects and, when <paramref name="adapter"/> is given (TLS), runs it over the new connection before
+    /// returning; if the adapter fails the connection is released and its exception propagates.
+    /// </summary>
+    public static async ValueTask<TransportConnection> ConnectAsync(TransportAddress address, TransportOptions options, ILogger logger, IConnectionAdapter? adapter, CancellationToken cancellationToken = default)
+    {
+        var connection = await ConnectAsync(address, options, logger, cancellationToken).ConfigureAwait(false);
+        if (adapter is null)
+        {
+            return connection;
+        }
+
+        try
+        {
+            return await adapter.AdaptAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>Connects and returns the raw socket (for clients that do their own framing or TLS).</summary>
@@ -71,9 +94,8 @@ public static class OutboundConnector
         }
     }
 
-    internal static TransportConnection OpenDescriptors(TransportAddress address, TransportOptions options, ILogger logger)
+    internal static TransportConnection OpenDescriptors(TransportAddress address, TransportOptions options)
     {
-        _ = logger;
         Stream? read = address.ReadFd >= 0 ? new FileStream(ConnectionListener.DescriptorHandle(address.ReadFd), FileAccess.Read, 1, isAsync: false) : null;
         Stream? write = address.WriteFd >= 0
             ? (address.WriteFd == address.ReadFd
@@ -88,10 +110,10 @@ public static class OutboundConnector
 
     private static int DuplicateDescriptor(int fd)
     {
-        var copy = Mono.Unix.Native.Syscall.dup(fd);
+        var copy = CacheHost.Posix.Libc.dup(fd);
         if (copy < 0)
         {
-            throw new IOException($"dup({fd}) failed: {Mono.Unix.Native.Stdlib.GetLastError()}");
+            throw new IOException($"dup({fd}) failed: {CacheHost.Posix.Libc.ErrnoName(CacheHost.Posix.Libc.Errno)}");
         }
 
         return copy;

@@ -1,3 +1,4 @@
+using CacheHost.Posix;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -57,17 +58,17 @@ public static class SocketTransport
             {
                 case 0:
                     return;
-                case EpollNative.EINTR:
+                case Libc.EINTR:
                     continue;
-                case EpollNative.EAGAIN:
+                case Libc.EAGAIN:
                     // A unix listener whose backlog is full: try again shortly, as a blocking connect would wait.
                     await Task.Delay(5, cancellationToken).ConfigureAwait(false);
                     continue;
-                case EpollNative.EINPROGRESS:
+                case Libc.EINPROGRESS:
                     await WaitConnectedAsync(socket, cancellationToken).ConfigureAwait(false);
                     return;
                 default:
-                    throw new SocketException((int)EpollNative.ToSocketError(errno), Marshal.GetPInvokeErrorMessage(errno));
+                    throw Libc.SocketException(errno);
             }
         }
     }
@@ -76,7 +77,7 @@ public static class SocketTransport
     {
         fixed (byte* p = address)
         {
-            return EpollNative.connect((int)socket.Handle, p, (uint)address.Length) == 0 ? 0 : Marshal.GetLastPInvokeError();
+            return Libc.connect((int)socket.Handle, p, (uint)address.Length) == 0 ? 0 : Libc.Errno;
         }
     }
 

@@ -16,6 +16,9 @@ public sealed class StreamConnection : TransportConnection
 {
     private const int ReadChunk = 16 * 1024;
 
+    // How long DisposeAsync lets each loop finish before giving up on the peer.
+    private static readonly TimeSpan DrainLimit = TimeSpan.FromSeconds(5);
+
     private readonly Stream? _readStream;
     private readonly Stream? _writeStream;
     private readonly TransportConnection? _inner;
@@ -28,15 +31,18 @@ public sealed class StreamConnection : TransportConnection
     private readonly EndPoint? _remote;
     private readonly Task _receiving;
     private readonly Task _sending;
+    private readonly TimeProvider _clock;
     private int _aborted;
 
     /// <summary>
     /// Wraps streams; either may be null for a one-directional descriptor pair. <paramref name="inner"/> is the
-    /// connection the streams run over (an adapter's input), aborted and disposed with this one.
+    /// connection the streams run over (an adapter's input), aborted and disposed with this one. The drain limit
+    /// of <see cref="DisposeAsync"/> runs on <paramref name="clock"/> (default: the system clock).
     /// </summary>
-    public StreamConnection(Stream? readStream, Stream? writeStream, TransportOptions options, EndPoint? local = null, EndPoint? remote = null, TransportConnection? inner = null)
+    public StreamConnection(Stream? readStream, Stream? writeStream, TransportOptions options, EndPoint? local = null, EndPoint? remote = null, TransportConnection? inner = null, TimeProvider? clock = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _clock = clock ?? TimeProvider.System;
         _readStream = readStream;
         _writeStream = writeStream;
         _inner = inner;
@@ -102,7 +108,7 @@ public sealed class StreamConnection : TransportConnection
         await _output.Writer.CompleteAsync().ConfigureAwait(false);
         try
         {
-            await _sending.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await _sending.WaitAsync(DrainLimit, _clock).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -122,7 +128,7 @@ public sealed class StreamConnection : TransportConnection
 
         try
         {
-            await _receiving.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await _receiving.WaitAsync(DrainLimit, _clock).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {

@@ -18,7 +18,7 @@ public enum TransportAddressKind
 }
 
 /// <summary>
-/// A parsed libnal-style address string (distcache spec section 2.1):
+/// A parsed libnal-style address string (distcache §2.1):
 /// <c>UNIX:&lt;path&gt;</c>, <c>IP:&lt;port&gt;</c>, <c>IP::&lt;port&gt;</c>, <c>IP:&lt;host&gt;:&lt;port&gt;</c>,
 /// <c>IPv4:…</c> (synonym of <c>IP:</c>), <c>FD:&lt;n&gt;</c>, <c>FD:&lt;rd&gt;:&lt;wr&gt;</c>,
 /// plus the extension <c>IPv6:[addr]:port</c> / <c>IPv6:port</c>.
@@ -26,7 +26,7 @@ public enum TransportAddressKind
 /// </summary>
 public sealed record TransportAddress
 {
-    /// <summary>Shortest and longest accepted address strings (spec 2.1).</summary>
+    /// <summary>Shortest and longest accepted address strings (distcache §2.1).</summary>
     public const int MinLength = 2, MaxLength = 255;
 
     /// <summary>Linux <c>sun_path</c> capacity including the terminating NUL.</summary>

@@ -56,4 +56,10 @@ internal static partial class TransportLog
 
     [LoggerMessage(1016, LogLevel.Information, "Connection #{ConnectionId} from {Remote} closed: {Adapter} adapter failed: {Error}", EventName = "AdapterFailed")]
     public static partial void AdapterFailed(ILogger logger, long connectionId, string adapter, string remote, string error);
+
+    [LoggerMessage(1017, LogLevel.Information, "TLS certificates of {Name} reloaded (certificate {Subject}); established connections keep theirs", EventName = "TlsReloaded")]
+    public static partial void TlsReloaded(ILogger logger, string name, string subject);
+
+    [LoggerMessage(1018, LogLevel.Error, "TLS certificates of {Name} not reloaded, the previous ones stay in use: {Error}", EventName = "TlsReloadFailed")]
+    public static partial void TlsReloadFailed(ILogger logger, string name, string error);
 }

@@ -1,12 +1,11 @@
 using Microsoft.Extensions.Logging;
-using Mono.Unix;
-using Mono.Unix.Native;
+using CacheHost.Posix;
 
 namespace CacheHost.Transport;
 
 /// <summary>
 /// Applies owner, group and mode to a unix listening socket (dc_server's -sockowner/-sockgroup/-sockperms,
-/// distcache spec 2.1). Unknown user or group names are configuration errors and fail the bind; a chown or
+/// distcache §2.1). Unknown user or group names are configuration errors and fail the bind; a chown or
 /// chmod that the kernel refuses is only a warning, as in the reference.
 /// </summary>
 public static class UnixSocketPermissions
@@ -14,37 +13,13 @@ public static class UnixSocketPermissions
     /// <summary>Resolves a user name or numeric uid.</summary>
     public static uint ResolveUser(string user)
     {
-        if (uint.TryParse(user, out var uid))
-        {
-            return uid;
-        }
-
-        try
-        {
-            return (uint)new UnixUserInfo(user).UserId;
-        }
-        catch (ArgumentException)
-        {
-            throw new InvalidOperationException($"unknown user '{user}'");
-        }
+        return PosixFiles.UserId(user) ?? throw new InvalidOperationException($"unknown user '{user}'");
     }
 
     /// <summary>Resolves a group name or numeric gid.</summary>
     public static uint ResolveGroup(string group)
     {
-        if (uint.TryParse(group, out var gid))
-        {
-            return gid;
-        }
-
-        try
-        {
-            return (uint)new UnixGroupInfo(group).GroupId;
-        }
-        catch (ArgumentException)
-        {
-            throw new InvalidOperationException($"unknown group '{group}'");
-        }
+        return PosixFiles.GroupId(group) ?? throw new InvalidOperationException($"unknown group '{group}'");
     }
 
     /// <summary>Parses octal permission bits such as "660".</summary>
@@ -67,9 +42,9 @@ public static class UnixSocketPermissions
             // -1 (all bits set) leaves that id unchanged, as chown(2) specifies.
             var uid = owner is null ? uint.MaxValue : ResolveUser(owner);
             var gid = group is null ? uint.MaxValue : ResolveGroup(group);
-            if (Syscall.chown(path, uid, gid) != 0)
+            if (PosixFiles.Chown(path, uid, gid) is var errno and not 0)
             {
-                TransportLog.SocketPermissionFailed(logger, path, "chown", Stdlib.GetLastError().ToString());
+                TransportLog.SocketPermissionFailed(logger, path, "chown", Libc.ErrnoName(errno));
             }
         }
 

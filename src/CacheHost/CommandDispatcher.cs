@@ -13,13 +13,16 @@ namespace CacheHost;
 /// </summary>
 internal static class CommandDispatcher
 {
-    public static int Run(string[] args)
+    /// <param name="args">The command line.</param>
+    /// <param name="roles">The roles <c>CacheHost:Roles</c> may name; default the shipped <see cref="RoleCatalog.Roles"/>.
+    /// A test executable passes the shipped roles plus its fixture role (tests/CacheHost.ProbeHost).</param>
+    public static int Run(string[] args, IReadOnlyDictionary<string, Action<IHostApplicationBuilder>>? roles = null)
     {
         var invokedAs = InvocationName.Get();
         var (command, rest) = DropInCommands.Resolve(invokedAs, args);
         if (command is null)
         {
-            return RunHost(rest, overrides: null, childArguments: args);
+            return RunHost(rest, overrides: null, childArguments: args, roles);
         }
 
         return DropInCommands.Run(command, rest, asSubcommand: !DropInCommands.IsProgramName(invokedAs));
@@ -34,8 +37,11 @@ internal static class CommandDispatcher
     /// <param name="args">Host arguments (--Key=Value).</param>
     /// <param name="overrides">Configuration from a drop-in command line; when set, appsettings.json is not read.</param>
     /// <param name="childArguments">The arguments that start this same configuration again (for -daemon).</param>
-    public static int RunHost(string[] args, IReadOnlyDictionary<string, string?>? overrides, IReadOnlyList<string> childArguments)
+    /// <param name="roles">The roles <c>CacheHost:Roles</c> may name; default <see cref="RoleCatalog.Roles"/>.</param>
+    public static int RunHost(string[] args, IReadOnlyDictionary<string, string?>? overrides, IReadOnlyList<string> childArguments,
+        IReadOnlyDictionary<string, Action<IHostApplicationBuilder>>? roles = null)
     {
+        roles ??= RoleCatalog.Roles;
         ProcessControl.BeginDaemonChild();
         if (overrides is not null && !ControlSocketRequested(args))
         {
@@ -47,7 +53,7 @@ internal static class CommandDispatcher
         IHost host;
         try
         {
-            host = HostFactory.Build(args, overrides, useAppSettings: overrides is null);
+            host = HostFactory.Build(args, overrides, useAppSettings: overrides is null, roles);
         }
         catch (Exception ex) when (ex is ConfigurationException or InvalidOperationException or FormatException or ArgumentException)
         {
@@ -62,10 +68,10 @@ internal static class CommandDispatcher
         {
             // Options are validated here, before the host starts, so that an invalid key is one line and not
             // the host's "Hosting failed to start" with a stack trace (README: one line, exit 1).
-            ConfigurationKeyCheck.Warn(host.Services.GetRequiredService<Microsoft.Extensions.Configuration.IConfiguration>(), logger);
+            ConfigurationKeyCheck.Warn(host.Services.GetRequiredService<Microsoft.Extensions.Configuration.IConfiguration>(), logger, roles.Keys);
             host.Services.GetService<IStartupValidator>()?.Validate();
             var process = host.Services.GetRequiredService<IOptions<ProcessOptions>>().Value;
-            if (process.Daemon && Environment.GetEnvironmentVariable(ProcessControl.DaemonChildVariable) != "1")
+            if (process.Daemon && !ProcessControl.IsDaemonChild)
             {
                 host.Dispose();
                 return ProcessControl.StartDaemonChild(childArguments, CacheHost.Systemd.Notify.DaemonHandoff.ChildEnvironment(), CacheHost.Systemd.Notify.DaemonHandoff.AnnounceMainPid);

@@ -15,7 +15,7 @@ namespace CacheHost;
 internal static partial class ConfigurationKeyCheck
 {
     private static readonly string[] TopLevel = ["CacheHost", "Serilog", "environment", "applicationName", "contentRoot"];
-    private static readonly string[] CacheHostKeys = ["Roles", "Process", "Control", "Transport", .. RoleCatalog.Roles.Keys];
+    private static readonly string[] CacheHostSettingKeys = ["Roles", "Process", "Control", "Transport", "Metrics"];
     private static readonly string[] TransportKeys = ["Engine", "EngineThreads", "InlineCompletions"];
 
     // The Serilog sections this program reads (no Serilog.Settings.Configuration: NativeAOT, docs/systemd.md).
@@ -23,9 +23,10 @@ internal static partial class ConfigurationKeyCheck
     private static readonly string[] MinimumLevelKeys = ["Default", "Override"];
 
     /// <summary>One warning per unknown key, with the closest known name when there is one.</summary>
-    public static void Warn(IConfiguration configuration, ILogger logger)
+    /// <param name="roleNames">The roles this program can run (their sections are known keys); default <see cref="RoleCatalog.Roles"/>.</param>
+    public static void Warn(IConfiguration configuration, ILogger logger, IEnumerable<string>? roleNames = null)
     {
-        foreach (var (key, suggestion) in UnknownKeys(configuration))
+        foreach (var (key, suggestion) in UnknownKeys(configuration, roleNames))
         {
             if (suggestion is null)
             {
@@ -39,8 +40,9 @@ internal static partial class ConfigurationKeyCheck
     }
 
     /// <summary>The unknown keys (full path) and a suggestion for each.</summary>
-    public static IEnumerable<(string Key, string? Suggestion)> UnknownKeys(IConfiguration configuration)
+    public static IEnumerable<(string Key, string? Suggestion)> UnknownKeys(IConfiguration configuration, IEnumerable<string>? roleNames = null)
     {
+        string[] cacheHostKeys = [.. CacheHostSettingKeys, .. roleNames ?? RoleCatalog.Roles.Keys];
         if (configuration is not IConfigurationRoot root)
         {
             yield break;
@@ -57,7 +59,7 @@ internal static partial class ConfigurationKeyCheck
 
             var checks = new List<(string? Parent, string[] Known)>
             {
-                ("CacheHost", CacheHostKeys),
+                ("CacheHost", cacheHostKeys),
                 ("CacheHost:Transport", TransportKeys),
                 ("Serilog", SerilogKeys),
                 ("Serilog:MinimumLevel", MinimumLevelKeys),

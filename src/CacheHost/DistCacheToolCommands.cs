@@ -3,16 +3,17 @@ using System.Globalization;
 namespace CacheHost;
 
 /// <summary>
-/// The dc_client and dc_snoop command lines (spec 10.1 and 12), turned into configuration overrides of the same
+/// The dc_client and dc_snoop command lines (distcache §10.1 and §12), turned into configuration overrides of the same
 /// host that <c>cachehost run</c> starts. Messages and exit codes follow the reference (dc_client prints
-/// single-dash flag names in its errors, spec 9.1).
+/// single-dash flag names in its errors, distcache §9.1).
 /// </summary>
 internal static class DistCacheToolCommands
 {
     private const string ClientUsage = """
         Usage: cachehost client -server <addr> [options]   (dc_client)
           -listen <addr>     local address applications connect to (default UNIX:/tmp/scache)
-          -server <addr>     the cache server (alias -connect); required
+          -server <addr>     the cache server (alias -connect); required. Given again: further servers
+                             in order of preference (failover; see FailbackAfter below)
           -retry <ms>        minimum time between reconnect attempts, 1..3600000 (default 5000)
           -idle <ms>         close local connections idle this long, 0..3600000 (default 0 = never)
           -sockowner <user>  owner of a UNIX listening socket
@@ -22,12 +23,56 @@ internal static class DistCacheToolCommands
           -pidfile <path>    write the process id to this file
           -user <user>       drop privileges to this user after binding
           -killable          exit cleanly on SIGUSR1/SIGUSR2
-        Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server)
+          -tls-cert <file>   TLS to -server: client certificate (PEM) for mutual TLS
+          -tls-key <file>    its private key (PEM)
+          -tls-ca <file>     CA bundle (PEM) the server's certificate must chain to
+          -tls-verify        insist on -tls-ca (over TLS the server is always verified)
+        Further settings: --CacheHost:ClientProxy:<Key>=<value> (e.g. ServerPipelineDepth=1 for a C dc_server,
+                          FailbackAfter=00:00:30 to return to the first server once it answers again)
         """;
 
     private const string SnoopUsage = """
         Usage: cachehost snoop -listen <addr> -server <addr>   (dc_snoop; -connect is an alias of -server)
+          -tls-cert <file> -tls-key <file> -tls-ca <file> -tls-verify   TLS to -server, as cachehost client
+          TLS on -listen: --CacheHost:Snoop:Tls:Certificate=<file> --CacheHost:Snoop:Tls:Key=<file> ...
         """;
+
+    /// <summary>
+    /// The -tls-* flags of the side that connects (client, snoop), as keys under <paramref name="section"/>; true
+    /// when <paramref name="arg"/> was one (a missing argument is reported and <paramref name="failed"/> set).
+    /// </summary>
+    private static bool TlsFlag(string arg, string[] args, ref int i, Dictionary<string, string?> overrides, string section, out bool failed)
+    {
+        failed = false;
+        var key = arg switch
+        {
+            "-tls-cert" => "Certificate",
+            "-tls-key" => "Key",
+            "-tls-ca" => "CertificateAuthority",
+            "-tls-verify" => "RequireClientCertificate",
+            _ => null,
+        };
+        if (key is null)
+        {
+            return false;
+        }
+
+        if (arg == "-tls-verify")
+        {
+            overrides[section + key] = "true";
+        }
+        else if (i + 1 < args.Length)
+        {
+            overrides[section + key] = args[++i];
+        }
+        else
+        {
+            Console.Error.WriteLine($"Error, {arg} requires an argument");
+            failed = true;
+        }
+
+        return true;
+    }
 
     /// <summary><c>cachehost test …</c> / <c>dc_test …</c>.</summary>
     public static int Test(string[] args) =>
@@ -44,13 +89,23 @@ internal static class DistCacheToolCommands
             ["CacheHost:Roles:0"] = "ClientProxy",
         };
         var hostArgs = new List<string>();
-        string? server = null;
+        var servers = new List<string>();
         for (var i = 0; i < args.Length; i++)
         {
             var arg = args[i];
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 hostArgs.Add(arg); // --Key=Value passes through to configuration
+                continue;
+            }
+
+            if (TlsFlag(arg, args, ref i, overrides, Section + "ServerTls:", out var tlsFailed))
+            {
+                if (tlsFailed)
+                {
+                    return 1;
+                }
+
                 continue;
             }
 
@@ -81,14 +136,10 @@ internal static class DistCacheToolCommands
                         return 1;
                     }
 
-                    if (server is not null)
-                    {
-                        Console.Error.WriteLine("Error, too many servers");
-                        return 1;
-                    }
-
-                    server = s;
-                    overrides[Section + "Server"] = s;
+                    // dc_client refuses a second -server ("Error, too many servers", distcache §10.1); here the
+                    // second and later ones are the failover list (issue 17).
+                    overrides[servers.Count == 0 ? Section + "Server" : $"{Section}Servers:{servers.Count - 1}"] = s;
+                    servers.Add(s);
                     break;
                 case "-retry" or "-idle":
                     if (Next() is not { } text)
@@ -96,7 +147,7 @@ internal static class DistCacheToolCommands
                         return 1;
                     }
 
-                    // Strict decimal (unlike the atoi of the other tools), spec 10.1.
+                    // Strict decimal (unlike the atoi of the other tools), distcache §10.1.
                     var min = arg == "-retry" ? 1 : 0;
                     if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) || ms < min || ms > 3_600_000)
                     {
@@ -138,7 +189,7 @@ internal static class DistCacheToolCommands
             }
         }
 
-        if (server is null)
+        if (servers.Count == 0)
         {
             Console.Error.WriteLine("Error, no server specified!");
             return 1;
@@ -150,11 +201,14 @@ internal static class DistCacheToolCommands
             return 1;
         }
 
-        if (!CacheHost.Transport.TransportAddress.TryParse(server, out var serverAddress, out _)
-            || (serverAddress.Kind is CacheHost.Transport.TransportAddressKind.Tcp4 or CacheHost.Transport.TransportAddressKind.Tcp6 && serverAddress.Host is null))
+        foreach (var server in servers)
         {
-            Console.Error.WriteLine("Error, internal initialisation problems");
-            return 1;
+            if (!CacheHost.Transport.TransportAddress.TryParse(server, out var serverAddress, out _)
+                || (serverAddress.Kind is CacheHost.Transport.TransportAddressKind.Tcp4 or CacheHost.Transport.TransportAddressKind.Tcp6 && serverAddress.Host is null))
+            {
+                Console.Error.WriteLine("Error, internal initialisation problems");
+                return 1;
+            }
         }
 
         return CommandDispatcher.RunHost([.. hostArgs], overrides, ["client", .. args]);
@@ -168,7 +222,7 @@ internal static class DistCacheToolCommands
         {
             ["CacheHost:Roles"] = null,
             ["CacheHost:Roles:0"] = "Snoop",
-            // dc_snoop prints bare lines on stderr (spec 12).
+            // dc_snoop prints bare lines on stderr (distcache §12).
             ["CacheHost:Snoop:FrameOutput"] = "Stderr",
         };
         var hostArgs = new List<string>();
@@ -180,6 +234,16 @@ internal static class DistCacheToolCommands
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 hostArgs.Add(arg);
+                continue;
+            }
+
+            if (TlsFlag(arg, args, ref i, overrides, Section + "ServerTls:", out var tlsFailed))
+            {
+                if (tlsFailed)
+                {
+                    return 1;
+                }
+
                 continue;
             }
 

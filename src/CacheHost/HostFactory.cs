@@ -2,6 +2,7 @@ using CacheHost.Core;
 using CacheHost.Transport;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using CacheHost.Systemd;
@@ -14,9 +15,12 @@ internal static class HostFactory
     /// <summary>
     /// Builds the host. <paramref name="overrides"/> (from drop-in command lines such as
     /// <c>cachehost server -listen …</c>) take precedence over appsettings, environment and --Key=Value.
+    /// <paramref name="catalog"/>: the roles <c>CacheHost:Roles</c> may name, default the shipped <see cref="RoleCatalog.Roles"/>.
     /// </summary>
-    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, bool useAppSettings = true)
+    public static IHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, bool useAppSettings = true,
+        IReadOnlyDictionary<string, Action<IHostApplicationBuilder>>? catalog = null)
     {
+        catalog ??= RoleCatalog.Roles;
         // Content root is the executable's folder, not the working directory: a unit started from / would
         // otherwise look for /appsettings.json and watch the whole file system for changes. Defaults are
         // disabled so that each configuration source below is deliberate.
@@ -53,6 +57,9 @@ internal static class HostFactory
         builder.Configuration.AddSingleValueLists(RoleCatalog.AddressListKeys);
 
         builder.Services.AddSingleton<RoleFailures>();
+        // The one clock (issue 16): every timeout, retry, idle limit, drain, tick and watchdog beat of every role
+        // reads this TimeProvider; tests substitute a FakeTimeProvider here.
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddValidatedOptions<ProcessOptions>(ProcessOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys));
         // Logging (journald-aware), sd_notify lifetime, watchdog, reload, socket activation (the
         // IListenerFactory), control socket.
@@ -69,18 +76,21 @@ internal static class HostFactory
         var roles = RoleOptionsExtensions.ReadRoles(builder.Configuration);
         if (roles.Count == 0)
         {
-            throw new ConfigurationException("CacheHost:Roles: no role is enabled; list at least one of " + string.Join(", ", RoleCatalog.Roles.Keys));
+            throw new ConfigurationException("CacheHost:Roles: no role is enabled; list at least one of " + string.Join(", ", catalog.Keys));
         }
 
         foreach (var role in roles)
         {
-            if (!RoleCatalog.Roles.TryGetValue(role, out var add))
+            if (!catalog.TryGetValue(role, out var add))
             {
-                throw new ConfigurationException($"CacheHost:Roles: unknown role '{role}'; known roles are {string.Join(", ", RoleCatalog.Roles.Keys)}");
+                throw new ConfigurationException($"CacheHost:Roles: unknown role '{role}'; known roles are {string.Join(", ", catalog.Keys)}");
             }
 
             add(builder);
         }
+
+        // Meters and their export (CacheHost:Metrics, off by default): after the roles, which register their meters.
+        builder.AddMetrics();
 
         // After the roles: -pidfile and -user run once every listener is bound, before READY.
         builder.Services.AddProcessControl();

@@ -1,5 +1,4 @@
 using CacheHost.Roles.CacheServer;
-using CacheHost.Roles.Probe;
 using Microsoft.Extensions.Hosting;
 
 namespace CacheHost;
@@ -9,6 +8,8 @@ namespace CacheHost;
 /// that knows every role; roles never reference each other.
 /// How to add a role: give its project an <c>Add{Role}Role(this IHostApplicationBuilder)</c> extension that
 /// binds its options section with ValidateOnStart and registers its hosted service, then add one line here.
+/// Only shipped roles belong here: a test fixture role (tests/CacheHost.Roles.Probe) is added by its own test
+/// executable through <see cref="CommandDispatcher.Run(string[], IReadOnlyDictionary{string, Action{IHostApplicationBuilder}}?)"/>.
 /// </summary>
 internal static class RoleCatalog
 {
@@ -16,11 +17,10 @@ internal static class RoleCatalog
         new Dictionary<string, Action<IHostApplicationBuilder>>(StringComparer.OrdinalIgnoreCase)
         {
             [CacheHost.Roles.CacheServer.CacheServerRole.Name] = static b => b.AddCacheServerRole(),
-            ["Probe"] = b => b.AddProbeRole(),
             [CacheHost.Roles.ClientProxy.ClientProxyRole.Name] = static b => CacheHost.Roles.ClientProxy.ClientProxyRole.AddClientProxyRole(b),
             [CacheHost.Roles.Snoop.SnoopRole.Name] = static b => CacheHost.Roles.Snoop.SnoopRole.AddSnoopRole(b),
-            ["Clacks"] = b => CacheHost.Roles.Clacks.ClacksRoleExtensions.AddClacksRole(b),
-            ["ProcessSupervisor"] = b => CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.AddProcessSupervisorRole(b),
+            [CacheHost.Roles.Clacks.ClacksRole.Name] = static b => CacheHost.Roles.Clacks.ClacksRole.AddClacksRole(b),
+            [CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.Name] = static b => CacheHost.Roles.ProcessSupervisor.ProcessSupervisorRole.AddProcessSupervisorRole(b),
         };
 
     /// <summary>
@@ -30,7 +30,7 @@ internal static class RoleCatalog
     public static readonly IReadOnlyCollection<string> AddressListKeys =
     [
         CacheHost.Roles.CacheServer.CacheServerOptions.SectionName + ":Listen",
-        CacheHost.Roles.Clacks.ClacksRoleExtensions.SectionName + ":Ips",
-        CacheHost.Roles.Clacks.ClacksRoleExtensions.SectionName + ":Sockets",
+        CacheHost.Roles.Clacks.ClacksOptions.SectionName + ":Ips",
+        CacheHost.Roles.Clacks.ClacksOptions.SectionName + ":Sockets",
     ];
 }

@@ -7,7 +7,7 @@ namespace CacheHost.CacheServer.Tests;
 
 /// <summary>
 /// Issue 21 item 11: the original libdistcache mis-reads GET replies of 4069..4072-byte sessions that arrive in one
-/// piece (spec 13.1: 4096-byte buffer, off-by-4 check). We have no library binary, so <see cref="CPeerBuffer"/>
+/// piece (distcache §13.1: 4096-byte buffer, off-by-4 check). We have no library binary, so <see cref="CPeerBuffer"/>
 /// models its reading; like a persistent dc_test it reads as soon as bytes arrive. The server sends the final
 /// frame of such replies in a write of its own, 2 ms after the others, as the original server's send buffer does.
 /// Against the old server (one write per reply) the first 4069-byte reply is mis-read every time.

@@ -7,7 +7,7 @@ namespace CacheHost.CacheServer.Tests;
 
 /// <summary>
 /// Hostile and broken peers over real sockets: each gets its connection closed, nothing crashes, and a
-/// well-behaved client on the same server keeps working (fix of spec 13.2).
+/// well-behaved client on the same server keeps working (fix of distcache §13.2).
 /// </summary>
 public sealed class HostilePeerTests
 {
@@ -99,7 +99,7 @@ public sealed class HostilePeerTests
     [Fact]
     public async Task PipelinedRequestsBehindLargeRepliesAreAllAnswered()
     {
-        // Spec 13.4: the reference drops the connection here; every reply must arrive, in order.
+        // distcache §13.4: the reference drops the connection here; every reply must arrive, in order.
         await using var server = await InProcessCacheServer.StartAsync();
         using var client = server.Connect();
         var data = Enumerable.Range(0, 20000).Select(i => (byte)i).ToArray();

@@ -5,7 +5,7 @@ using Xunit;
 
 namespace CacheHost.CacheServer.Tests;
 
-/// <summary>Expiry and eviction against the rules of spec 6.2 and 6.3.</summary>
+/// <summary>Expiry and eviction against the rules of distcache §6.2 and §6.3.</summary>
 public sealed class SessionStoreTests
 {
     private static byte[] Id(string s) => Encoding.ASCII.GetBytes(s);

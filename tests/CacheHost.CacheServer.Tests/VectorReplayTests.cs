@@ -22,7 +22,7 @@ public sealed class VectorReplayTests
 
 /// <summary>
 /// The same cases with every request written in random small pieces: a correct server must not depend on
-/// segmentation (the reference does, see known-defects.md; the fix of spec 13.1).
+/// segmentation (the reference does, see known-defects.md; the fix of distcache §13.1).
 /// </summary>
 public sealed class SegmentedVectorReplayTests
 {

@@ -216,7 +216,7 @@ public sealed class CodecTests
     [Fact]
     public void Persistence_reads_the_reference_format_and_rejects_torn_files()
     {
-        // The layout YAML::Syck writes (spec 13.1), including raw UTF-8 and plain/single/double-quoted scalars.
+        // The layout YAML::Syck writes (clacks §13.1), including raw UTF-8 and plain/single/double-quoted scalars.
         var text = "\0CLACKSV3--- \nb64: \n  accesstime: '1795313291.7688'\n  cachetime: '1795313291.7688'\n  data: PAGECAMELCLACKSB64:bGluZTEKbGluZTI=\n  deleted: 0\n" +
             "colon: \n  accesstime: '1795313291.76876'\n  cachetime: '1795313291.76876'\n  data: \"a: b # c\"\n  deleted: 0\n" +
             "num: \n  accesstime: 1795313291\n  cachetime: 1795313291\n  data: 42\n  deleted: 0\n" +

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace CacheHost.Clacks.Tests;
 
-/// <summary>XML configuration (spec 14) and the upstream protocol walk-through.</summary>
+/// <summary>XML configuration (clacks §14) and the upstream protocol walk-through.</summary>
 public sealed class ConfigAndWalkthroughTests
 {
     [Fact]

@@ -2,7 +2,7 @@ using Xunit;
 
 namespace CacheHost.Clacks.Tests;
 
-/// <summary>Native equivalents of the upstream interclacks scenarios (spec 12) plus trees and permissions.</summary>
+/// <summary>Native equivalents of the upstream interclacks scenarios (clacks §12) plus trees and permissions.</summary>
 public sealed class InterclacksTests
 {
     private static Task<TestServer> StartSlave(TempDir dir, string name, string master, Dictionary<string, string?>? extra = null)

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace CacheHost.Clacks.Tests;
@@ -47,12 +48,40 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Housekeeping_drops_old_tombstones_and_stale_entries_and_tells_monitors()
     {
+        // Ages and the clean interval are on the role's clock (one clock, issue 16): a minute and ten minutes that
+        // pass only while the test advances the clock (10 s per step), so no real time limit is involved.
         using var dir = new TempDir();
-        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new() { ["DeletedCacheTime"] = "0.5", ["StaleCacheTime"] = "1.5", ["CacheCleanInterval"] = "0.2" });
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var server = await TestServer.StartAsync(dir.File("s.sock"), new()
+        {
+            ["DeletedCacheTime"] = "60", ["StaleCacheTime"] = "600", ["CacheCleanInterval"] = "30",
+            ["PingTimeout"] = "100000", // the raw client answers no PING
+        }, clock);
         await using var mon = await RawClient.LoginAsync(server.Socket, "mon");
         await mon.SendAsync("MONITOR\r\nSTORE stale=1\r\nSTORE gone=1\r\nREMOVE gone\r\n");
-        await mon.WaitForAsync(l => l == "DEBUG SERVERCACHE=CLEANDELETED=gone");
-        await mon.WaitForAsync(l => l == "DEBUG SERVERCACHE=CLEANSTALE=stale");
+        await mon.FlushAsync();
+        using var stop = new CancellationTokenSource();
+        var ticking = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                clock.Advance(TimeSpan.FromSeconds(10));
+                await Task.Delay(5);
+            }
+        });
+        try
+        {
+            await mon.WaitForAsync(l => l == "DEBUG SERVERCACHE=CLEANDELETED=gone", TimeSpan.FromSeconds(30));
+            Assert.True((clock.GetUtcNow() - clock.Start).TotalSeconds >= 60);
+            await mon.WaitForAsync(l => l == "DEBUG SERVERCACHE=CLEANSTALE=stale", TimeSpan.FromSeconds(30));
+            Assert.True((clock.GetUtcNow() - clock.Start).TotalSeconds >= 600);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await ticking;
+        }
+
         await mon.SendAsync("KEYLIST\r\n");
         Assert.Equal(["KEYLISTSTART", "KEYLISTEND"], (await mon.FlushAsync()).Where(l => !l.StartsWith("DEBUG", StringComparison.Ordinal)));
     }
@@ -88,7 +117,7 @@ public sealed class LifecycleTests
     }
 }
 
-/// <summary>Clock skew compensation through OVERHEAD T (spec 12.4 step 2).</summary>
+/// <summary>Clock skew compensation through OVERHEAD T (clacks §12.4 step 2).</summary>
 public sealed class ClockSkewTests
 {
     [Fact]

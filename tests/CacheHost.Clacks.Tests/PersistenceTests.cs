@@ -4,7 +4,7 @@ using Xunit;
 
 namespace CacheHost.Clacks.Tests;
 
-/// <summary>Persistence file (spec 13) through the real program and the in-process role.</summary>
+/// <summary>Persistence file (clacks §13) through the real program and the in-process role.</summary>
 public sealed class PersistenceTests
 {
     private static string Config(TempDir dir, string extra = "") =>

@@ -103,6 +103,7 @@ public sealed class RegistryAndPermissionTests
         Assert.True(f.Registry.Listen(b, "y"));
         Assert.Equal(2, f.Registry.ListenerCount("x"));
         Assert.Equal(2, f.Registry.IndexedNames);
+        Assert.Equal(3, f.Statistics.Subscriptions); // the meter's figure (issue 18): a repeated LISTEN is not counted
 
         Assert.True(f.Registry.Unlisten(a, "x"));
         Assert.False(f.Registry.Unlisten(a, "x"));
@@ -112,6 +113,7 @@ public sealed class RegistryAndPermissionTests
         Assert.True(f.Registry.Remove(b));
         Assert.Equal(0, f.Registry.IndexedNames); // b's names leave the index with it
         Assert.Equal(0, f.Registry.ListenerCount("y"));
+        Assert.Equal(0, f.Statistics.Subscriptions);
         Assert.False(f.Registry.Remove(b)); // already gone
         Assert.Equal(1, f.Registry.Count);
     }

@@ -2,7 +2,7 @@ using Xunit;
 
 namespace CacheHost.Clacks.Tests;
 
-/// <summary>The byte-exact sessions of spec section 16, replayed over a real unix socket.</summary>
+/// <summary>The byte-exact sessions of clacks §16, replayed over a real unix socket.</summary>
 public sealed class SessionTests
 {
     [Fact]

@@ -25,7 +25,8 @@ internal sealed class TestServer : IAsyncDisposable
     /// <summary>The TLS port when Ips were configured with port 0.</summary>
     public int TlsPort => int.Parse(Service.ListenerAddresses.First(a => a.StartsWith("IP", StringComparison.Ordinal)).Split(':').Last());
 
-    public static async Task<TestServer> StartAsync(string socket, Dictionary<string, string?>? settings = null)
+    /// <summary>Starts the role; <paramref name="clock"/> replaces the host's TimeProvider (all of the role's timers).</summary>
+    public static async Task<TestServer> StartAsync(string socket, Dictionary<string, string?>? settings = null, TimeProvider? clock = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         var config = new Dictionary<string, string?>
@@ -53,6 +54,11 @@ internal sealed class TestServer : IAsyncDisposable
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddSingleton<RoleFailures>();
         builder.Services.AddSingleton<IListenerFactory, DefaultListenerFactory>();
+        if (clock is not null)
+        {
+            builder.Services.AddSingleton(clock);
+        }
+
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.AddClacksRole();
         var host = builder.Build();

@@ -5,7 +5,7 @@ using Xunit;
 
 namespace CacheHost.Clacks.Tests;
 
-/// <summary>TLS on TCP (spec 2.1, Q10) and bad input handling.</summary>
+/// <summary>TLS on TCP (clacks §2.1, Q10) and bad input handling.</summary>
 public sealed class TlsAndBadInputTests
 {
     /// <summary>Creates a CA and a server certificate it signs; writes server cert/key as PEM.</summary>

@@ -8,7 +8,7 @@ namespace CacheHost.ClientProxy.Tests;
 public sealed class AllocationCollection;
 
 /// <summary>
-/// The persistent path allocates nothing per operation beyond returned data (spec 8 requirement of the issue).
+/// The persistent path allocates nothing per operation beyond returned data (distcache §8 requirement of the issue).
 /// Measured process-wide (the in-process server allocates nothing per HAVE either), alone in its collection.
 /// </summary>
 [Collection(nameof(AllocationCollection))]

@@ -1,11 +1,12 @@
 using CacheHost.Client;
 using CacheHost.Protocols.DistCache;
 using CacheHost.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace CacheHost.ClientProxy.Tests;
 
-/// <summary>The DC_CTX equivalent against a real CacheServer and against a scripted server (spec 8 result rules, connection modes).</summary>
+/// <summary>The DC_CTX equivalent against a real CacheServer and against a scripted server (distcache §8 result rules, connection modes).</summary>
 public sealed class ClientLibraryTests
 {
     private static readonly byte[] Id = "client-lib-session-1"u8.ToArray();
@@ -53,7 +54,7 @@ public sealed class ClientLibraryTests
         await using var client = await DistCacheClient.CreateAsync(server.Address, DistCacheClientFlags.Persistent);
         Assert.True(await client.AddAsync(Id, new byte[] { 1, 2, 3, 4 }, 60_000));
         var result = await client.GetAsync(Id, new byte[100]);
-        Assert.False(result.Success); // spec 8 / 13.5: < 5 bytes is a miss for the C library
+        Assert.False(result.Success); // distcache §8 / 13.5: < 5 bytes is a miss for the C library
         Assert.Equal(DistCacheHaveResult.Yes, await client.HaveAsync(Id));
     }
 
@@ -182,5 +183,32 @@ public sealed class ClientLibraryTests
             Assert.Equal(DistCacheOperation.Add, op);
             Assert.Equal(new byte[] { 0 }, connection.Payload.ToArray());
         }
+    }
+
+    [Fact]
+    public async Task TheOperationTimeoutRunsOnTheInjectedClock()
+    {
+        // 30 s (OperationTimeout's default) that pass only when the test advances the context's clock; before, a
+        // silent server could only be timed in real time.
+        var clock = new FakeTimeProvider();
+        using var server = new FakeDistCacheServer((op, _) => [0]) { Unanswered = op => op == DistCacheOperation.Have };
+        await using var client = await DistCacheClient.CreateAsync(server.Address, DistCacheClientFlags.Persistent, transport: null, clock);
+        var have = client.TransactAsync(DistCacheOperation.Have, Id).AsTask();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (server.Uids.Count == 0)
+        {
+            if (have.IsCompleted)
+            {
+                Assert.Fail($"the HAVE ended before reaching the server: {await have}");
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the HAVE did not reach the server");
+            await Task.Delay(10);
+        }
+
+        clock.Advance(TimeSpan.FromSeconds(29));
+        Assert.False(have.IsCompleted);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(DistCacheTransactionStatus.TimedOut, await have.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 }

@@ -8,7 +8,7 @@ namespace CacheHost.ClientProxy.Tests;
 /// <summary>
 /// A stand-in for the original C dc_server's reading defect (we have no binary): a real unix socket, a correct
 /// session store, but requests are read through <see cref="CPeerBuffer"/> (4096-byte buffer, off-by-4 completeness
-/// check, spec 13.1). A final frame taken too early is executed with its stale bytes and answered ("phantom
+/// check, distcache §13.1). A final frame taken too early is executed with its stale bytes and answered ("phantom
 /// reply"), and again, as a message of its own, once its real bytes have arrived — the original answers it on
 /// every loop, so this is a lower bound. A non-final frame taken too early closes the connection (the original
 /// appends phantom copies until its 32768-byte limit trips). Not modelled: 13.4 (closing when a pipelined request

@@ -96,6 +96,78 @@ public sealed class LoadToolTests
     }
 
     [Fact]
+    public async Task EachProgressLineShowsThatSecondsPercentiles()
+    {
+        await using var server = await InProcessCacheServer.StartAsync();
+        var (exit, output, errors) = Run("-connect", server.Address, "-duration", "2.5", "-persistent");
+        Assert.True(exit == 0, errors + output);
+        var lines = output.Split('\n').Where(l => l.StartsWith('[')).ToList();
+        Assert.NotEmpty(lines);
+        foreach (var line in lines)
+        {
+            Assert.Matches(@"^\[\s*\d+\.\d s\]\s+[\d,]+ ops\s+[\d,]+ ops/s\s+p50\s+\d+ us\s+p99\s+\d+ us\s*$", line);
+        }
+    }
+
+    [Fact]
+    public async Task WarmupIsLeftOutOfTheReportAndMarkedInTheProgress()
+    {
+        await using var server = await InProcessCacheServer.StartAsync();
+        var (exit, output, errors) = Run("-connect", server.Address, "-warmup", "1", "-duration", "1", "-persistent", "-json");
+        Assert.True(exit == 0, errors + output);
+        using var json = JsonDocument.Parse(output.Trim());
+        var measured = json.RootElement.GetProperty("ops").GetInt64();
+        Assert.Equal(1, json.RootElement.GetProperty("warmupSeconds").GetDouble());
+        Assert.True(measured > 0, output);
+        // The server answered the warm-up's requests too; the report counts only those after it.
+        Assert.True(server.Service.Statistics.TotalOperations > measured, $"{server.Service.Statistics.TotalOperations} vs {measured}");
+        Assert.True(json.RootElement.GetProperty("seconds").GetDouble() < 30);
+
+        // The first progress line (at 1 s) falls in a 3 s warm-up.
+        (exit, output, errors) = Run("-connect", server.Address, "-warmup", "3", "-duration", "0.5", "-persistent");
+        Assert.True(exit == 0, errors + output);
+        Assert.EndsWith("(warm-up)", output.Split('\n').First(l => l.StartsWith('[')).TrimEnd());
+        Assert.Contains("warm-up 3 s excluded", output);
+    }
+
+    [Fact]
+    public async Task FixedRateCountsAStallFromEachRequestsScheduledStart()
+    {
+        // The server stalls 600 ms once. At 200 requests/s about 120 requests were due meanwhile: measured from
+        // their scheduled starts they wait up to 600 ms, so the 90th percentile is hundreds of ms. Timed from the
+        // moment each was actually sent (coordinated omission), only one request would show the stall.
+        var answered = 0;
+        using var server = new FakeDistCacheServer((_, _) =>
+        {
+            if (Interlocked.Increment(ref answered) == 50)
+            {
+                Thread.Sleep(600);
+            }
+
+            return [0x01]; // GET: not found
+        });
+        await Task.Yield();
+        var (exit, output, errors) = Run("-connect", server.Address, "-mix", "get:1", "-rate", "200", "-duration", "2", "-json");
+        Assert.True(exit == 0, errors + output);
+        using var json = JsonDocument.Parse(output.Trim());
+        Assert.Equal(200, json.RootElement.GetProperty("rate").GetInt64());
+        var ops = json.RootElement.GetProperty("ops").GetInt64();
+        Assert.InRange(ops, 1, 401); // never faster than the schedule: 2 s x 200/s (+ the first at 0)
+        Assert.True(json.RootElement.GetProperty("latencyMicroseconds").GetProperty("p90").GetInt64() >= 100_000, output);
+    }
+
+    [Fact]
+    public void WarmupAndRateArgumentErrors()
+    {
+        Assert.Equal((1, "Error, --warmup given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-warmup", "-1")));
+        Assert.Equal((1, "Error, --rate given an invalid argument"), Short(Run("-connect", "UNIX:/x", "-rate", "0")));
+        Assert.Equal((1, "Error, --rate needs -pipeline 1 (each request has its own scheduled start)"), Short(Run("-connect", "UNIX:/x", "-rate", "10", "-pipeline", "4")));
+        Assert.Equal(1, Run("-connect", "UNIX:/x", "-rate", "10", "-mix", "get:1", "-persistent").Exit);
+
+        static (int, string) Short((int Exit, string Out, string Err) r) => (r.Exit, r.Err.Split('\n')[0].TrimEnd());
+    }
+
+    [Fact]
     public void ReferenceMessagesAndExitCodes()
     {
         Assert.Equal((1, "Error, must provide -connect"), Short(Run()));

@@ -1,8 +1,5 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Text;
 using CacheHost.Client;
-using CacheHost.Protocols.DistCache;
 using CacheHost.Testing;
 using Xunit;
 
@@ -27,9 +24,9 @@ public sealed class ProxyFaultTests
         {
             await using var proxy = await RoleHost.StartProxyAsync(serverAddress, new Dictionary<string, string?> { ["CacheHost:ClientProxy:RetryMs"] = RetryMs.ToString(System.Globalization.CultureInfo.InvariantCulture) });
             using var stop = new CancellationTokenSource();
-            var tally = new Tally();
+            var tally = new ProxyLoad.Tally();
             var clock = Stopwatch.StartNew();
-            var workers = Enumerable.Range(0, Clients).Select(n => Task.Run(() => RunClientAsync(n, proxy.Address, tally, clock, stop.Token))).ToArray();
+            var workers = Enumerable.Range(0, Clients).Select(n => Task.Run(() => ProxyLoad.RunClientAsync(n, proxy.Address, tally, clock, stop.Token))).ToArray();
 
             try
             {
@@ -38,7 +35,6 @@ public sealed class ProxyFaultTests
                     // Steady traffic first (up to 10 s: the clients and the proxy's link start while other test classes
                     // start too, on two cores).
                     var steady = clock.Elapsed + TimeSpan.FromSeconds(10);
-                    await Task.Delay(800);
                     while (!tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)) && clock.Elapsed < steady)
                     {
                         await Task.Delay(100);
@@ -47,9 +43,10 @@ public sealed class ProxyFaultTests
                     Assert.True(tally.OkSince(clock.Elapsed - TimeSpan.FromMilliseconds(500)), $"round {round}: no traffic before the kill");
 
                     server.Pause();                 // requests pile up in flight
-                    await Task.Delay(300);
+                    await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.InFlight > 0, TimeSpan.FromSeconds(10), $"round {round}: requests in flight");
+                    var empty = tally.Empty;
                     server.Kill();                  // ... and are answered 0x02 when the link drops
-                    await Task.Delay(700);          // no server: empty replies
+                    await RoleHost.WaitUntilAsync(() => tally.Empty > empty, TimeSpan.FromSeconds(10), $"round {round}: empty replies without a server");
                     server.Dispose();
                     server = ChildProcess.StartServer(serverAddress);
                     var ready = clock.Elapsed;
@@ -64,7 +61,8 @@ public sealed class ProxyFaultTests
                         $"round {round}: traffic resumed at {resumed?.TotalMilliseconds} ms, server ready at {ready.TotalMilliseconds} ms (retry {RetryMs} ms)");
                 }
 
-                await Task.Delay(500);
+                var ok = tally.Ok;
+                await RoleHost.WaitUntilAsync(() => tally.Ok > ok + 50, TimeSpan.FromSeconds(10), "traffic after the last restart");
             }
             finally
             {
@@ -89,87 +87,6 @@ public sealed class ProxyFaultTests
         finally
         {
             server.Dispose();
-        }
-    }
-
-    private static async Task RunClientAsync(int client, string address, Tally tally, Stopwatch clock, CancellationToken stop)
-    {
-        await using var context = await DistCacheClient.CreateAsync(address, DistCacheClientFlags.Persistent);
-        var random = new Random(client);
-        while (!stop.IsCancellationRequested)
-        {
-            var key = random.Next(50);
-            var id = Encoding.ASCII.GetBytes($"fault-client{client}-key{key}");
-            var data = Encoding.ASCII.GetBytes($"data-of-client{client}-key{key}-{new string('x', 40 + key)}");
-            var op = (DistCacheOperation)random.Next(4);
-            var payload = op == DistCacheOperation.Add ? AddPayload(id, data) : id;
-            var status = await context.TransactAsync(op, payload);
-            var response = context.LastResponse.ToArray();
-            tally.Record(client, op, status, response, data, clock.Elapsed);
-        }
-    }
-
-    private static byte[] AddPayload(byte[] id, byte[] data)
-    {
-        var payload = new byte[8 + id.Length + data.Length];
-        AddRequest.Write(payload, 60_000, id, data);
-        return payload;
-    }
-
-    private sealed class Tally
-    {
-        private readonly ConcurrentQueue<TimeSpan> _okTimes = new();
-        private long _ok;
-        private long _disconnected;
-        private long _empty;
-
-        public ConcurrentQueue<string> Violations { get; } = new();
-
-        public long Ok => Interlocked.Read(ref _ok);
-
-        public long Disconnected => Interlocked.Read(ref _disconnected);
-
-        public long Empty => Interlocked.Read(ref _empty);
-
-        public bool OkSince(TimeSpan since) => _okTimes.Any(t => t >= since);
-
-        public TimeSpan? FirstOkAfter(TimeSpan since) => _okTimes.Where(t => t >= since).Select(t => (TimeSpan?)t).Min();
-
-        public void Record(int client, DistCacheOperation op, DistCacheTransactionStatus status, byte[] response, byte[] ownData, TimeSpan at)
-        {
-            switch (status)
-            {
-                case DistCacheTransactionStatus.EmptyResponse:
-                    Interlocked.Increment(ref _empty);
-                    return;
-                case DistCacheTransactionStatus.Ok:
-                    break;
-                default:
-                    // Mismatch = someone else's answer; network/protocol errors must not happen between client and proxy.
-                    Violations.Enqueue($"client {client} {op}: {status}");
-                    return;
-            }
-
-            if (response.Length == 1 && response[0] == 0x02)
-            {
-                Interlocked.Increment(ref _disconnected);
-                return;
-            }
-
-            var fine = op switch
-            {
-                DistCacheOperation.Add => response.Length == 1 && response[0] is 0x00 or 0x65,
-                DistCacheOperation.Get => (response.Length == 1 && response[0] == 0x01) || response.AsSpan().SequenceEqual(ownData),
-                _ => response.Length == 1 && response[0] <= 0x01,
-            };
-            if (!fine)
-            {
-                Violations.Enqueue($"client {client} {op}: foreign or corrupt answer {Hex.Of(response)}");
-                return;
-            }
-
-            Interlocked.Increment(ref _ok);
-            _okTimes.Enqueue(at);
         }
     }
 }

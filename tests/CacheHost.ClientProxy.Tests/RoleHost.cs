@@ -7,6 +7,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 
 namespace CacheHost.ClientProxy.Tests;
 
@@ -31,7 +32,7 @@ internal sealed class RoleHost : IAsyncDisposable
     public SnoopService Snoop => Host.Services.GetRequiredService<SnoopService>();
 
     /// <summary>Starts a ClientProxy towards <paramref name="server"/>; waits for the server link unless told not to.</summary>
-    public static async Task<RoleHost> StartProxyAsync(string server, IDictionary<string, string?>? extra = null, bool waitForLink = true, TimeProvider? clock = null)
+    public static async Task<RoleHost> StartProxyAsync(string server, IDictionary<string, string?>? extra = null, bool waitForLink = true, TimeProvider? clock = null, ILoggerProvider? logs = null)
     {
         var listen = "UNIX:" + TestPaths.Socket("px");
         var settings = new Dictionary<string, string?>
@@ -43,8 +44,8 @@ internal sealed class RoleHost : IAsyncDisposable
             ["CacheHost:ClientProxy:ServerKind"] = "CacheHost",
         };
         Merge(settings, extra);
-        var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var logs, clock).ConfigureAwait(false);
-        var role = new RoleHost(host, listen, logs);
+        var host = await StartAsync(settings, b => b.AddClientProxyRole(), out var captured, clock, logs).ConfigureAwait(false);
+        var role = new RoleHost(host, listen, captured);
         if (waitForLink)
         {
             await WaitUntilAsync(() => role.Proxy.IsServerConnected, TimeSpan.FromSeconds(10), "the proxy's server link").ConfigureAwait(false);
@@ -65,6 +66,25 @@ internal sealed class RoleHost : IAsyncDisposable
         Merge(settings, extra);
         var host = await StartAsync(settings, b => b.AddSnoopRole(), out var captured, clock, logs).ConfigureAwait(false);
         return new RoleHost(host, listen, captured);
+    }
+
+    /// <summary>
+    /// Advances <paramref name="clock"/> by <paramref name="step"/> until <paramref name="condition"/> holds, bounded in
+    /// real time: a wait the role arms on the clock (a retry pause) may not exist yet when the clock first moves.
+    /// </summary>
+    public static async Task AdvanceUntilAsync(FakeTimeProvider clock, TimeSpan step, Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"timed out advancing the clock for {what}");
+            }
+
+            clock.Advance(step);
+            await Task.Delay(10).ConfigureAwait(false);
+        }
     }
 
     public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)

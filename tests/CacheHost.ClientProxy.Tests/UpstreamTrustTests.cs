@@ -10,7 +10,7 @@ namespace CacheHost.ClientProxy.Tests;
 /// <summary>
 /// Issue 21 items 3 and 10 over real sockets. The proxy no longer trusts its server blindly (a reply with another
 /// operation than its request drops the link; an optional per-request timeout), and in front of an original C
-/// dc_server — here <see cref="FakeOriginalServer"/>, a model of its reading defect (spec 13.1), since no original
+/// dc_server — here <see cref="FakeOriginalServer"/>, a model of its reading defect (distcache §13.1), since no original
 /// binary is available — it gives no wrong answers by default.
 /// </summary>
 public sealed class UpstreamTrustTests
@@ -28,10 +28,33 @@ public sealed class UpstreamTrustTests
         var (uid, operation, payload) = ReadReply(client);
         Assert.Equal((77u, DistCacheOperation.Get), (uid, operation));
         Assert.Equal([(byte)DistCacheResult.Disconnected], payload);
-        Assert.Equal(1, proxy.Proxy.Link.MismatchedResponses);
-        await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.Connects >= 2, Wait, "the reconnect");
+        Assert.Equal(1, proxy.Proxy.Stats.MismatchedResponses);
+        await RoleHost.WaitUntilAsync(() => proxy.Proxy.Stats.Connects >= 2, Wait, "the reconnect");
 
         // HAVE answers keep their operation: served normally over the new link.
+        client.Send(Request(78, DistCacheOperation.Have, "session"u8));
+        AssertReply(ReadReply(client), 78, DistCacheOperation.Have, [1]);
+    }
+
+    [Fact]
+    public async Task TheRedialAfterALostLinkWaitsRetryMsOnTheInjectedClock()
+    {
+        // One clock (issue 16): the retry pause is measured on the role's TimeProvider, so a minute passes only when
+        // the test advances it. Before, DateTime.UtcNow and an un-injected Task.Delay timed it.
+        var clock = new FakeTimeProvider();
+        using var server = new FakeDistCacheServer((op, _) => [1]) { ReplyOperation = op => op == DistCacheOperation.Get ? DistCacheOperation.Have : op };
+        await using var proxy = await RoleHost.StartProxyAsync(server.Address, new Dictionary<string, string?> { ["CacheHost:ClientProxy:RetryMs"] = "60000" }, clock: clock);
+        using var client = InProcessCacheServer.ConnectTo(proxy.Address);
+
+        client.Send(Request(77, DistCacheOperation.Get, "session"u8));
+        Assert.Equal([(byte)DistCacheResult.Disconnected], ReadReply(client).Payload); // the link is dropped
+        await RoleHost.WaitUntilAsync(() => !proxy.Proxy.IsServerConnected, Wait, "the link to drop");
+        clock.Advance(TimeSpan.FromSeconds(59));
+        Assert.False(proxy.Proxy.IsServerConnected);
+        Assert.Equal(1, proxy.Proxy.Stats.Connects);
+
+        await RoleHost.AdvanceUntilAsync(clock, TimeSpan.FromSeconds(1), () => proxy.Proxy.Stats.Connects >= 2, Wait, "the redial after RetryMs");
+        await RoleHost.WaitUntilAsync(() => proxy.Proxy.IsServerConnected, Wait, "the redialled link");
         client.Send(Request(78, DistCacheOperation.Have, "session"u8));
         AssertReply(ReadReply(client), 78, DistCacheOperation.Have, [1]);
     }
@@ -51,15 +74,21 @@ public sealed class UpstreamTrustTests
         client.Send(Request(5, DistCacheOperation.Get, "nobody-answers"u8));
         await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.InFlight == 1, Wait, "the GET in flight");
         clock.Advance(TimeSpan.FromSeconds(4));
-        Assert.Equal(0, proxy.Proxy.Link.RequestTimeouts);
+        Assert.Equal(0, proxy.Proxy.Stats.RequestTimeouts);
         Assert.Equal(0, client.Available);
 
         clock.Advance(TimeSpan.FromSeconds(2.5)); // past 5 s plus the check period (a quarter)
         var (uid, _, payload) = ReadReply(client);
         Assert.Equal(5u, uid);
         Assert.Equal([(byte)DistCacheResult.Disconnected], payload);
-        Assert.Equal(1, proxy.Proxy.Link.RequestTimeouts);
-        await RoleHost.WaitUntilAsync(() => proxy.Proxy.Link.Connects >= 2 && proxy.Proxy.IsServerConnected, Wait, "the reconnect");
+        Assert.Equal(1, proxy.Proxy.Stats.RequestTimeouts);
+
+        // The reconnect waits RetryMs on the injected clock.
+        await RoleHost.WaitUntilAsync(() =>
+        {
+            clock.Advance(TimeSpan.FromMilliseconds(50));
+            return proxy.Proxy.Stats.Connects >= 2 && proxy.Proxy.IsServerConnected;
+        }, Wait, "the reconnect");
 
         client.Send(Request(6, DistCacheOperation.Have, "x"u8));
         Assert.Equal([0], ReadReply(client).Payload);

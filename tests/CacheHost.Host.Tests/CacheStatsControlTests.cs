@@ -70,9 +70,16 @@ public sealed class CacheStatsControlTests
             Add(client, 2, 600_000, "long"u8, "y"u8);
         }
 
-        Thread.Sleep(1000);
-        var stats = StatsOf(ControlExchange(control, "cache.stats", "echo\tdone"));
-        Assert.Equal(1, stats["sessions"]);
+        // The real program's clock expires the short session 300 ms after its ADD: ask until cache.stats sees it
+        // gone (each call purges what has expired), instead of sleeping a fixed second.
+        var deadline = DateTime.UtcNow + Start;
+        Dictionary<string, long> stats;
+        while ((stats = StatsOf(ControlExchange(control, "cache.stats", "echo\tdone")))["sessions"] != 1)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the short session has not expired: {stats["sessions"]} sessions");
+            Thread.Sleep(50);
+        }
+
         Assert.Equal(1, stats["expirations"]);
         Assert.Equal(1, stats["bytes.stored"]);
         process.Signal(15);
@@ -80,7 +87,7 @@ public sealed class CacheStatsControlTests
     }
 
     /// <summary>The real program with one CacheServer on a unix socket and a control socket, both in a fresh directory.</summary>
-    private static CacheHostProcess StartServer(string name, string setting, out string socket, out string control)
+    internal static CacheHostProcess StartServer(string name, string setting, out string socket, out string control)
     {
         var dir = TestPaths.Directory(name);
         socket = Path.Combine(dir, "dc.sock");
@@ -105,20 +112,20 @@ public sealed class CacheStatsControlTests
     }
 
     /// <summary>The leading <c>cache.stats</c> lines of a control reply as name → value.</summary>
-    private static Dictionary<string, long> StatsOf(IEnumerable<string> lines) =>
+    internal static Dictionary<string, long> StatsOf(IEnumerable<string> lines) =>
         lines.TakeWhile(l => l.StartsWith("cache.stats\t", StringComparison.Ordinal))
             .Select(l => l.Split('\t'))
             .ToDictionary(f => f[1], f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
 
-    /// <summary>One ADD exchange (spec 5.1 payload: 8-byte prefix, id, data); the reply is the 15-byte result.</summary>
-    private static void Add(Socket client, uint uid, uint timeoutMs, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data)
+    /// <summary>One ADD exchange (distcache §5.1 payload: 8-byte prefix, id, data); the reply is the 15-byte result.</summary>
+    internal static void Add(Socket client, uint uid, uint timeoutMs, ReadOnlySpan<byte> id, ReadOnlySpan<byte> data)
     {
         var payload = new byte[8 + id.Length + data.Length];
         AddRequest.Write(payload, timeoutMs, id, data);
         Exchange(client, uid, DistCacheOperation.Add, payload, 15);
     }
 
-    private static void Exchange(Socket client, uint uid, DistCacheOperation op, byte[] payload, int replyLength)
+    internal static void Exchange(Socket client, uint uid, DistCacheOperation op, byte[] payload, int replyLength)
     {
         var writer = new System.Buffers.ArrayBufferWriter<byte>();
         DistCacheMessageWriter.Write(writer, false, uid, op, payload);
@@ -126,7 +133,7 @@ public sealed class CacheStatsControlTests
         DistCacheVectorReplayer.ReadExactly(client, replyLength, Start, op.ToString());
     }
 
-    private static List<string> ControlExchange(string path, params string[] commands)
+    internal static List<string> ControlExchange(string path, params string[] commands)
     {
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         socket.Connect(new UnixDomainSocketEndPoint(path));

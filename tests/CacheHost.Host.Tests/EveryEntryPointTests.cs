@@ -46,7 +46,7 @@ public sealed class EveryEntryPointTests
         File.WriteAllText(Path.Combine(dir, "supervisor.conf"), "echo\tconfigured\n");
         using var process = CacheHostProcess.Start(
         [
-            "--CacheHost:Roles=CacheServer,ClientProxy,Snoop,ProcessSupervisor,Clacks,Probe",
+            "--CacheHost:Roles=CacheServer,ClientProxy,Snoop,ProcessSupervisor,Clacks",
             $"--CacheHost:CacheServer:Listen:0=UNIX:{dir}/server.sock",
             $"--CacheHost:Snoop:Listen=UNIX:{dir}/snoop.sock",
             $"--CacheHost:Snoop:Server=UNIX:{dir}/server.sock",
@@ -57,16 +57,15 @@ public sealed class EveryEntryPointTests
             $"--CacheHost:Clacks:Sockets:0={dir}/clacks.sock",
             "--CacheHost:Clacks:Username=u",
             "--CacheHost:Clacks:Password=p",
-            $"--CacheHost:Probe:Listen=UNIX:{dir}/probe.sock",
             $"--CacheHost:Control:Socket={dir}/control.sock",
         ]);
         var ready = process.WaitForLine("Ready: ", Start);
-        foreach (var role in new[] { "CacheServer UNIX:", "ClientProxy UNIX:", "Snoop UNIX:", "ProcessSupervisor", "Probe UNIX:" })
+        foreach (var role in new[] { "CacheServer UNIX:", "ClientProxy UNIX:", "Snoop UNIX:", "ProcessSupervisor" })
         {
             Assert.Contains(role, ready);
         }
 
-        foreach (var socket in new[] { "clacks.sock", "supervisor.sock", "probe.sock", "control.sock" })
+        foreach (var socket in new[] { "clacks.sock", "supervisor.sock", "control.sock" })
         {
             using var connection = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
             connection.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(dir, socket)));

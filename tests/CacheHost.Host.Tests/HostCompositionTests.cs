@@ -51,6 +51,17 @@ public sealed class HostCompositionTests
     }
 
     [Fact]
+    public void TheShippedProgramDoesNotKnowTheTestOnlyProbeRole()
+    {
+        // issue 16: Probe (crash on purpose, switch the watchdog off) lives in tests/; only cachehost-probe adds it.
+        Assert.DoesNotContain("Probe", RoleCatalog.Roles.Keys, StringComparer.OrdinalIgnoreCase);
+        Assert.Equal(["CacheServer", "Clacks", "ClientProxy", "ProcessSupervisor", "Snoop"], RoleCatalog.Roles.Keys.Order(StringComparer.Ordinal));
+        var error = Assert.Throws<ConfigurationException>(() => HostFactory.Build(["--CacheHost:Roles:0=Probe"], useAppSettings: false));
+        Assert.Contains("unknown role 'Probe'", error.Message);
+        Assert.DoesNotContain(typeof(HostFactory).Assembly.GetReferencedAssemblies(), a => a.Name == "CacheHost.Roles.Probe");
+    }
+
+    [Fact]
     public void NoRoleIsAConfigurationError()
     {
         var error = Assert.Throws<ConfigurationException>(() => HostFactory.Build([], useAppSettings: false));

@@ -2,7 +2,7 @@ using CacheHost.Roles.ProcessSupervisor;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
-/// <summary>In-process checks of the option parser (spec 2.1); the process-level behaviour is in CommandLineTests.</summary>
+/// <summary>In-process checks of the option parser (daemonproxy §2.1); the process-level behaviour is in CommandLineTests.</summary>
 public sealed class CommandLineParsingTests
 {
     [Theory]

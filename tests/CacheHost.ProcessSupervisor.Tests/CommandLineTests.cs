@@ -3,7 +3,7 @@ using System.Text.RegularExpressions;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
-/// <summary>daemonproxy's command line (spec 2), exec-on-exit (spec 12) and the appsettings host role.</summary>
+/// <summary>daemonproxy's command line (daemonproxy §2), exec-on-exit (daemonproxy §12) and the appsettings host role.</summary>
 public sealed class CommandLineTests
 {
     private static (int Code, string Out, string Err) RunToEnd(params string[] args)

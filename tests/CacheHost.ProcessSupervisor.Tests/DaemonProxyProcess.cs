@@ -162,7 +162,7 @@ internal sealed class DaemonProxyProcess : IDisposable
 
     /// <summary>
     /// The next stdout line; fails after the timeout or at EOF. <c>fd.state</c> lines of descriptors the test
-    /// runner itself inherited (fd_N, spec 2.4 step 4) depend on the environment and are skipped.
+    /// runner itself inherited (fd_N, daemonproxy §2.4 step 4) depend on the environment and are skipped.
     /// </summary>
     public string NextLine(TimeSpan? timeout = null)
     {

@@ -3,7 +3,7 @@ using static CacheHost.ProcessSupervisor.Tests.DaemonProxyProcess;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
-/// <summary>Bad input, floods, vanishing peers, overflow and write timeouts (spec 3.2, 4.4).</summary>
+/// <summary>Bad input, floods, vanishing peers, overflow and write timeouts (daemonproxy §3.2, §4.4).</summary>
 public sealed class RobustnessTests
 {
     [Fact]

@@ -2,7 +2,7 @@ using static CacheHost.ProcessSupervisor.Tests.DaemonProxyProcess;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
-/// <summary>Real child processes: fd mapping, pipes between services, auto-up and signal triggers (spec 7).</summary>
+/// <summary>Real child processes: fd mapping, pipes between services, auto-up and signal triggers (daemonproxy §7).</summary>
 public sealed class ServiceTests
 {
     private static readonly string[] Interactive = ["-i"];
@@ -23,7 +23,7 @@ public sealed class ServiceTests
         dp.Send("service.args\tprobe\t/bin/sh\t-c\tfor f in /proc/$$/fd/*; do [ -e $f ] && echo ${f##*/}; done; readlink /proc/$$/fd/3; readlink /proc/$$/fd/0");
         dp.Send("service.fds\tprobe\tnull\tout\t-\textra");
         dp.Expect("service.args\tprobe\t/bin/sh\t-c\tfor f in /proc/$$/fd/*; do [ -e $f ] && echo ${f##*/}; done; readlink /proc/$$/fd/3; readlink /proc/$$/fd/0");
-        dp.Expect("warning: fd \"-\" is not yet defined"); // emitted for `-` too (spec 5)
+        dp.Expect("warning: fd \"-\" is not yet defined"); // emitted for `-` too (daemonproxy §5)
         dp.Expect("service.fds\tprobe\tnull\tout\t-\textra");
         dp.Send("service.start\tprobe");
         dp.WaitFor(l => l.StartsWith("service.state\tprobe\tdown\t", StringComparison.Ordinal) && l.Contains("\texit\t0\t"));
@@ -113,7 +113,7 @@ public sealed class ServiceTests
             Assert.True(long.Parse(up.Split('\t')[3]) >= downAt + 2, $"restarted too early: {Show(down)} then {Show(up)}");
         }
 
-        // Disabling auto-up lets the scheduled restart happen once more, then it stays down (spec 7.3).
+        // Disabling auto-up lets the scheduled restart happen once more, then it stays down (daemonproxy §7.3).
         dp.Send("service.auto_up\tflap\t-");
         dp.WaitFor(l => l == "service.auto_up\tflap\t-", TimeSpan.FromSeconds(6));
         dp.Send("service.start\tflap\t-");
@@ -137,7 +137,7 @@ public sealed class ServiceTests
         dp.Expect("service.auto_up\tonusr1\t1\tSIGUSR1");
         dp.Sync();
         dp.Signal(10);
-        // Order seen by a controller: start, up, then the signal line (spec 7.4).
+        // Order seen by a controller: start, up, then the signal line (daemonproxy §7.4).
         dp.Expect("service.state\tonusr1\tstart\t{n}\t-\t-\t-\t-\t-");
         dp.Expect("service.state\tonusr1\tup\t{n}\t{n}\t-\t-\t0\t-");
         dp.Expect("signal\tSIGUSR1\t{n}\t1");
@@ -227,7 +227,7 @@ public sealed class ServiceTests
         var dir = TempDir.Create();
         var childPid = Path.Combine(dir, "child.pid");
         using var dp = Start(Interactive);
-        // setsid makes the service its own group leader (services are not put in their own group, spec 5).
+        // setsid makes the service its own group leader (services are not put in their own group, daemonproxy §5).
         dp.Send($"service.args\tgrp\tsetsid\t/bin/sh\t-c\tsleep 60 & echo $! > {childPid}; wait");
         dp.Send("service.start\tgrp");
         var up = dp.WaitFor(l => l.StartsWith("service.state\tgrp\tup", StringComparison.Ordinal)).Line;

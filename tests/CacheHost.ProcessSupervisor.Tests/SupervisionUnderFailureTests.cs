@@ -7,7 +7,7 @@ namespace CacheHost.ProcessSupervisor.Tests;
 
 /// <summary>
 /// Issue 14 (and the daemonproxy item of issue 21): a stalled log reader, a dying controller, a broken pipe and
-/// kill-sent fatal signals never stop supervision; -v/-vv log lines like the original (spec 8, 11, 12).
+/// kill-sent fatal signals never stop supervision; -v/-vv log lines like the original (daemonproxy §8, §11, §12).
 /// </summary>
 public sealed class SupervisionUnderFailureTests
 {
@@ -203,7 +203,7 @@ public sealed class SupervisionUnderFailureTests
     [Fact]
     public void KillSentFatalSignalsRunExecOnExitOrExitFour()
     {
-        // SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV sent with kill(2): the fatal path of spec 8/12.
+        // SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV sent with kill(2): the fatal path of daemonproxy §8/§12.
         foreach (var (signo, name) in new[] { (6, "SIGABRT"), (11, "SIGSEGV"), (4, "SIGILL"), (7, "SIGBUS"), (8, "SIGFPE") })
         {
             using var dp = Start(["-i", "-E", "/bin/sh\t-c\techo replaced pid=$$ code=$DAEMONPROXY_EXITCODE err=$DAEMONPROXY_ERROR"]);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using CacheHost.Posix;
 using CacheHost.Roles.ProcessSupervisor;
 
 namespace CacheHost.ProcessSupervisor.Tests;
@@ -23,7 +24,7 @@ public sealed class SupervisorTableTests
             Log = new DaemonLog { Destination = () => -1 };
             Controllers = new ControllerTable(Settings, Log, () => Now);
             Handles = new HandleTable(Settings, Controllers.Broadcast);
-            Services = new ServiceTable(Settings, Log, Handles, Signals, Controllers);
+            Services = new ServiceTable(Settings, Log, Handles, Signals, Controllers, Statistics);
             Termination = new TerminationState(Settings.Guard, Settings.ExecArgs);
             Commands = new CommandTable(Log, Handles, Services, Signals, Controllers, Termination);
             Client = new Controller(Log, Controllers.FreeSlot(), ControllerKind.Socket, -1, -1, ownsFds: false) { Capture = Output };
@@ -31,6 +32,8 @@ public sealed class SupervisorTableTests
         }
 
         public long Now { get; set; } = 1000 * Second;
+
+        public ProcessSupervisorStatistics Statistics { get; } = new();
 
         /// <summary>The constant handles as start-up adds them; a service's default fd list is null, null, null.</summary>
         public void AddConstants() => Handles.AddConstants(Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0));
@@ -174,6 +177,7 @@ public sealed class SupervisorTableTests
         // daemonproxy §7.3 (defect 6, replicated): the restart's start is broadcast twice.
         Assert.Equal($"service.state\ts\tdown\t{reapSec}\t{pid}\texit\t0\t2\t0\n" + start + start, t.TakeEvents());
         Assert.Equal(reapAt + 5 * Second, svc.StartAtNs);
+        Assert.Equal(1, t.Statistics.Restarts); // the meter's restart count (issue 18)
 
         t.Services.RunServices(reapAt + 5 * Second - 1);
         Assert.Equal(ServiceState.Start, svc.State);

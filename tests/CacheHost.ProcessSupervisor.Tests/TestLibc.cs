@@ -1,27 +1,31 @@
 using System.Runtime.InteropServices;
+using CacheHost.Posix;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
-/// <summary>The few native calls the tests need: signals, the monotonic clock, SCM_RIGHTS sends.</summary>
-internal static unsafe class TestLibc
+/// <summary>
+/// The native calls the tests need (signals, the monotonic clock, SCM_RIGHTS sends, FIFOs), through the product's
+/// POSIX layer; only mkfifo, which the product never calls, is declared here.
+/// </summary>
+internal static unsafe partial class TestLibc
 {
-    [DllImport("libc", SetLastError = true)] public static extern int kill(int pid, int sig);
-    [DllImport("libc", SetLastError = true)] private static extern int clock_gettime(int clock, long* ts);
-    [DllImport("libc", SetLastError = true)] private static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
-    [DllImport("libc", SetLastError = true)] public static extern int pipe(int* fds);
-    [DllImport("libc", SetLastError = true)] public static extern int close(int fd);
-    [DllImport("libc", SetLastError = true)] public static extern nint read(int fd, byte* buf, nuint count);
-    [DllImport("libc", SetLastError = true)] public static extern nint write(int fd, byte* buf, nuint count);
-    [DllImport("libc", SetLastError = true)] private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, int mode);
-    [DllImport("libc", SetLastError = true)] private static extern int mkfifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int mode);
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)] private static partial int mkfifo(string path, int mode);
 
-    public const int O_RDONLY = 0, O_WRONLY = 1, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
+    public const int O_RDONLY = Libc.O_RDONLY, O_WRONLY = Libc.O_WRONLY, O_NONBLOCK = Libc.O_NONBLOCK;
+
+    public static int kill(int pid, int sig) => Libc.kill(pid, sig);
+
+    public static int pipe(int* fds) => Libc.pipe2(fds, 0);
+
+    public static int close(int fd) => Libc.close(fd);
+
+    public static nint read(int fd, byte* buf, nuint count) => Libc.read(fd, buf, count);
 
     /// <summary>open(2) that fails the test on error.</summary>
     public static int Open(string path, int flags)
     {
-        var fd = open(path, flags | O_CLOEXEC, 0);
-        Assert.True(fd >= 0, $"open({path}) failed: errno {Marshal.GetLastPInvokeError()}");
+        var fd = Libc.Open(path, flags | Libc.O_CLOEXEC, 0);
+        Assert.True(fd >= 0, $"open({path}) failed: errno {Libc.Errno}");
         return fd;
     }
 
@@ -35,13 +39,13 @@ internal static unsafe class TestLibc
         new Span<byte>(chunk, 4096).Fill(fill);
         var total = 0;
         nint n;
-        while ((n = write(fd, chunk, 4096)) > 0 || (n < 0 && Marshal.GetLastPInvokeError() == 4))
+        while ((n = Libc.write(fd, chunk, 4096)) > 0 || (n < 0 && Libc.Errno == Libc.EINTR))
         {
             total += (int)Math.Max(n, 0);
         }
 
         // A pipe with less than 4096 bytes free refuses a 4096-byte write: top it up byte by byte.
-        while ((n = write(fd, chunk, 1)) > 0)
+        while ((n = Libc.write(fd, chunk, 1)) > 0)
         {
             total++;
         }
@@ -63,32 +67,8 @@ internal static unsafe class TestLibc
         return result.ToArray();
     }
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct IoVec
-    {
-        public void* Base;
-        public nuint Len;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct MsgHdr
-    {
-        public void* Name;
-        public uint NameLen;
-        public IoVec* Iov;
-        public nuint IovLen;
-        public void* Control;
-        public nuint ControlLen;
-        public int Flags;
-    }
-
     /// <summary>Whole seconds of CLOCK_MONOTONIC, the clock of the wire.</summary>
-    public static long MonotonicSeconds()
-    {
-        var ts = stackalloc long[2];
-        clock_gettime(1, ts);
-        return ts[0];
-    }
+    public static long MonotonicSeconds() => Libc.MonotonicNs() / 1_000_000_000;
 
     /// <summary>Sends <paramref name="data"/> with one descriptor attached (SCM_RIGHTS).</summary>
     public static void SendWithFd(System.Net.Sockets.Socket socket, byte[] data, int fd)
@@ -100,10 +80,10 @@ internal static unsafe class TestLibc
         *(int*)(control + 16) = fd;
         fixed (byte* p = data)
         {
-            var iov = new IoVec { Base = p, Len = (nuint)data.Length };
-            var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 24 };
-            var n = sendmsg((int)socket.Handle, &msg, 0);
-            Assert.True(n == data.Length, $"sendmsg returned {n}, errno {Marshal.GetLastPInvokeError()}");
+            var iov = new Libc.IoVec { Base = p, Len = (nuint)data.Length };
+            var msg = new Libc.MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 24 };
+            var n = Libc.sendmsg((int)socket.Handle, &msg, 0);
+            Assert.True(n == data.Length, $"sendmsg returned {n}, errno {Libc.Errno}");
         }
     }
 }

@@ -2,7 +2,7 @@ using static CacheHost.ProcessSupervisor.Tests.DaemonProxyProcess;
 
 namespace CacheHost.ProcessSupervisor.Tests;
 
-/// <summary>The worked sessions of spec section 14 against the real program over stdin/stdout (-i).</summary>
+/// <summary>The worked sessions of daemonproxy §14 against the real program over stdin/stdout (-i).</summary>
 public sealed class WorkedSessionTests
 {
     private static readonly string[] Interactive = ["-i"];
@@ -137,7 +137,7 @@ public sealed class WorkedSessionTests
         dp.Expect("end");
         Assert.False(dp.Process.HasExited);
 
-        // TERM, INT, HUP and QUIT are counted too and do not end the program (spec 8).
+        // TERM, INT, HUP and QUIT are counted too and do not end the program (daemonproxy §8).
         foreach (var (signo, name) in new[] { (15, "SIGTERM"), (2, "SIGINT"), (1, "SIGHUP"), (3, "SIGQUIT") })
         {
             dp.Signal(signo);

@@ -54,7 +54,7 @@ public sealed class CodecAllocationTests
     }
 
     [Fact]
-    public void FramingAndSplittingTsvLinesAllocatesNothing()
+    public void FramingTsvLinesAllocatesNothing()
     {
         var lines = new ReadOnlySequence<byte>("service.args\tweb\t/usr/bin/web\t--port\t80\nstatedump\n"u8.ToArray());
         for (var i = 0; i < 100; i++)
@@ -74,13 +74,8 @@ public sealed class CodecAllocationTests
         {
             var framer = new TsvLineFramer(TsvLineFramer.DefaultMaxLineLength);
             var buffer = lines;
-            while (framer.TryReadLine(ref buffer, out var line, out _) == TsvLineStatus.Line)
+            while (framer.TryReadLine(ref buffer, out _, out _) == TsvLineStatus.Line)
             {
-                var fields = new TsvFields(line.FirstSpan);
-                foreach (var field in fields)
-                {
-                    _ = field.Length;
-                }
             }
         }
     }

@@ -5,7 +5,7 @@ using Xunit;
 
 namespace CacheHost.Protocols.Tests;
 
-/// <summary>Fragmentation on the sending side (spec 4.1) and the worked examples of spec 7.</summary>
+/// <summary>Fragmentation on the sending side (distcache §4.1) and the worked examples of distcache §7.</summary>
 public sealed class DistCacheWriterTests
 {
     [Theory]

@@ -6,7 +6,7 @@ using Xunit;
 
 namespace CacheHost.Protocols.Tests;
 
-/// <summary>daemonproxy line framing (spec 3.1-3.2) under every fragmentation.</summary>
+/// <summary>daemonproxy line framing (daemonproxy §3.1-3.2) under every fragmentation.</summary>
 public sealed class TsvLineFramerTests
 {
     private static List<string> Frame(ReadOnlySequence<byte> input, int max, out List<bool> overlong)
@@ -70,18 +70,5 @@ public sealed class TsvLineFramerTests
         var second = new ReadOnlySequence<byte>("mnop\nok\n"u8.ToArray());
         Assert.Equal(TsvLineStatus.Line, framer.TryReadLine(ref second, out var line, out _));
         Assert.Equal("ok", Encoding.UTF8.GetString(line.ToArray()));
-    }
-
-    [Fact]
-    public void FieldsSplitOnTabOnly()
-    {
-        var fields = new TsvFields("service.args\tweb\t/bin/sh -c x\t"u8);
-        Assert.Equal(4, fields.Count);
-        Assert.True(fields.TryGet(2, out var third));
-        Assert.Equal("/bin/sh -c x", Encoding.UTF8.GetString(third));
-        Assert.True(fields.TryGet(3, out var last));
-        Assert.True(last.IsEmpty);
-        Assert.False(fields.TryGet(4, out _));
-        Assert.Equal("service.args", Encoding.UTF8.GetString(fields.Name));
     }
 }

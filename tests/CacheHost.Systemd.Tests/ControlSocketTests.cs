@@ -12,7 +12,7 @@ public sealed class ControlSocketTests
     {
         var dir = Wire.TempDir();
         var notify = FakeNotifySocket.Abstract();
-        var daemon = DaemonProcess.Start(NotifyTests.ProbeArgs(dir, extra), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
+        var daemon = DaemonProcess.StartProbe(NotifyTests.ProbeArgs(dir, extra), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
         notify.WaitFor(m => m.Contains("READY=1"), Timeout, "READY=1");
         return (daemon, notify, dir);
     }
@@ -159,7 +159,7 @@ public sealed class ControlSocketTests
             Assert.Contains("missing.sock", stderr);
 
             // A second instance configured with the same socket must not steal it from the live one.
-            using var second = DaemonProcess.Start(["--CacheHost:Roles:0=Probe", $"--CacheHost:Probe:Listen=UNIX:{dir}/probe2.sock", $"--CacheHost:Control:Socket={dir}/control.sock"]);
+            using var second = DaemonProcess.StartProbe(["--CacheHost:Roles:0=Probe", $"--CacheHost:Probe:Listen=UNIX:{dir}/probe2.sock", $"--CacheHost:Control:Socket={dir}/control.sock"]);
             second.WaitForLine("is in use by another running process", Timeout);
             (code, stdout, _) = RunCtl("--socket", $"{dir}/control.sock", "statedump");
             Assert.Equal(0, code);

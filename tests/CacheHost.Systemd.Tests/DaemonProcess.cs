@@ -48,7 +48,11 @@ public sealed class DaemonProcess : IDisposable
     }
 
     /// <summary>A start description for cachehost (apphost when present, else dotnet cachehost.dll).</summary>
-    public static ProcessStartInfo StartInfo(IEnumerable<string> args, IDictionary<string, string?>? environment = null, string? fileName = null)
+    /// <param name="args">Program arguments.</param>
+    /// <param name="environment">Extra environment variables.</param>
+    /// <param name="fileName">Another executable to start instead.</param>
+    /// <param name="probe">Start cachehost-probe (the program plus the test-only Probe role) instead of cachehost.</param>
+    public static ProcessStartInfo StartInfo(IEnumerable<string> args, IDictionary<string, string?>? environment = null, string? fileName = null, bool probe = false)
     {
         var apphost = Path.Combine(ProgramDirectory, "cachehost");
         var start = new ProcessStartInfo
@@ -62,6 +66,15 @@ public sealed class DaemonProcess : IDisposable
         if (fileName is not null)
         {
             start.FileName = fileName;
+        }
+        else if (probe)
+        {
+            var command = ProgramUnderTest.ProbeCommand;
+            start.FileName = command[0];
+            foreach (var arg in command[1..])
+            {
+                start.ArgumentList.Add(arg);
+            }
         }
         else if (ProgramUnderTest.Native is { } native)
         {
@@ -104,6 +117,9 @@ public sealed class DaemonProcess : IDisposable
 
     /// <summary>Starts cachehost with <paramref name="args"/>.</summary>
     public static DaemonProcess Start(IEnumerable<string> args, IDictionary<string, string?>? environment = null) => new(StartInfo(args, environment));
+
+    /// <summary>Starts cachehost-probe (the program plus the test-only Probe role) with <paramref name="args"/>.</summary>
+    public static DaemonProcess StartProbe(IEnumerable<string> args, IDictionary<string, string?>? environment = null) => new(StartInfo(args, environment, probe: true));
 
     public void Signal(Signum signal) => Assert.Equal(0, Syscall.kill(_process.Id, signal));
 

@@ -1,3 +1,4 @@
+using CacheHost.Testing;
 using System.Text.RegularExpressions;
 using CacheHost.Systemd.Logging;
 using Serilog.Events;
@@ -25,7 +26,7 @@ public sealed partial class JournaldTests
             : matchingJournalStream
             ? "f=\"$1\"; e=\"$2\"; shift 2; export JOURNAL_STREAM=$(stat -L -c %d:%i \"$f\"); exec \"$@\" > \"$f\" 2> \"$e\""
             : "f=\"$1\"; e=\"$2\"; shift 2; export JOURNAL_STREAM=$(stat -L -c %d:%i \"$e\"); exec \"$@\" > \"$f\" 2> \"$e\"";
-        var start = DaemonProcess.StartInfo(["-c", script, "sh", stdout, stderr, .. DaemonProcess.ProgramCommand(), .. NotifyTests.ProbeArgs(dir, "--CacheHost:Probe:FailAfter=00:00:00.2")], fileName: "/bin/sh");
+        var start = DaemonProcess.StartInfo(["-c", script, "sh", stdout, stderr, .. ProgramUnderTest.ProbeCommand, .. NotifyTests.ProbeArgs(dir, "--CacheHost:Probe:FailAfter=00:00:00.2")], fileName: "/bin/sh");
         using var daemon = DaemonProcess.Start(start);
         var exit = daemon.WaitForExit(TimeSpan.FromSeconds(30));
         return (File.ReadAllText(stdout), File.ReadAllText(stderr), exit);
@@ -47,8 +48,8 @@ public sealed partial class JournaldTests
         Assert.StartsWith("<3>", lines[first]);
         var frames = lines.Skip(first + 1).TakeWhile(l => l.StartsWith("<3>   at ", StringComparison.Ordinal) || l.StartsWith("<3>--- End of stack trace", StringComparison.Ordinal)).ToArray();
         Assert.NotEmpty(frames);
-        // The JIT prints the async method as "ProbeRole.RunAsync(…)", NativeAOT as "ProbeRole.<RunAsync>d__N.MoveNext()".
-        Assert.Contains(frames, f => f.Contains("ProbeRole.RunAsync") || f.Contains("ProbeRole.<RunAsync>"));
+        // The JIT prints the async method as "ProbeService.RunAsync(…)", NativeAOT as "ProbeService.<RunAsync>d__N.MoveNext()".
+        Assert.Contains(frames, f => f.Contains("ProbeService.RunAsync") || f.Contains("ProbeService.<RunAsync>"));
         Assert.StartsWith("<3>", lines[first - 1]); // the record's message line
     }
 

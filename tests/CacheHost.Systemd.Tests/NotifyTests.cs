@@ -22,7 +22,7 @@ public sealed class NotifyTests
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
         // A slow role start: READY=1 must wait for the bind that follows the delay.
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir, "--CacheHost:Probe:StartDelay=00:00:01.5", "--CacheHost:Probe:Greeting=hi"),
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir, "--CacheHost:Probe:StartDelay=00:00:01.5", "--CacheHost:Probe:Greeting=hi"),
             new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
 
         var ready = notify.WaitForReady(Start);
@@ -44,7 +44,7 @@ public sealed class NotifyTests
     {
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.AtPath();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
 
         var ready = notify.WaitForReady(Start);
         Assert.Matches("^READY=1\nSTATUS=Probe UNIX:.*probe.sock conns=0 served=0; control UNIX:.*control.sock$", ready.Text);
@@ -61,7 +61,7 @@ public sealed class NotifyTests
     {
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir), new Dictionary<string, string?>
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir), new Dictionary<string, string?>
         {
             ["NOTIFY_SOCKET"] = notify.NotifySocket,
             ["WATCHDOG_USEC"] = "1000000",
@@ -96,7 +96,7 @@ public sealed class NotifyTests
     {
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir), new Dictionary<string, string?>
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir), new Dictionary<string, string?>
         {
             ["NOTIFY_SOCKET"] = notify.NotifySocket,
             ["WATCHDOG_USEC"] = "400000",
@@ -118,7 +118,7 @@ public sealed class NotifyTests
               "CacheHost": { "Roles": [ "Probe" ], "Probe": { "Greeting": "before" } } }
             """);
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir), new Dictionary<string, string?>
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir), new Dictionary<string, string?>
         {
             ["NOTIFY_SOCKET"] = notify.NotifySocket,
             ["CACHEHOST_CONFIG"] = config,
@@ -166,7 +166,7 @@ public sealed class NotifyTests
         // Microsoft.Extensions.Hosting.Systemd's lifetime handles SIGTERM only; HostSignals adds these two.
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
         notify.WaitForReady(Start);
         daemon.Signal(signal);
         notify.WaitFor(m => m.Contains("STOPPING=1"), Start, "STOPPING=1");
@@ -179,7 +179,7 @@ public sealed class NotifyTests
     {
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir, "--CacheHost:Probe:FailAfter=00:00:00.3"),
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir, "--CacheHost:Probe:FailAfter=00:00:00.3"),
             new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
         notify.WaitFor(m => m.Contains("READY=1"), Start, "READY=1");
         var exit = daemon.WaitForExit(Start);
@@ -194,7 +194,7 @@ public sealed class NotifyTests
         var dir = Wire.TempDir();
         File.WriteAllText(Path.Combine(dir, "probe.sock"), "not a socket");
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(ProbeArgs(dir), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
+        using var daemon = DaemonProcess.StartProbe(ProbeArgs(dir), new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
         Assert.Equal(1, daemon.WaitForExit(Start));
         Assert.DoesNotContain(notify.All, m => m.Text.Contains("READY=1"));
         Assert.Contains("exists and is not a socket", daemon.Output);

@@ -23,7 +23,7 @@ public sealed class RoleStatsCommandTests
         "connections.rejected", "connections.idle_closed", "link.up", "link.connects", "link.reconnects", "link.losses",
         "errors.malformed_request", "errors.protocol_level", "errors.add_too_short", "errors.malformed_response",
         "errors.unknown_uid", "errors.mismatched_response", "errors.add_refused", "link.request_timeouts",
-        "bytes.from_clients", "bytes.to_server", "bytes.from_server",
+        "bytes.from_clients", "bytes.to_server", "bytes.from_server", "link.failovers", "link.failbacks",
     ];
 
     private static readonly string[] SnoopNames =
@@ -130,7 +130,7 @@ public sealed class RoleStatsCommandTests
 
         using (var client = Wire.ConnectUnix($"{dir}/proxy.sock"))
         {
-            // GET 'a' (spec 10.4: no link -> an immediate empty reply, data_len 0).
+            // GET 'a' (distcache §10.4: no link -> an immediate empty reply, data_len 0).
             client.Send(Convert.FromHexString("001100000000000002000101000161"));
             // The server's GET reply header (vectors: add_tiny_ok) with data_len 0.
             Assert.Equal("0011000001000000020001010000", Convert.ToHexString(DistCacheVectorReplayer.ReadExactly(client, 14, Timeout, "empty reply")).ToLowerInvariant());

@@ -16,7 +16,7 @@ public sealed class SerilogSettingsTests
         var dir = Wire.TempDir();
         var log = Path.Combine(dir, "cachehost.log");
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(NotifyTests.ProbeArgs(dir,
+        using var daemon = DaemonProcess.StartProbe(NotifyTests.ProbeArgs(dir,
             "--Serilog:WriteTo:0:Name=File",
             $"--Serilog:WriteTo:0:Args:path={log}",
             "--Serilog:WriteTo:0:Args:outputTemplate=[{Site}] {Level:u3} {Message:lj}{NewLine}",
@@ -39,7 +39,7 @@ public sealed class SerilogSettingsTests
         // Like a misspelt CacheHost key (issue 19): one warning naming it, and the daemon starts.
         var dir = Wire.TempDir();
         using var notify = FakeNotifySocket.Abstract();
-        using var daemon = DaemonProcess.Start(NotifyTests.ProbeArgs(dir, "--Serilog:Filter:0:Name=ByExcluding"),
+        using var daemon = DaemonProcess.StartProbe(NotifyTests.ProbeArgs(dir, "--Serilog:Filter:0:Name=ByExcluding"),
             new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.NotifySocket });
         notify.WaitForReady(Start);
         daemon.Signal(Signum.SIGTERM);
@@ -61,7 +61,7 @@ public sealed class SerilogSettingsTests
             args = [.. args, "--Serilog:WriteTo:0:Name=File", $"--Serilog:WriteTo:0:Args:path={dir}/x.log"];
         }
 
-        using var daemon = DaemonProcess.Start(args);
+        using var daemon = DaemonProcess.StartProbe(args);
         Assert.Equal(1, daemon.WaitForExit(Start));
         Assert.Contains(expected, daemon.Output);
     }

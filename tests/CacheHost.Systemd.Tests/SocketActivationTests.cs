@@ -1,3 +1,4 @@
+using CacheHost.Testing;
 using System.Globalization;
 using System.Net;
 using Mono.Unix.Native;
@@ -22,7 +23,7 @@ public sealed class SocketActivationTests
             "-E", "DOTNET_ROOT=" + (Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? Path.GetDirectoryName(Path.GetFullPath(Environment.ProcessPath!)) ?? "/usr/share/dotnet"),
             "-E", "PATH",
             "-E", "HOME",
-            .. DaemonProcess.ProgramCommand(), .. daemonArgs,
+            .. ProgramUnderTest.ProbeCommand, .. daemonArgs,
         ];
         var start = DaemonProcess.StartInfo(args, fileName: "systemd-socket-activate");
         return DaemonProcess.Start(start);

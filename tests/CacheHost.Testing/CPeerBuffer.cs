@@ -5,7 +5,7 @@ namespace CacheHost.Testing;
 
 /// <summary>
 /// A model of how every C distcache peer (libdistcache's DC_CTX, dc_server) reads a connection, for tests that need
-/// an original peer we do not have (distcache spec 2.2 and 13.1, known-defects.md): a 4096-byte buffer that is never
+/// an original peer we do not have (distcache §2.2 and §13.1, known-defects.md): a 4096-byte buffer that is never
 /// cleared, each read asks for exactly its free space, and a frame counts as complete once data_len + 10 bytes are
 /// buffered (not data_len + 14), its data_len peeked from bytes 12..13 as soon as 6 bytes are there. A frame taken
 /// with fewer than 14 + data_len bytes ("phantom") carries 1..4 stale bytes and is not consumed: the next loop takes
@@ -13,7 +13,7 @@ namespace CacheHost.Testing;
 /// </summary>
 public sealed class CPeerBuffer(Socket socket)
 {
-    /// <summary>The C peers' buffer size (spec 2.2).</summary>
+    /// <summary>The C peers' buffer size (distcache §2.2).</summary>
     public const int Size = 4096;
 
     private readonly byte[] _buffer = new byte[Size];

@@ -30,8 +30,12 @@ public sealed class InProcessCacheServer : IAsyncDisposable
     /// <summary>The running role.</summary>
     public CacheServerService Service { get; }
 
-    /// <summary>Starts a server on a fresh unix socket (or <paramref name="listen"/>).</summary>
-    public static async Task<InProcessCacheServer> StartAsync(int capacity = 512, string? listen = null, IDictionary<string, string?>? extra = null, TimeProvider? clock = null)
+    /// <summary>
+    /// Starts a server on a fresh unix socket (or <paramref name="listen"/>); <paramref name="services"/> may
+    /// replace registrations after the role's (e.g. the ISessionStore).
+    /// </summary>
+    public static async Task<InProcessCacheServer> StartAsync(int capacity = 512, string? listen = null, IDictionary<string, string?>? extra = null, TimeProvider? clock = null,
+        Action<IServiceCollection>? services = null)
     {
         listen ??= "UNIX:" + TestPaths.Socket("dcs");
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -58,6 +62,7 @@ public sealed class InProcessCacheServer : IAsyncDisposable
         }
 
         builder.AddCacheServerRole();
+        services?.Invoke(builder.Services);
         var host = builder.Build();
         await host.StartAsync().ConfigureAwait(false);
         var service = host.Services.GetRequiredService<CacheServerService>();

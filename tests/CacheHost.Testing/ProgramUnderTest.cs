@@ -25,6 +25,28 @@ public static class ProgramUnderTest
     /// <summary>The command line that runs the program: the native executable, or <c>dotnet cachehost.dll</c>.</summary>
     public static string[] Command => Native is { } native ? [native] : ["dotnet", Dll];
 
+    /// <summary>
+    /// The environment variable that names a native <c>cachehost-probe</c> (tests/CacheHost.ProbeHost: the program
+    /// plus the test-only Probe role); without it the probe tests run the JIT build next to the tests.
+    /// </summary>
+    public const string ProbeVariable = "CACHEHOST_TEST_PROBE_PROGRAM";
+
+    /// <summary>The executable named by <see cref="ProbeVariable"/>, or null for the JIT build.</summary>
+    public static string? NativeProbe => Environment.GetEnvironmentVariable(ProbeVariable) is { Length: > 0 } path ? Path.GetFullPath(path) : null;
+
+    /// <summary>
+    /// The program with the Probe role: the native <see cref="ProbeVariable"/>, else the apphost
+    /// <c>cachehost-probe</c> next to the tests, else <c>dotnet cachehost-probe.dll</c>.
+    /// </summary>
+    public static string[] ProbeCommand
+    {
+        get
+        {
+            var apphost = Path.Combine(AppContext.BaseDirectory, "cachehost-probe");
+            return NativeProbe is { } native ? [native] : File.Exists(apphost) ? [apphost] : ["dotnet", Path.Combine(AppContext.BaseDirectory, "cachehost-probe.dll")];
+        }
+    }
+
     /// <summary>Sets <paramref name="start"/>'s file name (and the dll argument); call before adding arguments.</summary>
     public static void Configure(ProcessStartInfo start)
     {

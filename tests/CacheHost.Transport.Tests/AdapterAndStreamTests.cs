@@ -6,6 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using CacheHost.Testing;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace CacheHost.Transport.Tests;
@@ -49,12 +50,12 @@ public sealed class AdapterAndStreamTests
         return X509CertificateLoader.LoadPkcs12(cert.Export(X509ContentType.Pkcs12), null);
     }
 
-    private static ConnectionServer StartTls(X509Certificate2 certificate, TimeSpan handshakeTimeout)
+    private static ConnectionServer StartTls(X509Certificate2 certificate, TimeSpan handshakeTimeout, TimeProvider? clock = null)
     {
         var options = new TransportOptions();
         var listener = ConnectionListener.Bind(TransportAddress.Parse("IP:127.0.0.1:0"), options, NullLogger.Instance);
-        var adapter = TlsConnectionAdapter.Server(new SslServerAuthenticationOptions { ServerCertificate = certificate }, handshakeTimeout, options);
-        var server = new ConnectionServer(listener, new EchoLines(), NullLogger.Instance, adapter);
+        var adapter = TlsConnectionAdapter.Server(new SslServerAuthenticationOptions { ServerCertificate = certificate }, handshakeTimeout, options, clock);
+        var server = new ConnectionServer(listener, new EchoLines(), NullLogger.Instance, adapter, clock);
         server.Start();
         return server;
     }
@@ -79,25 +80,44 @@ public sealed class AdapterAndStreamTests
     [Fact]
     public async Task AFailedHandshakeClosesOnlyThatConnectionAndIsCounted()
     {
+        // The handshake limit runs on the injected clock: 30 s that pass only when the test advances them.
         using var certificate = SelfSigned();
-        await using var server = StartTls(certificate, TimeSpan.FromMilliseconds(500));
+        var clock = new FakeTimeProvider();
+        await using var server = StartTls(certificate, TimeSpan.FromSeconds(30), clock);
         using (var plain = InProcessCacheServer.ConnectTo(server.Listener.DisplayAddress))
         {
             plain.Send("GET / HTTP/1.0\r\n\r\n"u8.ToArray());
             DistCacheVectorReplayer.ExpectClosed(plain, Timeout, "plain-text client on a TLS listener");
         }
 
-        // A silent peer is dropped when the handshake timeout runs out (it never blocks the accept loop).
+        await WaitUntilAsync(() => server.AdapterFailures == 1, "the plain-text client counted");
+
+        // A silent peer is dropped when the handshake limit runs out (it never blocks the accept loop), and not
+        // before: the server sends nothing before a ClientHello, so "readable" means "closed".
         using var silent = InProcessCacheServer.ConnectTo(server.Listener.DisplayAddress);
-        DistCacheVectorReplayer.ExpectClosed(silent, Timeout, "silent client");
+        Assert.False(silent.Poll(TimeSpan.FromMilliseconds(200), SelectMode.SelectRead), "silent client closed before its handshake limit");
+        Assert.Equal(1, server.AdapterFailures);
         var deadline = DateTime.UtcNow + Timeout;
-        while (server.AdapterFailures < 2 && DateTime.UtcNow < deadline)
+        while (!silent.Poll(TimeSpan.FromMilliseconds(20), SelectMode.SelectRead))
         {
-            await Task.Delay(10);
+            // The handshake may not have armed its limit yet when the clock first moves: advance until it fires.
+            Assert.True(DateTime.UtcNow < deadline, "silent client not closed after its handshake limit");
+            clock.Advance(TimeSpan.FromSeconds(30));
         }
 
-        Assert.Equal(2, server.AdapterFailures);
+        DistCacheVectorReplayer.ExpectClosed(silent, Timeout, "silent client");
+        await WaitUntilAsync(() => server.AdapterFailures == 2, "the silent client counted");
         Assert.False(server.Completion.IsCompleted);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, what + ": not in time");
+            await Task.Delay(10);
+        }
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using CacheHost.Testing;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace CacheHost.Transport.Tests;
@@ -268,6 +269,38 @@ public sealed class ConnectionServerTests
         Assert.Equal("ok"u8.ToArray(), DistCacheVectorReplayer.ReadExactly(client, 2, Timeout, "after accept errors"));
         Assert.False(server.Completion.IsCompleted);
         Assert.True(failures >= 3);
+    }
+
+    [Fact]
+    public async Task TheAcceptBackOffAfterResourceErrorsRunsOnTheInjectedClock()
+    {
+        // EMFILE backs off 100 ms, then 200 ms (ConnectionListener.MinBackoff, doubling): time that passes only when
+        // the test advances the server's clock. A real-time back-off would accept within a few hundred ms.
+        var address = "UNIX:" + TestPaths.Socket("bko");
+        var listener = ConnectionListener.Bind(TransportAddress.Parse(address), new TransportOptions(), NullLogger.Instance);
+        var failures = 0;
+        listener.AcceptOverride = (socket, token) =>
+            Interlocked.Increment(ref failures) <= 2 ? ValueTask.FromException<Socket>(new SocketException((int)SocketError.TooManyOpenSockets)) : socket.AcceptAsync(token);
+        var clock = new FakeTimeProvider();
+        await using var server = new ConnectionServer(listener, new EchoHandler(), NullLogger.Instance, timeProvider: clock);
+        server.Start();
+        using var client = InProcessCacheServer.ConnectTo(listener.DisplayAddress);
+        client.Send("ok"u8.ToArray());
+        await WaitUntil(() => Volatile.Read(ref failures) == 1);
+        Assert.False(client.Poll(TimeSpan.FromMilliseconds(500), SelectMode.SelectRead), "accepted before the back-off passed on the clock");
+        Assert.Equal(1, Volatile.Read(ref failures));
+
+        var deadline = DateTime.UtcNow + Timeout;
+        while (Volatile.Read(ref failures) < 3)
+        {
+            // The back-off may not be armed yet when the clock moves: keep advancing until both have run out.
+            Assert.True(DateTime.UtcNow < deadline, $"still backing off after {failures} failures");
+            clock.Advance(TimeSpan.FromMilliseconds(100));
+            await Task.Delay(10);
+        }
+
+        Assert.Equal("ok"u8.ToArray(), DistCacheVectorReplayer.ReadExactly(client, 2, Timeout, "after the back-off"));
+        Assert.False(server.Completion.IsCompleted);
     }
 
     [Fact]

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace CacheHost.Transport.Tests;
 
-/// <summary>The libnal address grammar (distcache spec 2.1) plus the IPv6 extension.</summary>
+/// <summary>The libnal address grammar (distcache §2.1) plus the IPv6 extension.</summary>
 public sealed class TransportAddressTests
 {
     [Theory]

@@ -8,7 +8,7 @@ namespace CacheHost.Core.Control;
 /// <c>help</c> and <c>exit</c>.
 /// </summary>
 /// <remarks>
-/// Conventions (daemonproxy spec 3): one command per line, fields separated by TAB, names matched exactly
+/// Conventions (daemonproxy §3): one command per line, fields separated by TAB, names matched exactly
 /// and case-sensitively. Prefix names with the role's namespace (<c>cache.stats</c>, <c>proxy.stats</c>,
 /// <c>service.start</c> …). A name claimed by two providers (or by a built-in) fails start-up.
 /// Replies are whole lines written through <see cref="IControlReply"/>; they are sent to the connection
@@ -57,7 +57,7 @@ public interface IControlReply
 
 /// <summary>
 /// Pushes an event line to every connected control client (daemonproxy's broadcast events such as
-/// <c>service.state</c>, spec 4.3). A client that does not read has lines dropped rather than stalling the
+/// <c>service.state</c>, daemonproxy §4.3). A client that does not read has lines dropped rather than stalling the
 /// daemon; it gets one <c>overflow</c> line when space is free again.
 /// </summary>
 public interface IControlEvents

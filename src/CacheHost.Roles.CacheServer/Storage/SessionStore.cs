@@ -1,3 +1,4 @@
+using System.Buffers;
 using CacheHost.Protocols.DistCache;
 
 namespace CacheHost.Roles.CacheServer.Storage;
@@ -9,8 +10,15 @@ public interface ISessionReader
     void Read(ReadOnlySpan<byte> data);
 }
 
+/// <summary>Receives every live session of a store in turn (see <see cref="SessionStore.VisitLive{TVisitor}"/>).</summary>
+public interface ISessionVisitor
+{
+    /// <summary>One session: its id, data and remaining lifetime; the spans are valid only during the call.</summary>
+    void Visit(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint remainingMs);
+}
+
 /// <summary>
-/// The session cache with dc_server's semantics (distcache spec 5-6) and none of its limits:
+/// The session cache with dc_server's semantics (distcache §5-6) and none of its limits:
 /// <list type="bullet">
 /// <item>Session id and data live in native memory the store manages itself (<see cref="SlabAllocator"/>,
 /// size classes as memcached's slabs); the index is 64 shards, each an array-backed hash table of structs and
@@ -19,14 +27,14 @@ public interface ISessionReader
 /// <item>Every operation locks only the shard its id hashes to (held for one probe, and for GET one copy of the
 /// data into the caller's reader), so connections on different ids rarely meet. Expired entries are popped
 /// from the top of the shard's heap lazily, so no request ever scans the store; an expired entry is never
-/// returned, even before it is purged (<c>now &gt; expiry</c>, spec 6.2).</item>
+/// returned, even before it is purged (<c>now &gt; expiry</c>, distcache §6.2).</item>
 /// <item>Capacity is exact and global. When an ADD finds the store full it takes every shard lock (rare:
 /// once per capacity/30 inserts on a full cache), purges what has expired, and evicts the
-/// max(1, floor(capacity/30)) entries that expire soonest across all shards (spec 6.3), ties in insertion
+/// max(1, floor(capacity/30)) entries that expire soonest across all shards (distcache §6.3), ties in insertion
 /// order. The duplicate check comes first, so a rejected duplicate never evicts.</item>
 /// </list>
 /// </summary>
-public sealed unsafe class SessionStore : IDisposable
+public sealed unsafe class SessionStore : ISessionStore, IDisposable
 {
     private const int ShardBits = 6;
     private const int ShardCount = 1 << ShardBits;
@@ -95,7 +103,7 @@ public sealed unsafe class SessionStore : IDisposable
     public long Now => _clock.GetTimestamp();
 
     /// <summary>
-    /// Stores a session unless an unexpired one with the same id exists (ADD never replaces, spec 5.1 step 5).
+    /// Stores a session unless an unexpired one with the same id exists (ADD never replaces, distcache §5.1 step 5).
     /// Returns <see cref="DistCacheResult.Ok"/> or <see cref="DistCacheResult.AddMatchingSession"/>.
     /// </summary>
     public DistCacheResult Add(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint timeoutMs, long now)
@@ -206,7 +214,7 @@ public sealed unsafe class SessionStore : IDisposable
         }
     }
 
-    /// <summary>Removes a session; true only when an unexpired one was removed (spec 5.3).</summary>
+    /// <summary>Removes a session; true only when an unexpired one was removed (distcache §5.3).</summary>
     public bool Remove(ReadOnlySpan<byte> id, long now)
     {
         var hash = Hash(id);
@@ -246,6 +254,70 @@ public sealed unsafe class SessionStore : IDisposable
         }
 
         return purged;
+    }
+
+    /// <inheritdoc />
+    public SessionStoreKind Kind => SessionStoreKind.Memory;
+
+    // The ISessionStore view, complete on return. The connection handler does not use it (it calls the
+    // synchronous methods above: no task, no copy); tests drive the handler's pipelined path with it.
+
+    /// <inheritdoc />
+    Task<bool> ISessionStore.AddAsync(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, uint timeoutMs) =>
+        Task.FromResult(Add(id, data, timeoutMs, Now) == DistCacheResult.Ok);
+
+    /// <inheritdoc />
+    Task<IMemoryOwner<byte>?> ISessionStore.GetAsync(ReadOnlySpan<byte> id) =>
+        Task.FromResult<IMemoryOwner<byte>?>(TryGet(id, Now, out var data) ? new ArrayOwner(data) : null);
+
+    /// <inheritdoc />
+    Task<bool> ISessionStore.RemoveAsync(ReadOnlySpan<byte> id) => Task.FromResult(Remove(id, Now));
+
+    /// <inheritdoc />
+    Task<bool> ISessionStore.ContainsAsync(ReadOnlySpan<byte> id) => Task.FromResult(Contains(id, Now));
+
+    private sealed class ArrayOwner(byte[] data) : IMemoryOwner<byte>
+    {
+        public Memory<byte> Memory => data;
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>
+    /// Hands every unexpired session, with its lifetime left at <paramref name="now"/> (rounded down to whole ms), to
+    /// <paramref name="visitor"/>, one shard at a time under that shard's lock (a snapshot: requests on other
+    /// shards go on meanwhile). Returns how many were visited.
+    /// </summary>
+    public long VisitLive<TVisitor>(long now, ref TVisitor visitor)
+        where TVisitor : ISessionVisitor, allows ref struct
+    {
+        long visited = 0;
+        foreach (var shard in _shards)
+        {
+            lock (shard.Gate)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                for (var i = 0; i < shard.Used; i++)
+                {
+                    ref var entry = ref shard.At(i);
+                    if (entry.Block == null || entry.IsExpired(now))
+                    {
+                        continue;
+                    }
+
+                    var remainingMs = (ulong)(entry.Expiry - now) * 1000 / (ulong)_ticksPerSecond;
+                    visitor.Visit(
+                        new ReadOnlySpan<byte>(entry.Block, entry.IdLength),
+                        new ReadOnlySpan<byte>(entry.Block + entry.IdLength, entry.DataLength),
+                        (uint)Math.Min(remainingMs, uint.MaxValue));
+                    visited++;
+                }
+            }
+        }
+
+        return visited;
     }
 
     /// <summary>Frees the native memory. Operations afterwards throw <see cref="ObjectDisposedException"/>.</summary>
@@ -409,10 +481,10 @@ public sealed unsafe class SessionStore : IDisposable
     {
         public byte* Block;
 
-        /// <summary>Expiry timestamp (clock ticks): the entry is expired when now &gt; Expiry (spec 6.2).</summary>
+        /// <summary>Expiry timestamp (clock ticks): the entry is expired when now &gt; Expiry (distcache §6.2).</summary>
         public long Expiry;
 
-        /// <summary>Global insertion order; equal expiries keep insertion order (spec 6.3).</summary>
+        /// <summary>Global insertion order; equal expiries keep insertion order (distcache §6.3).</summary>
         public long Sequence;
 
         /// <summary>Next entry number + 1 in the bucket's chain (or in the free list), 0 at the end.</summary>
@@ -449,6 +521,9 @@ public sealed unsafe class SessionStore : IDisposable
         private int[] _buckets = new int[8]; // entry number + 1; 0 = empty
         private int _used; // entries ever handed out (high-water mark)
         private int _freeList; // entry number + 1; 0 = none
+
+        /// <summary>Entry numbers ever handed out: every live entry is below it (free slots have no block).</summary>
+        public int Used => _used;
 
         public int Find(ReadOnlySpan<byte> id, uint hash)
         {

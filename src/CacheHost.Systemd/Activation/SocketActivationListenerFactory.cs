@@ -1,8 +1,8 @@
+using CacheHost.Posix;
 using System.Net.Sockets;
 using CacheHost.Core;
 using CacheHost.Transport;
 using Microsoft.Extensions.Logging;
-using Mono.Unix.Native;
 
 namespace CacheHost.Systemd.Activation;
 
@@ -34,7 +34,7 @@ public sealed class SocketActivationListenerFactory : IListenerFactory, IDisposa
         foreach (var (fd, name) in environment.ListenFds)
         {
             // Close-on-exec at once, before any role could spawn a child.
-            _ = Syscall.fcntl(fd, FcntlCommand.F_SETFD, 1 /* FD_CLOEXEC */);
+            Libc.SetCloseOnExec(fd);
             _unclaimed[fd] = name;
         }
     }
@@ -77,7 +77,7 @@ public sealed class SocketActivationListenerFactory : IListenerFactory, IDisposa
             return ConnectionListener.Bind(address, options, _transportLogger, prepareUnixSocket);
         }
 
-        if (Syscall.getsockopt(fd, UnixSocketProtocol.SOL_SOCKET, UnixSocketOptionName.SO_ACCEPTCONN, out int listening) != 0 || listening == 0)
+        if (!UnixSocketFile.IsListening(fd))
         {
             throw new IOException($"socket-activated fd {fd} ('{name}') is not a listening stream socket (Accept=yes is not supported)");
         }
@@ -98,7 +98,7 @@ public sealed class SocketActivationListenerFactory : IListenerFactory, IDisposa
             foreach (var (fd, name) in _unclaimed)
             {
                 SystemdLog.ListenFdUnused(_logger, fd, name);
-                _ = Syscall.close(fd);
+                _ = Libc.close(fd);
             }
 
             _unclaimed.Clear();

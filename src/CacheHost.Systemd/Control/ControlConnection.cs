@@ -11,8 +11,8 @@ namespace CacheHost.Systemd.Control;
 /// <summary>
 /// One control client. Commands run one at a time in arrival order; their replies go to this client only.
 /// Broadcast events share the output queue but are dropped (and counted into one <c>overflow</c> line)
-/// when the client does not read, so a stuck client never stalls the daemon (daemonproxy spec 4.4).
-/// Line classification follows daemonproxy spec 3.2. Lines are handled as byte strings (one char per byte,
+/// when the client does not read, so a stuck client never stalls the daemon (daemonproxy §4.4).
+/// Line classification follows daemonproxy §3.2. Lines are handled as byte strings (one char per byte,
 /// Latin-1) from the socket to the socket, as the daemonproxy supervisor's own socket does, so <c>echo</c> and
 /// commands that pass bytes on (<c>service.args</c>) keep every byte; only arguments for host commands and log
 /// lines are read as UTF-8 text.
@@ -185,7 +185,7 @@ internal sealed class ControlConnection
         return true;
     }
 
-    // error<TAB><message>, for command "<first 30 bytes>..." (daemonproxy spec 3.2 rule 4); a byte string.
+    // error<TAB><message>, for command "<first 30 bytes>..." (daemonproxy §3.2 rule 4); a byte string.
     private static string ErrorLine(string message, string line) =>
         $"error\t{ControlReply.TextToBytes(message.ReplaceLineEndings(" "))}, for command \"{(line.Length >= ErrorPrefixBytes ? line[..ErrorPrefixBytes] + "..." : line)}\"";
 

@@ -11,7 +11,7 @@ namespace CacheHost.Systemd.Control;
 /// </summary>
 public sealed class ControlDispatcher(IServiceProvider services)
 {
-    /// <summary>Handled by the connection itself (daemonproxy spec 5 "Session and utility").</summary>
+    /// <summary>Handled by the connection itself (daemonproxy §5 "Session and utility").</summary>
     public static readonly string[] ProtocolCommands = ["echo", "exit"];
 
     private IReadOnlyDictionary<string, IControlCommandProvider>? _table;

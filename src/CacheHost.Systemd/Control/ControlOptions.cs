@@ -1,6 +1,6 @@
+using CacheHost.Posix;
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
-using Mono.Unix.Native;
 
 namespace CacheHost.Systemd.Control;
 
@@ -10,7 +10,7 @@ namespace CacheHost.Systemd.Control;
 public sealed class ControlOptions
 {
     /// <summary>Configuration section.</summary>
-    public const string Section = "CacheHost:Control";
+    public const string SectionName = "CacheHost:Control";
 
     /// <summary>Serve the control socket. Default true.</summary>
     public bool Enabled { get; set; } = true;
@@ -31,7 +31,7 @@ public sealed class ControlOptions
     [RegularExpression("^[0-7]{1,4}$", ErrorMessage = "must be octal permission bits such as 660")]
     public string Mode { get; set; } = "660";
 
-    /// <summary>Longest command line in bytes, LF excluded. Default 1023, daemonproxy's limit (spec 3.1).</summary>
+    /// <summary>Longest command line in bytes, LF excluded. Default 1023, daemonproxy's limit (daemonproxy §3.1).</summary>
     [Range(64, 65536)]
     public int MaxLineLength { get; set; } = 1023;
 
@@ -61,7 +61,7 @@ public sealed class ControlOptions
         var xdg = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
         return !string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)
             ? Path.Combine(xdg, "cachehost")
-            : Path.Combine(Path.GetTempPath(), $"cachehost-{Syscall.geteuid()}");
+            : Path.Combine(Path.GetTempPath(), $"cachehost-{Libc.geteuid()}");
     }
 
     /// <summary>
@@ -72,28 +72,28 @@ public sealed class ControlOptions
     /// </summary>
     public static string? PreparePrivateDirectory(string directory)
     {
-        var uid = Syscall.geteuid();
-        if (Syscall.mkdir(directory, FilePermissions.S_IRWXU) != 0 && Stdlib.GetLastError() != Errno.EEXIST)
+        var uid = Libc.geteuid();
+        if (PosixFiles.MakeDirectory(directory, 0x1C0 /* 0700 */) is var created and not 0 and not Libc.EEXIST)
         {
-            return $"cannot create {directory}: {Stdlib.GetLastError()}";
+            return $"cannot create {directory}: {Libc.ErrnoName(created)}";
         }
 
-        if (Syscall.lstat(directory, out var st) != 0)
+        if (!PosixFiles.TryLStat(directory, out var st))
         {
-            return $"cannot inspect {directory}: {Stdlib.GetLastError()}";
+            return $"cannot inspect {directory}: {Libc.ErrnoName(Libc.Errno)}";
         }
 
-        if ((st.st_mode & FilePermissions.S_IFMT) != FilePermissions.S_IFDIR)
+        if (!st.IsDirectory)
         {
             return $"{directory} is not a directory";
         }
 
-        if (st.st_uid != uid)
+        if (st.Uid != uid)
         {
-            return $"{directory} is owned by uid {st.st_uid}, not by this process's uid {uid}";
+            return $"{directory} is owned by uid {st.Uid}, not by this process's uid {uid}";
         }
 
-        var mode = (uint)st.st_mode & 0x1FF;
+        var mode = st.Mode & 0x1FF;
         if (mode != 0x1C0)
         {
             return $"{directory} has mode {Convert.ToString(mode, 8)}, not 700";

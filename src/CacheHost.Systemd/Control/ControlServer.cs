@@ -6,12 +6,12 @@ using CacheHost.Transport;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Mono.Unix.Native;
+using CacheHost.Posix;
 
 namespace CacheHost.Systemd.Control;
 
 /// <summary>
-/// Serves the daemon-wide TSV control socket (daemonproxy line conventions, spec 3) on a unix socket with
+/// Serves the daemon-wide TSV control socket (daemonproxy line conventions, daemonproxy §3) on a unix socket with
 /// the configured owner, group and mode. It binds through <see cref="IListenerFactory"/> under the name
 /// "control", so a socket unit with <c>FileDescriptorName=control</c> can pass it in. Also the
 /// <see cref="IControlEvents"/> broadcaster for roles.
@@ -60,7 +60,7 @@ public sealed class ControlServer(
             Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
         }
 
-        if (IsLiveSocket(path))
+        if (UnixSocketFile.IsLive(path))
         {
             // Another instance (e.g. a second dc_server for tests) owns it: never steal a live socket.
             SystemdLog.ControlInUse(_logger, path);
@@ -129,25 +129,6 @@ public sealed class ControlServer(
         {
             await _server.DisposeAsync().ConfigureAwait(false);
             _server = null;
-        }
-    }
-
-    private static bool IsLiveSocket(string path)
-    {
-        if (Syscall.lstat(path, out var st) != 0 || (st.st_mode & FilePermissions.S_IFMT) != FilePermissions.S_IFSOCK)
-        {
-            return false;
-        }
-
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
         }
     }
 

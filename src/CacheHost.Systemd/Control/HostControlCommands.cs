@@ -1,4 +1,5 @@
 using System.Globalization;
+using CacheHost.Core;
 using CacheHost.Core.Control;
 using CacheHost.Systemd.Logging;
 using CacheHost.Systemd.Notify;
@@ -51,6 +52,12 @@ public sealed class HostControlCommands(IServiceProvider services, HostStatus st
         var roles = status.Roles();
         reply.Line("host", "pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         reply.Line("host", "roles", string.Join(',', roles.Select(r => r.Name)));
+        // Version, uptime and memory (issue 18): what an operator asks first, without attaching a debugger.
+        var clock = services.GetService<TimeProvider>() ?? TimeProvider.System;
+        reply.Line("host", "version", ProcessFigures.Version);
+        reply.Line("host", "uptime_s", ((long)ProcessFigures.Uptime(clock).TotalSeconds).ToString(CultureInfo.InvariantCulture));
+        reply.Line("host", "rss_bytes", ProcessFigures.ResidentBytes.ToString(CultureInfo.InvariantCulture));
+        reply.Line("host", "gc_heap_bytes", ProcessFigures.ManagedHeapBytes.ToString(CultureInfo.InvariantCulture));
         foreach (var role in roles)
         {
             reply.Line("role", role.Name, role.Summary ?? "");
@@ -71,7 +78,7 @@ public sealed class HostControlCommands(IServiceProvider services, HostStatus st
     }
 
     // log.filter                 -> current levels
-    // log.filter<TAB>LEVEL       -> default level (daemonproxy form, spec 5)
+    // log.filter<TAB>LEVEL       -> default level (daemonproxy form, daemonproxy §5)
     // log.filter<TAB>NS<TAB>LEVEL -> one namespace; until the next reload
     private void LogFilter(ControlCommand command, IControlReply reply)
     {

@@ -1,5 +1,5 @@
+using CacheHost.Posix;
 using System.Globalization;
-using Mono.Unix.Native;
 
 namespace CacheHost.Systemd.Logging;
 
@@ -55,6 +55,6 @@ public static class JournalStream
             return false;
         }
 
-        return Syscall.fstat(fd, out var st) == 0 && st.st_dev == dev && st.st_ino == inode;
+        return PosixFiles.TryFStat(fd, out var st) && st.Device == dev && st.Inode == inode;
     }
 }

@@ -1,5 +1,6 @@
 // Microsoft.Extensions.Hosting.Systemd lacks this: its SystemdLifetime knows no reload and sends no
 // RELOADING=1. Built on the package's ISystemdNotifier.
+using CacheHost.Core;
 using CacheHost.Systemd.Logging;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
@@ -21,6 +22,7 @@ public sealed class ReloadCoordinator(
     ISystemdNotifier notifier,
     HostStatus status,
     IHostApplicationLifetime lifetime,
+    TimeProvider clock,
     ILogger<ReloadCoordinator> logger)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -38,7 +40,7 @@ public sealed class ReloadCoordinator(
         try
         {
             SystemdLog.Reloading(logger, trigger);
-            notifier.Send(logger, "RELOADING=1", "MONOTONIC_USEC=" + NativeMethods.MonotonicMicroseconds(), NotifierExtensions.Status("reloading"));
+            notifier.Send(logger, "RELOADING=1", "MONOTONIC_USEC=" + clock.MonotonicMicroseconds(), NotifierExtensions.Status("reloading"));
             string? problem = null;
             try
             {

@@ -19,9 +19,13 @@ public sealed class WatchdogHeartbeat(
     ISystemdNotifier notifier,
     HostStatus status,
     IHostApplicationLifetime lifetime,
+    TimeProvider clock,
     ILogger<WatchdogHeartbeat> logger) : BackgroundService
 {
     private static readonly TimeSpan StatusInterval = TimeSpan.FromSeconds(5);
+
+    // STATUS= is refreshed at most this often (a busy status line must not flood systemd).
+    private static readonly TimeSpan StatusMinGap = TimeSpan.FromSeconds(1);
 
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -47,9 +51,9 @@ public sealed class WatchdogHeartbeat(
         {
         }
 
-        using var timer = new PeriodicTimer(interval);
+        using var timer = new PeriodicTimer(interval, clock);
         var lastStatus = "";
-        var lastStatusAt = DateTime.MinValue;
+        long? lastStatusAt = null;
         string? withheld = null;
         try
         {
@@ -74,8 +78,8 @@ public sealed class WatchdogHeartbeat(
 
                 withheld = null;
                 var line = status.Line();
-                var now = DateTime.UtcNow;
-                var sendStatus = line != lastStatus && now - lastStatusAt >= TimeSpan.FromSeconds(1);
+                var now = clock.GetTimestamp();
+                var sendStatus = line != lastStatus && (lastStatusAt is not { } at || clock.GetElapsedTime(at, now) >= StatusMinGap);
                 if (timeout is not null)
                 {
                     if (sendStatus)

@@ -1,3 +1,4 @@
+using CacheHost.Posix;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
@@ -30,7 +31,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
     private const int MinReceiveBufferSize = 4096;
     private const int MaxReceivesPerEvent = 16;
     private const int MaxIoVecs = 16;
-    private const uint ReadInterest = EpollNative.EPOLLIN | EpollNative.EPOLLRDHUP | EpollNative.EPOLLET;
+    private const uint ReadInterest = Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLET;
 
     private readonly SafeSocketHandle _handle;
     private readonly int _fd;
@@ -115,18 +116,18 @@ public sealed class EpollSocketConnection : PipeSocketConnection
     /// <summary>Readiness reported by the loop (on the loop's thread). Never throws.</summary>
     internal void OnEvents(uint events)
     {
-        if ((events & (EpollNative.EPOLLOUT | EpollNative.EPOLLERR | EpollNative.EPOLLHUP)) != 0)
+        if ((events & (Libc.EPOLLOUT | Libc.EPOLLERR | Libc.EPOLLHUP)) != 0)
         {
             WakeWriter(true);
         }
 
-        if ((events & (EpollNative.EPOLLRDHUP | EpollNative.EPOLLERR | EpollNative.EPOLLHUP)) != 0)
+        if ((events & (Libc.EPOLLRDHUP | Libc.EPOLLERR | Libc.EPOLLHUP)) != 0)
         {
             // The peer's FIN (or an error) raises no further edge: read on past short reads until recv says so.
             Volatile.Write(ref _readToEnd, 1);
         }
 
-        if ((events & (EpollNative.EPOLLIN | EpollNative.EPOLLRDHUP | EpollNative.EPOLLERR | EpollNative.EPOLLHUP)) != 0)
+        if ((events & (Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLERR | Libc.EPOLLHUP)) != 0)
         {
             RequestReceive();
         }
@@ -214,9 +215,9 @@ public sealed class EpollSocketConnection : PipeSocketConnection
 
             switch (errno)
             {
-                case EpollNative.EAGAIN:
+                case Libc.EAGAIN:
                     return;
-                case EpollNative.EINTR:
+                case Libc.EINTR:
                     continue;
                 default:
                     FinishReceive(ErrorFor(errno));
@@ -261,7 +262,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
     {
         if (!TryReferenceDescriptor())
         {
-            errno = EpollNative.EBADF;
+            errno = Libc.EBADF;
             return -1;
         }
 
@@ -270,7 +271,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
             nint received;
             fixed (byte* p = buffer)
             {
-                received = EpollNative.recv(_fd, p, (nuint)buffer.Length, 0);
+                received = Libc.recv(_fd, p, (nuint)buffer.Length, 0);
             }
 
             errno = received < 0 ? Marshal.GetLastPInvokeError() : 0;
@@ -334,9 +335,9 @@ public sealed class EpollSocketConnection : PipeSocketConnection
 
             switch (errno)
             {
-                case EpollNative.EINTR:
+                case Libc.EINTR:
                     continue;
-                case EpollNative.EAGAIN:
+                case Libc.EAGAIN:
                     return SendWhenWritableAsync(buffer);
                 default:
                     return ValueTask.FromException(ErrorFor(errno));
@@ -380,7 +381,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
     {
         if (!TryReferenceDescriptor())
         {
-            errno = EpollNative.EBADF;
+            errno = Libc.EBADF;
             return -1;
         }
 
@@ -391,7 +392,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
             {
                 fixed (byte* p = buffer.FirstSpan)
                 {
-                    sent = EpollNative.send(_fd, p, (nuint)buffer.FirstSpan.Length, EpollNative.MSG_NOSIGNAL);
+                    sent = Libc.send(_fd, p, (nuint)buffer.FirstSpan.Length, Libc.MSG_NOSIGNAL);
                 }
             }
             else
@@ -410,7 +411,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
 
     private unsafe nint SendGathered(in ReadOnlySequence<byte> buffer)
     {
-        var iov = stackalloc EpollNative.IoVec[MaxIoVecs];
+        var iov = stackalloc Libc.IoVec[MaxIoVecs];
         var count = 0;
         foreach (var segment in buffer)
         {
@@ -432,10 +433,10 @@ public sealed class EpollSocketConnection : PipeSocketConnection
 
         try
         {
-            var message = default(EpollNative.MsgHdr);
+            var message = default(Libc.MsgHdr);
             message.Iov = iov;
             message.IovLen = (nuint)count;
-            return EpollNative.sendmsg(_fd, &message, EpollNative.MSG_NOSIGNAL);
+            return Libc.sendmsg(_fd, &message, Libc.MSG_NOSIGNAL);
         }
         finally
         {
@@ -453,7 +454,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
         Interlocked.Exchange(ref _waitingWritable, 1);
 
         // MOD re-arms the edge: if the socket became writable before this, the event comes at once.
-        var errno = _thread!.Modify(_fd, ReadInterest | EpollNative.EPOLLOUT, Token);
+        var errno = _thread!.Modify(_fd, ReadInterest | Libc.EPOLLOUT, Token);
         if (errno != 0 || AbortReason is not null)
         {
             WakeWriter(false);
@@ -490,7 +491,7 @@ public sealed class EpollSocketConnection : PipeSocketConnection
         if (TryReferenceDescriptor())
         {
             // Wakes this loop with EPOLLIN|EPOLLHUP, so the receive side finishes too.
-            _ = EpollNative.shutdown(_fd, EpollNative.SHUT_RDWR);
+            _ = Libc.shutdown(_fd, Libc.SHUT_RDWR);
             _handle.DangerousRelease();
         }
 
@@ -521,9 +522,9 @@ public sealed class EpollSocketConnection : PipeSocketConnection
             return new ConnectionAbortedException(AbortReason);
         }
 
-        var socketError = new SocketException((int)EpollNative.ToSocketError(errno), Marshal.GetPInvokeErrorMessage(errno));
-        return errno is EpollNative.ECONNRESET or EpollNative.EPIPE or EpollNative.ECONNABORTED or EpollNative.ENOTCONN
-            or EpollNative.ETIMEDOUT or EpollNative.ESHUTDOWN or EpollNative.EBADF or EpollNative.EHOSTUNREACH or EpollNative.ENETUNREACH
+        var socketError = Libc.SocketException(errno);
+        return errno is Libc.ECONNRESET or Libc.EPIPE or Libc.ECONNABORTED or Libc.ENOTCONN
+            or Libc.ETIMEDOUT or Libc.ESHUTDOWN or Libc.EBADF or Libc.EHOSTUNREACH or Libc.ENETUNREACH
             ? new ConnectionResetException(socketError.Message, socketError)
             : socketError;
     }

@@ -1,3 +1,4 @@
+using CacheHost.Posix;
 using System.Runtime.InteropServices;
 
 namespace CacheHost.Transport.Epoll;
@@ -28,7 +29,7 @@ internal sealed unsafe class EpollThread
 
     public EpollThread(int index)
     {
-        _epfd = EpollNative.epoll_create1(EpollNative.EPOLL_CLOEXEC);
+        _epfd = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
         if (_epfd < 0)
         {
             throw new IOException($"epoll_create1 failed: errno {Marshal.GetLastPInvokeError()}");
@@ -67,7 +68,7 @@ internal sealed unsafe class EpollThread
             Volatile.Write(ref _slots[slot], connection);
         }
 
-        var error = EpollNative.Control(_epfd, EpollNative.EPOLL_CTL_ADD, fd, events, token);
+        var error = EpollNative.Control(_epfd, Libc.EPOLL_CTL_ADD, fd, events, token);
         if (error != 0)
         {
             Release(connection);
@@ -78,13 +79,13 @@ internal sealed unsafe class EpollThread
     }
 
     /// <summary>Changes the interest of a registered descriptor (also re-arms an edge-triggered one). Returns errno.</summary>
-    public int Modify(int fd, uint events, ulong token) => EpollNative.Control(_epfd, EpollNative.EPOLL_CTL_MOD, fd, events, token);
+    public int Modify(int fd, uint events, ulong token) => EpollNative.Control(_epfd, Libc.EPOLL_CTL_MOD, fd, events, token);
 
     /// <summary>Removes a connection: its descriptor leaves the epoll set and late events for it are ignored.</summary>
     public void Unregister(EpollSocketConnection connection, int fd)
     {
         // Fails harmlessly (EBADF/ENOENT) when the descriptor is already closed; the slot check covers that.
-        _ = EpollNative.Control(_epfd, EpollNative.EPOLL_CTL_DEL, fd, 0, 0);
+        _ = EpollNative.Control(_epfd, Libc.EPOLL_CTL_DEL, fd, 0, 0);
         Release(connection);
     }
 
@@ -113,11 +114,11 @@ internal sealed unsafe class EpollThread
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * EpollNative.EventSize));
         while (true)
         {
-            var count = EpollNative.epoll_wait(_epfd, events, MaxEvents, -1);
+            var count = Libc.epoll_wait(_epfd, events, MaxEvents, -1);
             if (count < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
-                if (errno == EpollNative.EINTR)
+                if (errno == Libc.EINTR)
                 {
                     continue;
                 }

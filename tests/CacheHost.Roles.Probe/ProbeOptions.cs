@@ -7,6 +7,9 @@ namespace CacheHost.Roles.Probe;
 /// <summary>Section <c>CacheHost:Probe</c>.</summary>
 public sealed class ProbeOptions
 {
+    /// <summary>Configuration section.</summary>
+    public const string SectionName = "CacheHost:Probe";
+
     /// <summary>Listen address (libnal form, e.g. <c>UNIX:/run/cachehost/probe.sock</c> or <c>IP:127.0.0.1:9100</c>). Socket-activation name: "Probe".</summary>
     [Required]
     public string Listen { get; set; } = "";

@@ -2,32 +2,33 @@ using System.Collections;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace CacheHost.Roles.ProcessSupervisor;
+namespace CacheHost.Posix;
 
 /// <summary>
-/// Starts a service with posix_spawnp (spec 7.2 step 3, research 2.5): the given descriptors land exactly on
+/// Starts a program with posix_spawnp: daemonproxy's services (daemonproxy §7.2 step 3, research 2.5) and the
+/// detached child of <see cref="Daemonizer"/>: the given descriptors land exactly on
 /// child fd 0..N-1, <c>-</c> slots (source -1) stay closed, every other descriptor is closed
 /// (addclosefrom_np), all signals get their default disposition and an empty mask, argv[0] is looked up in
 /// PATH, and the environment, cwd and umask are the supervisor's.
 /// </summary>
-internal static unsafe class ServiceSpawner
+internal static unsafe class ProcessSpawner
 {
     private const int SigsetBytes = 128;
     private const int FileActionsBytes = 256;
     private const int AttrBytes = 512;
 
     /// <summary>Spawns; returns the pid, or -errno when exec (or the spawn itself) failed.</summary>
-    public static int Spawn(IReadOnlyList<string> argv, IReadOnlyList<int> childFds, bool newSession = false, IReadOnlyDictionary<string, string>? extraEnv = null)
-        => SpawnCore(argv, childFds, null, newSession, extraEnv);
+    public static int Spawn(IReadOnlyList<string> argv, IReadOnlyList<int> childFds, bool newSession = false, IReadOnlyDictionary<string, string>? extraEnv = null, string? workingDirectory = null)
+        => SpawnCore(argv, childFds, null, newSession, extraEnv, workingDirectory);
 
     /// <summary>
-    /// Spawns with explicit (source, target) pairs and no closing of other descriptors: used by daemonize,
-    /// whose child must keep the inherited fd_N descriptors at their numbers.
+    /// Spawns with explicit (source, target) pairs and no closing of other descriptors: used by daemonize
+    /// for daemonproxy -D, whose child must keep the inherited fd_N descriptors at their numbers.
     /// </summary>
-    public static int SpawnKeepingFds(IReadOnlyList<string> argv, IReadOnlyList<(int Source, int Target)> dups, bool newSession, IReadOnlyDictionary<string, string>? extraEnv)
-        => SpawnCore(argv, [], dups, newSession, extraEnv);
+    public static int SpawnKeepingFds(IReadOnlyList<string> argv, IReadOnlyList<(int Source, int Target)> dups, bool newSession, IReadOnlyDictionary<string, string>? extraEnv, string? workingDirectory = null)
+        => SpawnCore(argv, [], dups, newSession, extraEnv, workingDirectory);
 
-    private static int SpawnCore(IReadOnlyList<string> argv, IReadOnlyList<int> childFds, IReadOnlyList<(int Source, int Target)>? dups, bool newSession, IReadOnlyDictionary<string, string>? extraEnv)
+    private static int SpawnCore(IReadOnlyList<string> argv, IReadOnlyList<int> childFds, IReadOnlyList<(int Source, int Target)>? dups, bool newSession, IReadOnlyDictionary<string, string>? extraEnv, string? workingDirectory)
     {
         // Copy every source to a fresh CLOEXEC number first so overlapping mappings (A->B, B->A, or a source
         // that is also a target) cannot corrupt each other (research 2.5.2 item 5).
@@ -78,6 +79,14 @@ internal static unsafe class ServiceSpawner
                 {
                     // dup2(fd, fd) clears close-on-exec in glibc (research 2.5.2 item 3).
                     Libc.posix_spawn_file_actions_adddup2(fa, source, target);
+                }
+            }
+
+            if (workingDirectory is not null)
+            {
+                fixed (byte* directory = Libc.Utf8Z(workingDirectory))
+                {
+                    Libc.posix_spawn_file_actions_addchdir_np(fa, directory);
                 }
             }
 

@@ -13,15 +13,18 @@ using Microsoft.Extensions.Options;
 
 namespace CacheHost.Roles.Probe;
 
-/// <summary>Registration of the Probe role.</summary>
-public static class ProbeRoleExtensions
+/// <summary>Registers the Probe role (a test fixture: tests/CacheHost.ProbeHost adds it; the shipped RoleCatalog does not).</summary>
+public static class ProbeRole
 {
+    /// <summary>Role name in CacheHost:Roles.</summary>
+    public const string Name = "Probe";
+
     /// <summary>Binds <c>CacheHost:Probe</c> and registers the role.</summary>
     public static IHostApplicationBuilder AddProbeRole(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddValidatedOptions<ProbeOptions, ProbeOptionsValidator>("CacheHost:Probe", static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o =>
+        builder.Services.AddValidatedOptions<ProbeOptions, ProbeOptionsValidator>(ProbeOptions.SectionName, static (section, o) => section.Bind(o, RoleOptionsExtensions.RejectUnknownKeys), o =>
             TransportAddress.TryParse(o.Listen, out _, out var error) ? [] : [$"Listen: {error}"]);
-        builder.Services.AddHostedService<ProbeRole>();
+        builder.Services.AddHostedService<ProbeService>();
         return builder;
     }
 }
@@ -30,7 +33,7 @@ public static class ProbeRoleExtensions
 /// Echoes every line back, after an optional greeting. Implements the status and control-command seams
 /// (<c>probe.stats</c>, <c>probe.health ok|wedged</c>, <c>probe.broadcast ARGS…</c> → <c>probe.event ARGS…</c> to every control client) as a small reference for real roles.
 /// </summary>
-public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider, IConnectionHandler
+public sealed partial class ProbeService : ListenerRoleService, IRoleStatusProvider, IControlCommandProvider, IConnectionHandler
 {
     private readonly IOptionsMonitor<ProbeOptions> _options;
     private readonly IControlEvents? _events;
@@ -38,8 +41,8 @@ public sealed partial class ProbeRole : ListenerRoleService, IRoleStatusProvider
     private volatile bool _healthy = true;
 
     /// <summary>Creates the role.</summary>
-    public ProbeRole(IOptionsMonitor<ProbeOptions> options, IListenerFactory listenerFactory, RoleFailures failures, ILogger<ProbeRole> logger, IControlEvents? events = null)
-        : base("Probe", listenerFactory, failures, logger)
+    public ProbeService(IOptionsMonitor<ProbeOptions> options, IListenerFactory listenerFactory, RoleFailures failures, ILogger<ProbeService> logger, IControlEvents? events = null)
+        : base(ProbeRole.Name, listenerFactory, failures, logger)
     {
         _options = options;
         _events = events;
