@@ -4,7 +4,7 @@ using HdrHistogram;
 namespace CacheHost.LoadTool;
 
 /// <summary>
-/// What LoadRun and MixRun share about measuring: the run clock, the warm-up (<c>-warmup S</c>: the first S
+/// What every LoadRun workload shares about measuring: the run clock, the warm-up (<c>-warmup S</c>: the first S
 /// seconds are neither counted nor timed in the report) and the per-interval latency of the progress line
 /// (an HdrHistogram <see cref="Recorder"/> that every client records into, swapped once a second).
 /// </summary>

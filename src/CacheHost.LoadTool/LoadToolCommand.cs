@@ -9,7 +9,7 @@ public static class LoadToolCommand
     /// <summary>Runs with the given writers (reference messages go to <paramref name="stderr"/>, the report to <paramref name="stdout"/>).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool plainProgress = true)
     {
-        // Inline socket completions before the first socket exists: the tool must not be the bottleneck (MixRun).
+        // Inline socket completions before the first socket exists: the tool must not be the bottleneck (MixWorkload).
         CacheHost.Transport.SocketEngineSettings.Apply(true);
         var protocolError = MixProtocolOption.Extract(ref args, out var protocol, out var protocolGiven);
         if (protocolError is not null)
@@ -41,18 +41,15 @@ public static class LoadToolCommand
             return 1;
         }
 
-        // The mix mode over persistent connections runs in MixRun (allocation-free, both protocols).
-        if (settings.Mix is not null && (settings.Persistent || protocol == MixProtocol.Memcached))
+        // The mix mode over persistent connections runs in MixWorkload (allocation-free, both protocols).
+        var persistentMix = settings.Mix is not null && (settings.Persistent || protocol == MixProtocol.Memcached);
+        if (persistentMix && settings.Rate > 0)
         {
-            if (settings.Rate > 0)
-            {
-                stderr.WriteLine("Error, --rate is not available with -mix -persistent or --protocol memcached (use -mix without -persistent, or the barrage)");
-                return 1;
-            }
-
-            return new MixRun(settings, protocol, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
+            stderr.WriteLine("Error, --rate is not available with -mix -persistent or --protocol memcached (use -mix without -persistent, or the barrage)");
+            return 1;
         }
 
-        return new LoadRun(settings, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
+        LoadWorkload workload = persistentMix ? new MixWorkload(settings, protocol) : new DistCacheClientWorkload(settings);
+        return new LoadRun(settings, workload, stdout, stderr, plainProgress).RunAsync().GetAwaiter().GetResult();
     }
 }

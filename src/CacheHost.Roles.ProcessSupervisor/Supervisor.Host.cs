@@ -28,7 +28,7 @@ internal sealed partial class Supervisor
     ];
 
     /// <summary>Names of the supervisor's own command table (tests keep <see cref="HostCommandNames"/> in step with it).</summary>
-    internal IEnumerable<string> CommandTableNames => Commands.Keys;
+    internal IEnumerable<string> CommandTableNames => _commands.Names;
 
     private readonly ConcurrentQueue<HostCommand> _hostCommands = new();
     private readonly object _hostLock = new();
@@ -46,15 +46,7 @@ internal sealed partial class Supervisor
     /// <summary>Loop step: refreshes <see cref="HostStatusSummary"/> when the counts changed (no allocation otherwise).</summary>
     private void UpdateHostStatus()
     {
-        var up = 0;
-        foreach (var svc in _services.Values)
-        {
-            if (svc.State == ServiceState.Up)
-            {
-                up++;
-            }
-        }
-
+        var up = _services.UpCount();
         if (up != _statusUp || _services.Count != _statusServices)
         {
             _statusUp = up;
@@ -90,17 +82,17 @@ internal sealed partial class Supervisor
     /// <summary>Loop step: runs the queued host commands (each with a complete statedump when asked).</summary>
     private void RunHostCommands(long now)
     {
-        while (!_terminate && _hostCommands.TryDequeue(out var command))
+        while (!_termination.Requested && _hostCommands.TryDequeue(out var command))
         {
             var capture = new StringBuilder();
             var c = new Controller(Log, -1, ControllerKind.Socket, -1, -1, ownsFds: false) { Capture = capture };
             try
             {
-                Execute(c, command.Line, now);
+                _commands.Execute(c, command.Line, now);
                 if (c.Dump is not null)
                 {
-                    ContinueDump(c, now); // captured output never runs out of space: one call finishes it
-                    DeliverSignals(c, now); // statedump part 3: the signal list (daemonproxy §9)
+                    _commands.ContinueDump(c, now); // captured output never runs out of space: one call finishes it
+                    _signals.DeliverTo(c, now); // statedump part 3: the signal list (daemonproxy §9)
                 }
 
                 command.Reply.TrySetResult(capture.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));

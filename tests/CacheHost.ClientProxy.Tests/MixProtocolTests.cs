@@ -10,7 +10,7 @@ using Xunit;
 namespace CacheHost.ClientProxy.Tests;
 
 /// <summary>
-/// The load tool's -mix mode over persistent connections (MixRun): memcached text protocol against a real
+/// The load tool's -mix mode over persistent connections (MixWorkload): memcached text protocol against a real
 /// memcached (Debian package <c>memcached</c>, started by the test on its own unix socket), value
 /// verification in both protocols, and the -protocol option's errors.
 /// </summary>

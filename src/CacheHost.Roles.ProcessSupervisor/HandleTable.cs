@@ -2,13 +2,138 @@ using System.Net;
 
 namespace CacheHost.Roles.ProcessSupervisor;
 
-/// <summary>Named-handle commands of daemonproxy §5 (fd.*), events of daemonproxy §6.3.</summary>
-internal sealed partial class Supervisor
+/// <summary>
+/// The named-handle table of daemonproxy §10 and its <c>fd.*</c> commands (daemonproxy §5, events §6.3): the
+/// descriptors by name in byte order, the pool limits of <c>--fd-pool</c>, and the name the log writes to.
+/// Touched by the supervisor loop alone.
+/// </summary>
+internal sealed class HandleTable
 {
-    /// <summary>Checks that NAME may be (re)defined; returns an error or null.</summary>
-    private string? CheckReplaceable(string name)
+    private readonly SortedList<string, NamedHandle> _handles = new(StringComparer.Ordinal);
+    private readonly SupervisorSettings _settings;
+    private readonly Action<string, long> _broadcast;
+
+    /// <param name="settings">Pool limits (<c>--fd-pool</c>, object size).</param>
+    /// <param name="broadcast">Sends an event line to every controller (the controller table's broadcast).</param>
+    public HandleTable(SupervisorSettings settings, Action<string, long> broadcast)
     {
-        var error = CheckFdName(name);
+        _settings = settings;
+        _broadcast = broadcast;
+    }
+
+    public int Count => _handles.Count;
+
+    /// <summary>Names in byte order (statedump part 1 resumes by name, daemonproxy §9).</summary>
+    public IList<string> Names => _handles.Keys;
+
+    /// <summary>Handles in name order, parallel to <see cref="Names"/>.</summary>
+    public IList<NamedHandle> Handles => _handles.Values;
+
+    /// <summary>Handles that occupy pool objects: all of them, the four constants included, as in the original
+    /// (so `--fd-pool 1`, raised to the minimum 7, is full with the constants and stdin/stdout/stderr).</summary>
+    public int PooledCount => _handles.Count;
+
+    /// <summary>The handle <c>log.dest</c> names (daemonproxy §5); the log writes to its descriptor.</summary>
+    public string LogDest { get; set; } = "stderr";
+
+    /// <summary>The log's descriptor: fd 2 before the table is filled (option warnings), -1 when the named handle is missing.</summary>
+    public int LogFd => _handles.Count == 0 ? 2 : _handles.TryGetValue(LogDest, out var h) ? h.Fd : -1;
+
+    public bool Contains(string name) => _handles.ContainsKey(name);
+
+    public bool TryGet(string name, out NamedHandle handle) => _handles.TryGetValue(name, out handle!);
+
+    /// <summary>Adds or replaces without closing or broadcasting (start-up registration).</summary>
+    public void Add(NamedHandle handle) => _handles[handle.Name] = handle;
+
+    /// <summary>Start-up (daemonproxy §2.4 step 3): the four constant special handles.</summary>
+    public void AddConstants(int devNull)
+    {
+        Add(new NamedHandle("null", devNull, "special", "read,write", "/dev/null", constant: true));
+        Add(new NamedHandle("control.cmd", -1, "special", "write", "daemonproxy command pipe", constant: true));
+        Add(new NamedHandle("control.event", -1, "special", "read", "daemonproxy event stream", constant: true));
+        Add(new NamedHandle("control.socket", -1, "special", "read,write", "daemonproxy control socket", constant: true));
+    }
+
+    /// <summary>Points a std handle at /dev/null (interactive mode and <c>-c -</c> take stdin/stdout over).</summary>
+    public void RepointToNull(string name, int mode)
+    {
+        var fd = Libc.Open("/dev/null", mode | Libc.O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            return;
+        }
+
+        if (_handles.TryGetValue(name, out var old) && old.Fd >= 0)
+        {
+            Libc.close(old.Fd);
+        }
+
+        _handles[name] = NamedHandle.Inspect(name, fd);
+    }
+
+    /// <summary>
+    /// daemonproxy §2.4 step 4: fds 0-2 become stdin/stdout/stderr (as close-on-exec copies, so deleting one never
+    /// frees a low number under the runtime), every other inherited descriptor becomes fd_N. Descriptors the
+    /// runtime opened are close-on-exec; inherited ones are not, which is how they are told apart.
+    /// </summary>
+    public void RegisterInherited(params int[] skip)
+    {
+        string[] std = ["stdin", "stdout", "stderr"];
+        for (var i = 0; i < 3; i++)
+        {
+            var fd = Libc.fcntl(i, Libc.F_DUPFD_CLOEXEC, 3);
+            if (fd < 0)
+            {
+                fd = Libc.Open("/dev/null", (i == 0 ? Libc.O_RDONLY : Libc.O_WRONLY) | Libc.O_CLOEXEC, 0);
+            }
+
+            Add(NamedHandle.Inspect(std[i], fd));
+        }
+
+        foreach (var entry in SafeListFds())
+        {
+            if (entry < 3 || entry >= 1024 || skip.Contains(entry))
+            {
+                continue;
+            }
+
+            var flags = Libc.fcntl(entry, Libc.F_GETFD, 0);
+            if (flags < 0 || (flags & Libc.FD_CLOEXEC) != 0)
+            {
+                continue;
+            }
+
+            Libc.SetCloseOnExec(entry);
+            Add(NamedHandle.Inspect($"fd_{entry}", entry));
+        }
+    }
+
+    private static List<int> SafeListFds()
+    {
+        var list = new List<int>();
+        try
+        {
+            foreach (var path in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+            {
+                if (int.TryParse(Path.GetFileName(path), out var fd))
+                {
+                    list.Add(fd);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        list.Sort();
+        return list;
+    }
+
+    /// <summary>Checks that NAME may be (re)defined; returns an error or null.</summary>
+    public string? CheckReplaceable(string name)
+    {
+        var error = CommandTable.CheckFdName(name);
         if (error is not null)
         {
             return error;
@@ -19,7 +144,7 @@ internal sealed partial class Supervisor
             return "File descriptor cannot be altered";
         }
 
-        if (!_handles.ContainsKey(name) && _settings.HandlePool is { } pool && PooledHandleCount >= pool)
+        if (!_handles.ContainsKey(name) && _settings.HandlePool is { } pool && PooledCount >= pool)
         {
             return "Unable to allocate new file descriptor object";
         }
@@ -28,7 +153,7 @@ internal sealed partial class Supervisor
     }
 
     /// <summary>Installs a handle, closing any old descriptor of that name (daemonproxy §10: no `deleted` event).</summary>
-    private void Install(NamedHandle handle, long now, bool broadcast = true)
+    public void Install(NamedHandle handle, long now, bool broadcast = true)
     {
         if (_handles.TryGetValue(handle.Name, out var old))
         {
@@ -44,7 +169,7 @@ internal sealed partial class Supervisor
         _handles[handle.Name] = handle;
         if (broadcast)
         {
-            Broadcast(handle.StateLine(), now);
+            _broadcast(handle.StateLine(), now);
         }
     }
 
@@ -63,12 +188,10 @@ internal sealed partial class Supervisor
         }
     }
 
-    private static readonly string[] SocketFlags = ["unix", "inet", "inet6", "tcp", "udp", "stream", "dgram", "seqpacket"];
-
-    private unsafe string? CmdFdPipe(Controller c, string[] f, string line, long now)
+    public unsafe string? CmdFdPipe(Controller c, string[] f, string line, long now)
     {
-        var rname = Arg(f, 1);
-        var wname = Arg(f, 2);
+        var rname = CommandTable.Arg(f, 1);
+        var wname = CommandTable.Arg(f, 2);
         var error = CheckReplaceable(rname) ?? CheckReplaceable(wname);
         if (error is not null)
         {
@@ -77,7 +200,7 @@ internal sealed partial class Supervisor
 
         bool nonblock = false, isSocket = false;
         int family = Libc.AF_UNIX, type = Libc.SOCK_STREAM;
-        foreach (var flag in Arg(f, 3).Split(','))
+        foreach (var flag in CommandTable.Arg(f, 3).Split(','))
         {
             switch (flag)
             {
@@ -134,14 +257,14 @@ internal sealed partial class Supervisor
         r.Peer = w;
         w.Peer = r;
         r.Description = wname;
-        Broadcast(r.StateLine(), now);
-        Broadcast(w.StateLine(), now);
+        _broadcast(r.StateLine(), now);
+        _broadcast(w.StateLine(), now);
         return null;
     }
 
-    private unsafe string? CmdFdOpen(Controller c, string[] f, string line, long now)
+    public unsafe string? CmdFdOpen(Controller c, string[] f, string line, long now)
     {
-        var name = Arg(f, 1);
+        var name = CommandTable.Arg(f, 1);
         var error = CheckReplaceable(name);
         if (error is not null)
         {
@@ -214,9 +337,9 @@ internal sealed partial class Supervisor
         }
     }
 
-    private unsafe string? CmdFdSocket(Controller c, string[] f, string line, long now)
+    public unsafe string? CmdFdSocket(Controller c, string[] f, string line, long now)
     {
-        var name = Arg(f, 1);
+        var name = CommandTable.Arg(f, 1);
         var error = CheckReplaceable(name);
         if (error is not null)
         {
@@ -250,7 +373,7 @@ internal sealed partial class Supervisor
                 default:
                     if (flag.StartsWith("listen=", StringComparison.Ordinal))
                     {
-                        if (!int.TryParse(flag.AsSpan(7), NumberStyles, null, out listenQueue) || listenQueue is < 1 or > 65535)
+                        if (!int.TryParse(flag.AsSpan(7), CommandTable.NumberStyles, null, out listenQueue) || listenQueue is < 1 or > 65535)
                         {
                             return "invalid listen queue length";
                         }
@@ -336,10 +459,8 @@ internal sealed partial class Supervisor
         return null;
     }
 
-    private const System.Globalization.NumberStyles NumberStyles = System.Globalization.NumberStyles.None;
-
     /// <summary>unix: a path under 108 bytes; inet: <c>*</c> or dotted IPv4, optional <c>:PORT</c>; inet6: not implemented.</summary>
-    private static byte[]? BuildSockaddr(int family, string address)
+    internal static byte[]? BuildSockaddr(int family, string address)
     {
         if (family == Libc.AF_UNIX)
         {
@@ -365,7 +486,7 @@ internal sealed partial class Supervisor
         if (colon >= 0)
         {
             host = address[..colon];
-            if (!int.TryParse(address.AsSpan(colon + 1), NumberStyles, null, out port) || port > 65535)
+            if (!int.TryParse(address.AsSpan(colon + 1), CommandTable.NumberStyles, null, out port) || port > 65535)
             {
                 return null;
             }
@@ -389,7 +510,7 @@ internal sealed partial class Supervisor
         return result;
     }
 
-    private string? CmdFdTake(Controller c, string[] f, string line, long now)
+    public string? CmdFdTake(Controller c, string[] f, string line, long now)
     {
         var fd = c.TakeReceivedFd();
         if (fd < 0)
@@ -397,7 +518,7 @@ internal sealed partial class Supervisor
             return "No ancillary file descriptor received";
         }
 
-        var name = Arg(f, 1);
+        var name = CommandTable.Arg(f, 1);
         var error = CheckReplaceable(name);
         if (error is not null)
         {
@@ -410,10 +531,10 @@ internal sealed partial class Supervisor
         return null;
     }
 
-    private string? CmdFdDelete(Controller c, string[] f, string line, long now)
+    public string? CmdFdDelete(Controller c, string[] f, string line, long now)
     {
-        var name = Arg(f, 1);
-        var error = CheckFdName(name);
+        var name = CommandTable.Arg(f, 1);
+        var error = CommandTable.CheckFdName(name);
         if (error is not null)
         {
             return error;
@@ -431,7 +552,7 @@ internal sealed partial class Supervisor
 
         Release(h);
         _handles.Remove(name);
-        Broadcast($"fd.state\t{name}\tdeleted\n", now);
+        _broadcast($"fd.state\t{name}\tdeleted\n", now);
         return null;
     }
 }
