@@ -485,18 +485,19 @@ internal sealed class ServiceTable
         return null;
     }
 
-    public string? CmdServiceStart(Controller c, string[] f, string line, long now)
+    /// <summary>The existing service named by argument 1: null, or the command's error text (daemonproxy §5).</summary>
+    private string? FindNamed(string[] f, out Service svc)
     {
         var name = CommandTable.Arg(f, 1);
-        var error = CommandTable.CheckServiceName(name);
-        if (error is not null)
+        svc = null!;
+        return CommandTable.CheckServiceName(name) ?? (_services.TryGetValue(name, out svc!) ? null : "No such service");
+    }
+
+    public string? CmdServiceStart(Controller c, string[] f, string line, long now)
+    {
+        if (FindNamed(f, out var svc) is { } error)
         {
             return error;
-        }
-
-        if (!_services.TryGetValue(name, out var svc))
-        {
-            return "No such service";
         }
 
         var at = now;
@@ -540,16 +541,9 @@ internal sealed class ServiceTable
 
     public string? CmdServiceSignal(Controller c, string[] f, string line, long now)
     {
-        var name = CommandTable.Arg(f, 1);
-        var error = CommandTable.CheckServiceName(name);
-        if (error is not null)
+        if (FindNamed(f, out var svc) is { } error)
         {
             return error;
-        }
-
-        if (!_services.TryGetValue(name, out var svc))
-        {
-            return "No such service";
         }
 
         error = SignalNames.TryParse(CommandTable.Arg(f, 2), out var signo);
@@ -582,16 +576,9 @@ internal sealed class ServiceTable
 
     public string? CmdServiceDelete(Controller c, string[] f, string line, long now)
     {
-        var name = CommandTable.Arg(f, 1);
-        var error = CommandTable.CheckServiceName(name);
-        if (error is not null)
+        if (FindNamed(f, out var svc) is { } error)
         {
             return error;
-        }
-
-        if (!_services.TryGetValue(name, out var svc))
-        {
-            return "No such service";
         }
 
         // Defect 1 fixed: any service that is not running can be deleted (the original never clears the pid).
@@ -600,8 +587,8 @@ internal sealed class ServiceTable
             return "service is running";
         }
 
-        _services.Remove(name);
-        Broadcast($"service.state\t{name}\tdeleted\t-\t-\t-\t-\t-\t-\n", now);
+        _services.Remove(svc.Name);
+        Broadcast($"service.state\t{svc.Name}\tdeleted\t-\t-\t-\t-\t-\t-\n", now);
         return null;
     }
 }
